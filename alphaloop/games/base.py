@@ -1,0 +1,50 @@
+"""The uniform game-state API every board game implements (after OpenSpiel's `State`).
+
+One API means one MCTS, one PettingZoo adapter and one set of conformance tests serve
+every game. Players are 0 (moves first) and 1. Actions are ints in [0, num_actions).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+
+class IllegalActionError(ValueError):
+    """Raised by `apply_action` for an action that is not legal in the state."""
+
+
+class GameState(Protocol):
+    game_name: ClassVar[str]
+    num_actions: ClassVar[int]           # size of the action space (9 for tic-tac-toe, 7 for connect four)
+    observation_shape: ClassVar[tuple[int, ...]]  # shape of `observation_tensor()`
+
+    def legal_actions(self) -> list[int]:
+        """Legal actions in increasing order; empty iff the state is terminal."""
+
+    def apply_action(self, action: int) -> None:
+        """Play `action` for the current player in place; IllegalActionError if not legal."""
+
+    def clone(self) -> GameState:
+        """An independent copy: changing it never changes self."""
+
+    def is_terminal(self) -> bool: ...
+
+    def returns(self) -> list[float]:
+        """[r0, r1] in {-1, 0, 1}: zero for non-terminal states and draws."""
+
+    def current_player(self) -> int:
+        """0 or 1 to move; -1 (TERMINAL) when the game is over."""
+
+    def observation_tensor(self) -> np.ndarray:
+        """float32 planes from the point of view of the player to move (current player's
+        stones first, then the opponent's), shape `observation_shape`."""
+
+    def move_history(self) -> list[int]: ...
+
+    def __str__(self) -> str:
+        """Human-readable board."""
+
+
+TERMINAL = -1
