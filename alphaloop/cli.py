@@ -1,0 +1,117 @@
+"""The `alphaloop` command: run recipes, resume them, evaluate, list envs, (re)build reports."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from alphaloop.errors import UserError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Train agents: imitation first, then reinforcement, with learning and search together.")
+console = Console()
+DEFAULT_RECIPE = Path("recipes/quickstart.toml")
+
+
+def _default_recipe() -> Path:
+    if DEFAULT_RECIPE.is_file():
+        return DEFAULT_RECIPE
+    beside_package = Path(__file__).resolve().parent.parent / DEFAULT_RECIPE
+    return beside_package if beside_package.is_file() else DEFAULT_RECIPE
+
+
+def _finish(run_dir: Path) -> None:
+    from alphaloop.report import build_report, format_report_card
+
+    page = build_report(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    console.print(format_report_card(summary))
+    console.print(f"report: {page}")
+
+
+@app.command()
+def run(
+    recipe: Annotated[Path | None, typer.Argument(help="recipe TOML (default: recipes/quickstart.toml)")] = None,
+    out: Annotated[Path | None, typer.Option(help="run directory (default: runs/<recipe name>)")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override: dotted.path=value (repeatable)")] = None,
+    resume: Annotated[Path | None, typer.Option(help="continue the run in this directory")] = None,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Run a recipe end to end (or continue one with --resume RUN_DIR)."""
+    from alphaloop import runner
+
+    if resume is not None:
+        if recipe is not None or set_:
+            raise UserError("--resume continues a run with its own saved recipe: give no recipe or --set")
+        run_dir = resume
+        resolved = runner.load_run_recipe(run_dir)
+        console.print(f"resuming {run_dir}")
+    else:
+        from alphaloop.recipe import load_recipe
+
+        resolved = load_recipe(recipe or _default_recipe(), set_ or [])
+        run_dir = runner.prepare_run_dir(resolved, out)
+        console.print(f"run directory: {run_dir}")
+    runner.run(resolved, run_dir, show_progress=progress)
+    _finish(run_dir)
+
+
+@app.command("eval")
+def eval_(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory")],
+    split: Annotated[list[str] | None, typer.Option(help="train | test | heldout (repeatable)")] = None,
+    decoder: Annotated[list[str] | None, typer.Option(help="greedy, sample, maj@K, pass@K (repeatable)")] = None,
+    policy: Annotated[list[str] | None, typer.Option(help="expert or a stage name (default: latest)")] = None,
+    problems: Annotated[int, typer.Option(help="problems per split")] = 500,
+) -> None:
+    """Evaluate a run's policies; prints the table and writes it to RUN_DIR/evals/."""
+    from alphaloop.cli_eval import eval_run
+
+    records = eval_run(run_dir, split or ["test"], decoder or ["greedy"], policy or ["latest"], problems)
+    from alphaloop.report import format_report_card
+
+    console.print(format_report_card({"evals": records}))
+
+
+@app.command()
+def envs() -> None:
+    """List registered envs and their knobs."""
+    from rich.table import Table
+
+    from alphaloop.envs.registry import describe_env, list_envs
+
+    for name, cls in list_envs().items():
+        table = Table(title=f"{name}  ({cls.__module__}:{cls.__name__})", title_justify="left")
+        for column in ("knob", "type", "default", "description"):
+            table.add_column(column)
+        for knob, kind, default, description in describe_env(cls):
+            table.add_row(str(knob), str(kind), repr(default), str(description or ""))
+        console.print(table)
+
+
+@app.command()
+def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> None:
+    """(Re)build RUN_DIR/report.html from summary.json and metrics.jsonl."""
+    if not (run_dir / "summary.json").is_file():
+        raise UserError(f"{run_dir} has no summary.json (not a run directory, or the run has not finished a stage)")
+    _finish(run_dir)
+
+
+def main() -> None:
+    try:
+        app()
+    except UserError as exc:
+        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        Console(stderr=True).print("interrupted: continue with `alphaloop run --resume RUN_DIR`")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

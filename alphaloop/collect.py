@@ -1,0 +1,72 @@
+"""Collect: Env x Policy -> Episodes. Shared by evaluation and reinforcement learning.
+
+Problems are replicated `samples` times and generated in large batches by our KV-cache sampler;
+each completion is scored by the env's verifier and becomes one `Episode`.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import torch
+
+from alphaloop.episode import Episode
+from alphaloop.policies.sampler import sample
+
+
+def score_episode(env, problem, episode: Episode) -> Episode:
+    """Fill reward, success and the parsed answer from the env's verifier."""
+    completion = episode.completion
+    success = bool(env.verify(problem, completion))
+    episode.rewards = [1.0 if success else 0.0]
+    episode.success = success
+    episode.info["answer"] = env.parse_answer(completion)
+    return episode
+
+
+def policy_episodes(
+    policy,
+    env,
+    problems: Sequence,
+    samples: int = 1,
+    temperature: float = 1.0,
+    top_k: int = 0,
+    max_new_tokens: int | None = None,
+    generator: torch.Generator | None = None,
+    batch_size: int = 256,
+) -> list[list[Episode]]:
+    """`samples` scored episodes per problem (grouped by problem), sampled by the LM policy.
+
+    temperature 0 is greedy decoding; then all `samples` copies would be equal, so callers ask
+    for samples=1.
+    """
+    if max_new_tokens is None:
+        max_new_tokens = env.max_completion_chars + 1  # +1 for EOS
+    prompts = [policy.prompt_ids(p.prompt) for p in problems]
+    rows = [(i, prompts[i]) for i in range(len(problems)) for _ in range(samples)]
+    groups: list[list[Episode]] = [[] for _ in problems]
+    for start in range(0, len(rows), batch_size):
+        chunk = rows[start : start + batch_size]
+        out = sample(policy, [ids for _, ids in chunk], max_new_tokens=max_new_tokens, temperature=temperature,
+                     top_k=top_k, generator=generator)
+        for (i, ids), comp_ids, logps, truncated in zip(chunk, out.completion_ids, out.logprobs, out.truncated):
+            episode = Episode(
+                observations=[problems[i].prompt], actions=[policy.decode(comp_ids)], prompt_ids=list(ids),
+                action_ids=list(comp_ids), logprobs=list(logps), truncated=bool(truncated),
+                info={"problem": i},
+            )
+            groups[i].append(score_episode(env, problems[i], episode))
+    return groups
+
+
+def expert_episodes(env, problems: Sequence, samples: int, rng: random.Random) -> list[list[Episode]]:
+    """The env's (imperfect) expert as a policy: `samples` demonstrations per problem, scored."""
+    groups = []
+    for i, problem in enumerate(problems):
+        group = []
+        for _ in range(samples):
+            episode = Episode(observations=[problem.prompt], actions=[env.expert(problem, rng)], info={"problem": i})
+            group.append(score_episode(env, problem, episode))
+        groups.append(group)
+    return groups

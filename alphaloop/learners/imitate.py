@@ -1,0 +1,28 @@
+"""Imitation: next-token negative log-likelihood on completion tokens only.
+
+    L(theta) = - sum_{b,t} m_{b,t} log pi_theta(y_{b,t+1} | y_{b,<=t}) / sum_{b,t} m_{b,t}
+
+where m masks in the completion (and its EOS) and masks out the prompt: supervised fine-tuning /
+behaviour cloning as in InstructGPT's SFT step (Ouyang et al. 2022). A token-mean, so long and
+short demonstrations weigh each of their tokens equally.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+def imitation_loss(policy, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                   completion_mask: torch.Tensor) -> torch.Tensor:
+    logprobs = policy.sequence_logprobs(input_ids, attention_mask)
+    return -(logprobs * completion_mask).sum() / completion_mask.sum().clamp_min(1.0)
+
+
+def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
+    """LR multiplier: linear warmup to 1, then cosine decay to `min_ratio` at `total`."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

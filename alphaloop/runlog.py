@@ -1,0 +1,74 @@
+"""Where a run's numbers go: `metrics.jsonl` (the record) and TensorBoard event files (the view)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+SKIP_SCALARS = {"step", "stage_index", "time_s"}
+
+
+class MetricsLogger:
+    """Append-only JSON-lines log, mirrored to TensorBoard scalars `<stage>/<key>`.
+
+    On resume the log is cut back to the checkpoint being resumed (`truncate`), so a resumed
+    run's metrics.jsonl equals an uninterrupted one's, line for line except for wall times.
+    """
+
+    def __init__(self, run_dir: Path, tensorboard: bool = True):
+        self.path = Path(run_dir) / "metrics.jsonl"
+        self.tb_dir = Path(run_dir) / "tensorboard"
+        self._tensorboard = tensorboard
+        self._writer = None
+        self._file = open(self.path, "a")
+
+    def _tb(self, purge_step: int | None = None):
+        if not self._tensorboard:
+            return None
+        if self._writer is None:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._writer = SummaryWriter(str(self.tb_dir), purge_step=purge_step)
+        return self._writer
+
+    def log(self, record: dict[str, Any]) -> None:
+        self._file.write(json.dumps(record, sort_keys=True) + "\n")
+        self._file.flush()
+        writer = self._tb()
+        if writer is not None:
+            stage = record.get("stage", "run")
+            prefix = f"{stage}/eval_{record.get('split', '')}_{record.get('decoder', '')}" if record.get(
+                "kind") == "eval" else stage
+            step = int(record.get("step", 0))
+            for key, value in record.items():
+                if key in SKIP_SCALARS or isinstance(value, bool) or not isinstance(value, int | float):
+                    continue
+                if math.isfinite(value):
+                    writer.add_scalar(f"{prefix}/{key}", value, step)
+
+    def records(self) -> list[dict[str, Any]]:
+        self._file.flush()
+        lines = self.path.read_text().splitlines()
+        out = []
+        for line in lines:
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:  # a line cut by kill -9
+                continue
+        return out
+
+    def truncate(self, keep) -> None:
+        """Rewrite the log keeping only records for which keep(record) is true."""
+        kept = [r for r in self.records() if keep(r)]
+        self._file.close()
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
+        tmp.replace(self.path)
+        self._file = open(self.path, "a")
+
+    def close(self) -> None:
+        self._file.close()
+        if self._writer is not None:
+            self._writer.close()

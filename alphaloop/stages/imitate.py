@@ -1,0 +1,112 @@
+"""Stage `imitate`: behaviour cloning of the env's expert (SFT), with periodic held-out eval.
+
+Each step draws a fresh batch of training problems and expert demonstrations from a seed
+derived from (recipe seed, stage, step): the data cursor *is* the step, so a resumed run sees
+exactly the batches an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import Any, Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from alphaloop.learners.imitate import imitation_loss, warmup_cosine
+from alphaloop.learners.sequences import pack
+
+
+class ImitateStageConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["imitate"]
+    name: str | None = None
+    steps: int = Field(1500, ge=1, description="optimizer steps")
+    batch_size: int = Field(64, ge=1, description="demonstrations per step")
+    lr: float = Field(3e-3, gt=0, description="peak AdamW learning rate")
+    warmup_steps: int = Field(50, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
+    weight_decay: float = Field(0.01, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
+    eval_every: int = Field(250, ge=1, description="greedy eval on the test split every N steps")
+    eval_problems: int = Field(200, ge=1)
+    checkpoint_every: int = Field(250, ge=1)
+
+
+def demonstration_batch(env, policy, rng: random.Random, size: int):
+    prompts, completions = [], []
+    for _ in range(size):
+        problem = env.sample_problem(rng, "train")
+        prompts.append(policy.prompt_ids(problem.prompt))
+        completions.append(policy.encode(env.expert(problem, rng)) + [policy.eos_id])
+    return pack(prompts, completions, policy.pad_id)
+
+
+def in_training_eval(ctx, policy, env, problems, step: int) -> dict[str, Any]:
+    """Greedy accuracy on a fixed test subset, logged and returned as a summary eval record."""
+    from alphaloop.evals.evaluate import evaluate
+
+    policy.model.eval()
+    record = evaluate(ctx.stage.name, policy, env, problems, ["greedy"], seed=0)[0]
+    policy.model.train()
+    ctx.log(step, kind="eval", split=record["split"], decoder="greedy", accuracy=record["metrics"]["accuracy"])
+    return {"stage": ctx.stage.name, "step": step, **record}
+
+
+def run_imitate(ctx, cfg: ImitateStageConfig) -> dict[str, Any]:
+    from alphaloop.checkpoint import write_atomic_dir
+    from alphaloop.policies.lm import LMPolicy
+    from alphaloop.stages.eval import eval_problem_seed
+
+    env = ctx.make_env("train", seed=ctx.seed("env"))
+    test_env = ctx.make_env("test")
+    test_problems = test_env.problems("test", cfg.eval_problems, seed=eval_problem_seed(ctx.recipe.seed, "test"))
+
+    resumed = ctx.load_checkpoint()
+    policy = LMPolicy.load(resumed[0]) if resumed else ctx.initial_policy()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
+    start, loss_ema, evals = 0, None, []
+    if resumed:
+        state = resumed[1]
+        optimizer.load_state_dict(state["optimizer"])
+        start, loss_ema, evals = state["step"], state["loss_ema"], state["evals"]
+
+    task = ctx.new_progress_task(cfg.steps, completed=start)
+    policy.model.train()
+    for step in range(start, cfg.steps):
+        began = time.time()
+        rng = random.Random(ctx.seed("batch", step))
+        input_ids, attention, completion_mask = demonstration_batch(env, policy, rng, cfg.batch_size)
+        lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        loss = imitation_loss(policy, input_ids, attention, completion_mask)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+        value = loss.item()
+        loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
+        tokens = int(attention.sum())
+        done = step + 1
+        ctx.log(done, loss=round(value, 6), lr=lr, grad_norm=round(float(grad_norm), 6),
+                tokens_per_s=round(tokens / max(time.time() - began, 1e-9), 1))
+        info = f"loss {loss_ema:.3f}"
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            evals.append(in_training_eval(ctx, policy, test_env, test_problems, done))
+            info += f"  test greedy {evals[-1]['metrics']['accuracy']:.1%}"
+        ctx.progress.update(task, completed=done, info=info)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            ctx.save_checkpoint(done, policy, {"optimizer": optimizer.state_dict(), "loss_ema": loss_ema,
+                                               "evals": evals})
+
+    policy_dir = ctx.stage_dir / "policy"
+    write_atomic_dir(policy_dir, policy.save)
+    final = {"loss_ema": round(loss_ema, 6)}
+    if evals:
+        final["test_greedy_accuracy"] = evals[-1]["metrics"]["accuracy"]
+    return {"steps": cfg.steps, "final": final, "evals": evals,
+            "policy_dir": str(policy_dir.relative_to(ctx.run_dir))}

@@ -1,0 +1,102 @@
+"""End to end: the smoke recipe runs, is reproducible, and resumes after kill -9 / corruption."""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from alphaloop import runner
+from alphaloop.recipe import load_recipe
+
+TIME_KEYS = {"time_s", "tokens_per_s"}
+
+
+def run_smoke(repo_root, out, overrides=()):
+    recipe = load_recipe(f"{repo_root}/recipes/smoke.toml", list(overrides))
+    run_dir = runner.prepare_run_dir(recipe, out)
+    return runner.run(recipe, run_dir, show_progress=False), run_dir
+
+
+def metrics_without_time(run_dir):
+    records = [json.loads(line) for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS} for r in records]
+
+
+@pytest.fixture(scope="module")
+def reference(repo_root, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ref") / "run"
+    summary, run_dir = run_smoke(repo_root, out)
+    return summary, run_dir
+
+
+def test_smoke_run_writes_report_card(reference):
+    summary, run_dir = reference
+    assert summary["status"] == "complete"
+    for name in ("recipe.toml", "metrics.jsonl", "summary.json", "timings.json"):
+        assert (run_dir / name).is_file(), name
+    assert any((run_dir / "tensorboard").iterdir())
+    final_evals = [e for e in summary["evals"] if e["stage"] == "eval"]
+    combos = {(e["policy"], e["split"], e["decoder"]) for e in final_evals}
+    assert ("expert", "test", "greedy") in combos and ("imitate", "heldout", "pass@4") in combos
+    for record in final_evals:
+        assert 0.0 <= record["metrics"]["accuracy"] <= 1.0
+    policy_dir = run_dir / summary["stages"][0]["policy_dir"]
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        assert (policy_dir / name).is_file()
+
+
+def test_same_seed_gives_identical_summary(repo_root, reference, tmp_path):
+    summary, run_dir = reference
+    again, again_dir = run_smoke(repo_root, tmp_path / "again")
+    assert (again_dir / "summary.json").read_text() == (run_dir / "summary.json").read_text()
+    assert metrics_without_time(again_dir) == metrics_without_time(run_dir)
+
+
+def test_resume_after_kill_9_matches(repo_root, reference, tmp_path):
+    _, ref_dir = reference
+    out = tmp_path / "killed"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    cmd = [sys.executable, "-m", "alphaloop.cli", "run", f"{repo_root}/recipes/smoke.toml", "--out", str(out),
+           "--no-progress"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ckpts = out / "stages" / "0-imitate" / "checkpoints"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        if ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir()):
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    result = subprocess.run([sys.executable, "-m", "alphaloop.cli", "run", "--resume", str(out), "--no-progress"],
+                            env=env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert (out / "summary.json").read_text() == (ref_dir / "summary.json").read_text()
+    assert metrics_without_time(out) == metrics_without_time(ref_dir)
+
+
+def test_resume_skips_corrupted_checkpoint(repo_root, reference, tmp_path):
+    _, ref_dir = reference
+    run_dir = tmp_path / "corrupt"
+    shutil.copytree(ref_dir, run_dir)
+    stage = run_dir / "stages" / "0-imitate"
+    # Pretend the run died after writing its checkpoints but before finishing the stage,
+    # and that the newest checkpoint was damaged on disk.
+    (stage / "result.json").unlink()
+    shutil.rmtree(stage / "policy")
+    shutil.rmtree(run_dir / "stages" / "1-eval", ignore_errors=True)
+    (run_dir / "summary.json").unlink()
+    newest = sorted((stage / "checkpoints").iterdir())[-1]
+    weights = newest / "policy" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-16] + b"\0" * 16)
+    recipe = runner.load_run_recipe(run_dir)
+    summary = runner.run(recipe, run_dir, show_progress=False)
+    assert json.dumps(summary, sort_keys=True, indent=2) + "\n" == (ref_dir / "summary.json").read_text()
+    assert metrics_without_time(run_dir) == metrics_without_time(ref_dir)
