@@ -1,0 +1,363 @@
+"""The human report card: run directory -> `report.html` (one self-contained file) + the terminal table.
+
+The page reads only what the runner wrote (summary.json, metrics.jsonl, timings.json,
+recipe.toml) and never fails on a run that crashed part-way: whatever is missing or unreadable
+is named at the top of the page instead. Figures are embedded as base64 so the page can be
+mailed or attached as one file; the same PNGs are also left in `plots/`.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+
+from alphaloop.errors import UserError
+from alphaloop.report.plots import curve_figure, elo_figure, is_rate, learning_curve_figure, slug
+
+CSS = """
+body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330; max-width: 1150px;
+       margin: 2em auto; padding: 0 1em; }
+h1 { margin-bottom: .2em; } h2 { margin-top: 1.8em; border-bottom: 1px solid #d6dae2; padding-bottom: .2em; }
+table { border-collapse: collapse; margin: .6em 0; font-variant-numeric: tabular-nums; }
+th, td { border-bottom: 1px solid #e3e6ec; padding: .3em .8em; text-align: left; vertical-align: top; }
+th { background: #f3f5f8; } td.num { text-align: right; }
+.meta span { margin-right: 1.6em; } .note { color: #6a7180; font-size: 88%; }
+.ci { color: #8a909c; font-size: 85%; }
+.status { padding: .1em .5em; border-radius: .3em; color: white; font-weight: 600; }
+.complete { background: #2e8b57; } .other { background: #c0392b; }
+.missing { background: #fff4e0; border-left: 4px solid #e6a23c; padding: .5em 1em; }
+img { max-width: 100%; display: block; margin: .8em 0; }
+pre { background: #f6f8fa; padding: 1em; overflow-x: auto; font-size: 85%; }
+"""
+
+
+def decoder_note(decoder: str) -> str:
+    """What a decoder's number means, so nobody compares an oracle bound with a deployable method."""
+    name, _, k = str(decoder).partition("@")
+    if name == "oracle":
+        return "upper bound: uses the answer key"
+    if name == "pass":
+        return f"correct if any of {k} samples is (unbiased estimator, Chen et al. 2021); needs a verifier"
+    if name.startswith("pass^"):
+        return f"all {name[5:]} samples correct (reliability, Yao et al. 2024)"
+    if name == "maj":
+        return f"majority vote over {k} samples (Wang et al. 2023)"
+    if name == "greedy":
+        return "temperature 0"
+    if name == "sample":
+        return "one sample, averaged over all drawn samples"
+    return ""
+
+
+def format_value(key: str, value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return str(value)
+        if is_rate(key) and 0.0 <= value <= 1.0:
+            return f"{value:.1%}"
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
+    return str(value)
+
+
+def _metric_order(key: str) -> tuple:
+    """accuracy first, then pass@/maj@ by k, the rest alphabetically, the sample count n last."""
+    match = re.match(r"^(\D+?)[@^](\d+)$", key)
+    if key == "accuracy":
+        return (0, "", 0)
+    if key == "n":
+        return (3, "", 0)
+    return (1, match.group(1), int(match.group(2))) if match else (2, key, 0)
+
+
+def wilson_note(decoder: str, metrics: dict[str, Any]) -> str:
+    """95% Wilson interval of the accuracy, when it is a count of solved problems out of n (greedy,
+    maj@k, oracle@k); pass@k and sample accuracies are averages of per-problem estimates instead."""
+    from alphaloop.evals.metrics import wilson_interval
+
+    acc, n = metrics.get("accuracy"), metrics.get("n")
+    if decoder.startswith(("pass", "sample")):
+        return ""
+    if not (isinstance(acc, int | float) and isinstance(n, int) and n > 0 and 0 <= acc <= 1):
+        return ""
+    hits = acc * n
+    if abs(hits - round(hits)) > 1e-6 * n:  # an average of estimates (pass@k, sample), not a count
+        return ""
+    low, high = wilson_interval(round(hits), n)
+    return f"{low:.1%}-{high:.1%}"
+
+
+def eval_tables(summary: dict[str, Any]) -> tuple[list[dict], list[dict]]:
+    """(final evals, evals during training), keeping only well-formed records."""
+    records = [r for r in summary.get("evals") or []
+               if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
+    final = [r for r in records if r.get("step") is None]
+    during = [r for r in records if r.get("step") is not None]
+    return final, during
+
+
+def _eval_columns(records: list[dict]) -> list[str]:
+    keys = {k for r in records for k in r["metrics"]}
+    return sorted(keys, key=_metric_order)
+
+
+def format_report_card(summary: dict[str, Any]) -> Table:
+    """The eval table for the terminal: final evals, or the last in-training evals if none exist."""
+    final, during = eval_tables(summary)
+    records = final
+    if not records:  # a run stopped before its eval stage: show the latest in-training numbers
+        latest: dict[tuple, dict] = {}
+        for r in during:
+            latest[(r.get("stage"), r.get("policy"), r.get("split"), r.get("decoder"))] = r
+        records = list(latest.values())
+    title = " ".join(str(x) for x in (summary.get("name"), summary.get("status")) if x) or "evaluation"
+    table = Table(title=title, title_justify="left", caption_justify="left")
+    columns = _eval_columns(records)
+    for column in ("policy", "split", "decoder"):
+        table.add_column(column)
+    for column in columns:
+        table.add_column(column, justify="right")
+    notes = {}
+    for r in records:
+        decoder = str(r.get("decoder", ""))
+        if decoder_note(decoder) and decoder.partition("@")[0] in ("pass", "oracle"):
+            notes[decoder] = decoder_note(decoder)
+        cells = [Text(str(r.get(k, ""))) for k in ("policy", "split", "decoder")]
+        cells += [Text(format_value(c, r["metrics"][c]) if c in r["metrics"] else "") for c in columns]
+        table.add_row(*cells)
+    caption = [f"{d}: {note}" for d, note in sorted(notes.items())]
+    if not records:
+        caption.append("no evaluations in this run")
+    elif not final:
+        caption.append("latest evaluations during training (the run has no final eval stage yet)")
+    table.caption = "\n".join(caption) or None
+    return table
+
+
+# ---------------------------------------------------------------- reading the run directory
+
+
+def _read_json(path: Path, missing: list[str], what: str) -> Any:
+    if not path.is_file():
+        missing.append(f"{path.name} not found: {what}")
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        missing.append(f"{path.name} is not valid JSON ({exc}): {what}")
+        return None
+
+
+def read_metrics(path: Path, missing: list[str]) -> list[dict[str, Any]]:
+    """metrics.jsonl records; a line cut short by a crash is skipped and counted."""
+    if not path.is_file():
+        missing.append("metrics.jsonl not found: no learning curves")
+        return []
+    records, bad = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    if bad:
+        missing.append(f"metrics.jsonl: skipped {bad} unreadable line(s) (a write cut short by a crash?)")
+    return records
+
+
+# ---------------------------------------------------------------- HTML pieces
+
+e = html.escape
+
+
+def _img(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img alt="{e(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
+    """Cells arrive already escaped (some carry markup such as the interval spans)."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    num = ' class="num"'
+    body = "".join("<tr>" + "".join(f"<td{num if i in numeric else ''}>{c}</td>"
+                                    for i, c in enumerate(row)) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _eval_html(records: list[dict], with_step: bool) -> str:
+    columns = _eval_columns(records)
+    fixed = (["stage", "step"] if with_step else []) + ["policy", "split", "decoder"]
+    if not with_step and len({r.get("stage") for r in records}) > 1:
+        fixed = ["stage", *fixed]
+    rows = []
+    if with_step:
+        records = sorted(records, key=lambda r: (str(r.get("stage")), r.get("step") or 0))
+    for r in records:
+        row = [e(str(r.get(k, ""))) for k in fixed]
+        note = decoder_note(str(r.get("decoder", "")))
+        if note:
+            row[-1] += f'<br><span class="note">{e(note)}</span>'
+        for c in columns:
+            cell = e(format_value(c, r["metrics"][c])) if c in r["metrics"] else ""
+            interval = wilson_note(str(r.get("decoder", "")), r["metrics"]) if c == "accuracy" else ""
+            if interval:
+                cell += f' <span class="ci" title="95% Wilson interval">[{e(interval)}]</span>'
+            row.append(cell)
+        rows.append(row)
+    numeric = set(range(len(fixed), len(fixed) + len(columns)))
+    return _table([e(h) for h in fixed + columns], rows, numeric=numeric)
+
+
+def _stages_html(stages: list[dict], timings: dict[str, Any]) -> str:
+    rows = []
+    for s in stages:
+        final = s.get("final") if isinstance(s.get("final"), dict) else {}
+        wall = s.get("wall_time_s", timings.get(str(s.get("name"))))
+        rows.append([e(str(s.get("index", ""))), e(str(s.get("name", ""))), e(str(s.get("kind", ""))),
+                     e(str(s.get("status", ""))), e(format_value("steps", s.get("steps", ""))),
+                     e(_duration(wall)), e(", ".join(f"{k} {format_value(k, v)}" for k, v in final.items()))])
+    return _table(["#", "name", "kind", "status", "steps", "wall time", "final"], rows, numeric={0, 4, 5})
+
+
+def _duration(seconds: Any) -> str:
+    if not isinstance(seconds, int | float) or isinstance(seconds, bool):
+        return ""
+    minutes, secs = divmod(float(seconds), 60)
+    return f"{int(minutes)} min {secs:.0f} s" if minutes >= 1 else f"{secs:.1f} s"
+
+
+def _params(n: Any) -> str:
+    if not isinstance(n, int):
+        return str(n)
+    for unit, size in (("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.3g}{unit}"
+    return str(n)
+
+
+# ---------------------------------------------------------------- the page
+
+
+def build_report(run_dir: Path) -> Path:
+    """Write run_dir/plots/*.png and run_dir/report.html; return the page's path.
+
+    Never raises for a partial run: missing or unreadable files are listed on the page."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir} is not a directory (expected a run directory)")
+    missing: list[str] = []
+    summary = _read_json(run_dir / "summary.json", missing, "the run has not finished a stage, or crashed")
+    if summary is not None and not isinstance(summary, dict):
+        missing.append("summary.json does not hold a JSON object")
+        summary = None
+    summary = summary or {}
+    timings = _read_json(run_dir / "timings.json", [], "") or {}
+    timings = timings if isinstance(timings, dict) else {}
+    metrics = read_metrics(run_dir / "metrics.jsonl", missing)
+    plots = run_dir / "plots"
+
+    name = str(summary.get("name") or run_dir.name)
+    status = str(summary.get("status") or "unknown")
+    parts = [f"<h1>{e(name)}</h1>",
+             f'<p class="meta"><span class="status {"complete" if status == "complete" else "other"}">'
+             f"{e(status)}</span>"]
+    wall = summary.get("wall_time_s")
+    if wall is None and timings:
+        wall = sum(v for v in timings.values() if isinstance(v, int | float))
+    policy = summary.get("policy") if isinstance(summary.get("policy"), dict) else {}
+    size = _params(policy["num_parameters"]) if "num_parameters" in policy else None
+    for label, value in (("env", summary.get("env")), ("seed", summary.get("seed")),
+                         ("threads", summary.get("threads")), ("policy", policy.get("kind")),
+                         ("parameters", size),
+                         ("wall time", _duration(wall) or None)):
+        if value is not None:
+            parts.append(f"<span><b>{e(label)}</b> {e(str(value))}</span>")
+    parts.append("</p>")
+    if missing:
+        parts.append('<div class="missing"><b>Incomplete run directory</b><ul>'
+                     + "".join(f"<li>{e(m)}</li>" for m in missing) + "</ul></div>")
+
+    stages = [s for s in summary.get("stages") or [] if isinstance(s, dict)]
+    parts.append("<h2>Stages</h2>")
+    parts.append(_stages_html(stages, timings) if stages else '<p class="note">no stages recorded</p>')
+
+    final, during = eval_tables(summary)
+    parts.append("<h2>Evaluation</h2>")
+    parts.append(_eval_html(final, with_step=False) if final else
+                 '<p class="note">no final evaluation (the run has no eval stage, or has not reached it)</p>')
+    if during:
+        parts.append(f"<details><summary>evaluations during training ({len(during)})</summary>"
+                     f"{_eval_html(during, with_step=True)}</details>")
+
+    parts.append("<h2>Learning curves</h2>")
+    by_stage: dict[tuple[int, str], list[dict]] = {}
+    for r in metrics:
+        index = r.get("stage_index") if isinstance(r.get("stage_index"), int) else -1
+        by_stage.setdefault((index, str(r.get("stage", "run"))), []).append(r)
+    drawn = 0
+    for (index, stage), records in sorted(by_stage.items()):
+        path = learning_curve_figure(stage, records, plots / f"curves-{index}-{slug(stage)}.png")
+        if path is not None:
+            parts.append(f"<h3>{e(stage)}</h3>{_img(path, f'learning curves of stage {stage}')}")
+            drawn += 1
+    if not drawn:
+        parts.append('<p class="note">no training metrics logged</p>')
+
+    curves = summary.get("curves") if isinstance(summary.get("curves"), dict) else {}
+    for curve_name, points in sorted(curves.items(), key=lambda kv: (kv[0] != "test_time_compute", kv[0])):
+        title = "Test-time compute" if curve_name == "test_time_compute" else curve_name.replace("_", " ")
+        parts.append(f"<h2>{e(title)}</h2>")
+        path = curve_figure(curve_name, points if isinstance(points, list) else [],
+                            plots / f"curve-{slug(curve_name)}.png")
+        if path is None:
+            parts.append(f'<p class="note">curve {e(curve_name)} has no plottable points</p>')
+            continue
+        if curve_name == "test_time_compute":
+            parts.append('<p class="note">accuracy as more samples per problem are drawn '
+                         "(log2 axis), one line per policy and decoder</p>")
+        parts.append(_img(path, title))
+
+    elo = summary.get("elo")
+    if isinstance(elo, dict) and elo:
+        numeric = {str(k): float(v) for k, v in elo.items() if isinstance(v, int | float)}
+        rows = [[e(k), f"{v:.0f}"] for k, v in sorted(numeric.items(), key=lambda kv: -kv[1])]
+        rows += [[e(str(k)), e(str(v))] for k, v in elo.items() if str(k) not in numeric]
+        parts.append("<h2>Elo</h2>")
+        parts.append(_table(["player", "Elo"], rows, {1}))
+        path = elo_figure(elo, plots / "elo.png")
+        if path is not None:
+            parts.append(_img(path, "Elo ladder"))
+
+    recipe = run_dir / "recipe.toml"
+    if recipe.is_file():
+        parts.append("<h2>Recipe</h2><details><summary>recipe.toml (resolved)</summary>"
+                     f"<pre>{e(recipe.read_text(errors='replace'))}</pre></details>")
+
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            f"<title>{e(name)} - alphaloop report</title><style>{CSS}</style></head>\n<body>\n"
+            + "\n".join(parts) + "\n</body></html>\n")
+    out = run_dir / "report.html"
+    tmp = run_dir / ".report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+__all__ = ["build_report", "format_report_card", "decoder_note", "format_value"]
