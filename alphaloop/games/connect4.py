@@ -1,0 +1,223 @@
+"""Connect four (6 rows x 7 columns) on bitboards in Python ints, in Pascal Pons' layout.
+
+Layout (Pons, "Solving Connect 4: how to build a perfect AI", blog.gamesolver.org): bit
+`7 * col + row` is the cell in column `col` (0..6, left to right) and row `row` (0..5, bottom
+up); bit 6 of each column is an always-empty sentinel so shifted lines never wrap between
+columns. A position is two ints:
+
+    position = stones of the player to move,   mask = all stones.
+
+Playing column c is `position ^= mask; mask |= mask + bottom(c)` (the addition drops a
+stone on top of the column) and the four-in-a-row test of a bitboard `p` is, for each
+direction shift s in {1 (vertical), 7 (horizontal), 6 (diagonal \\), 8 (diagonal /)}:
+
+    m = p & (p >> s);  win iff m & (m >> 2s) != 0.
+
+MCTS rollouts call `apply_action` / `legal_actions` millions of times, hence `__slots__`
+and no numpy outside `observation_tensor`.
+
+Position-file convention (`from_moves` / `to_moves`, as in Pons' test sets): one 1-based
+column digit per move, e.g. "4453".
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+
+from alphaloop.games.base import TERMINAL, IllegalActionError
+
+ROWS, COLS = 6, 7
+H1 = ROWS + 1                                    # bits per column, sentinel included
+BOTTOM = tuple(1 << (H1 * c) for c in range(COLS))
+TOP = tuple(1 << (ROWS - 1 + H1 * c) for c in range(COLS))
+COLUMN = tuple(((1 << ROWS) - 1) << (H1 * c) for c in range(COLS))
+BOTTOM_ROW = sum(BOTTOM)
+BOARD = BOTTOM_ROW * ((1 << ROWS) - 1)           # all 42 playable cells
+MAX_MOVES = ROWS * COLS
+_NO_WINNER, _DRAW = -1, 2
+
+
+def has_four(p: int) -> bool:
+    """True iff bitboard `p` holds four in a row in any of the four directions."""
+    m = p & (p >> H1)                            # horizontal
+    if m & (m >> 2 * H1):
+        return True
+    m = p & (p >> (H1 - 1))                      # diagonal \
+    if m & (m >> 2 * (H1 - 1)):
+        return True
+    m = p & (p >> (H1 + 1))                      # diagonal /
+    if m & (m >> 2 * (H1 + 1)):
+        return True
+    m = p & (p >> 1)                             # vertical
+    return bool(m & (m >> 2))
+
+
+def winning_cells(position: int, mask: int) -> int:
+    """Empty cells that would complete four for the owner of `position` (Pons'
+    `compute_winning_position`): a bitboard, not restricted to playable cells."""
+    p = position
+    r = (p << 1) & (p << 2) & (p << 3)           # vertical: three below
+    for s in (H1, H1 - 1, H1 + 1):
+        t = (p << s) & (p << 2 * s)
+        r |= t & (p << 3 * s)                    # three to one side
+        r |= t & (p >> s)                        # two + one across the gap
+        t = (p >> s) & (p >> 2 * s)
+        r |= t & (p << s)
+        r |= t & (p >> 3 * s)
+    return r & (BOARD ^ mask)
+
+
+class Connect4State:
+    """A connect-four position; mutable, copy with `clone()`."""
+
+    game_name: ClassVar[str] = "connect4"
+    num_actions: ClassVar[int] = COLS
+    observation_shape: ClassVar[tuple[int, ...]] = (3, ROWS, COLS)
+
+    __slots__ = ("_position", "_mask", "_moves", "_outcome")
+
+    def __init__(self) -> None:
+        self._position = 0                       # stones of the player to move
+        self._mask = 0                           # all stones
+        self._moves: list[int] = []
+        self._outcome = _NO_WINNER               # -1 ongoing, 0/1 winner, 2 draw
+
+    # ---- construction -------------------------------------------------------------------
+    @classmethod
+    def from_moves(cls, moves: str) -> Connect4State:
+        """Build a state from 1-based column digits ("4453"); IllegalActionError on a bad move."""
+        if not isinstance(moves, str):
+            raise TypeError(f"moves must be a str of digits 1..7, got {type(moves).__name__}")
+        state = cls()
+        for i, ch in enumerate(moves.strip()):
+            if ch < "1" or ch > "7":
+                raise IllegalActionError(f"moves[{i}]={ch!r}: expected a column digit 1..7 in {moves!r}")
+            state.apply_action(int(ch) - 1)
+        return state
+
+    def to_moves(self) -> str:
+        """The inverse of `from_moves`: 1-based column digits of the moves played so far."""
+        return "".join(str(a + 1) for a in self._moves)
+
+    def clone(self) -> Connect4State:
+        other = Connect4State.__new__(Connect4State)
+        other._position = self._position
+        other._mask = self._mask
+        other._moves = self._moves[:]
+        other._outcome = self._outcome
+        return other
+
+    # ---- game API -----------------------------------------------------------------------
+    def current_player(self) -> int:
+        return TERMINAL if self._outcome != _NO_WINNER else len(self._moves) & 1
+
+    def is_terminal(self) -> bool:
+        return self._outcome != _NO_WINNER
+
+    def legal_actions(self) -> list[int]:
+        if self._outcome != _NO_WINNER:
+            return []
+        mask = self._mask
+        return [c for c in range(COLS) if not mask & TOP[c]]
+
+    def apply_action(self, action: int) -> None:
+        if self._outcome != _NO_WINNER:
+            raise IllegalActionError(f"connect4: action {action}: the game is over ({self.to_moves()!r})")
+        if not isinstance(action, int | np.integer) or not 0 <= action < COLS:
+            raise IllegalActionError(f"connect4: action {action!r} out of range: expected a column 0..6")
+        action = int(action)
+        mask = self._mask
+        if mask & TOP[action]:
+            raise IllegalActionError(f"connect4: column {action} (1-based {action + 1}) is full")
+        self._position ^= mask                   # now: stones of the next player to move
+        mask |= mask + BOTTOM[action]
+        self._mask = mask
+        self._moves.append(action)
+        if has_four(self._position ^ mask):      # stones of the player who just moved
+            self._outcome = (len(self._moves) - 1) & 1
+        elif len(self._moves) == MAX_MOVES:
+            self._outcome = _DRAW
+
+    def returns(self) -> list[float]:
+        if self._outcome in (0, 1):
+            return [1.0, -1.0] if self._outcome == 0 else [-1.0, 1.0]
+        return [0.0, 0.0]
+
+    def winner(self) -> int | None:
+        """0 or 1 if that player has four in a row, else None (ongoing or draw)."""
+        return self._outcome if self._outcome in (0, 1) else None
+
+    def move_history(self) -> list[int]:
+        return self._moves[:]
+
+    def num_moves(self) -> int:
+        return len(self._moves)
+
+    # ---- bitboard access for searchers --------------------------------------------------
+    def bitboards(self) -> tuple[int, int]:
+        """(position, mask) in Pons' layout: stones of the player to move, all stones."""
+        return self._position, self._mask
+
+    def key(self) -> int:
+        """Pons' unique position key `position + mask` (fits in 49 bits)."""
+        return self._position + self._mask
+
+    def is_winning_move(self, action: int) -> bool:
+        """True iff playing legal column `action` makes four in a row for the player to move."""
+        mask = self._mask
+        return has_four(self._position | ((mask + BOTTOM[action]) & COLUMN[action]))
+
+    def can_win_next(self) -> bool:
+        """True iff the player to move has a move that wins at once (Pons' test sets exclude these)."""
+        possible = (self._mask + BOTTOM_ROW) & BOARD
+        return bool(winning_cells(self._position, self._mask) & possible)
+
+    def observation_tensor(self) -> np.ndarray:
+        """Planes (row 0 = top, as printed): stones of the player to move, opponent's stones,
+        all-ones iff player 0 is to move."""
+        me, mask = self._position, self._mask
+        obs = np.zeros(self.observation_shape, dtype=np.float32)
+        for c in range(COLS):
+            for r in range(ROWS):
+                bit = 1 << (H1 * c + r)
+                if not mask & bit:
+                    break
+                obs[0 if me & bit else 1, ROWS - 1 - r, c] = 1.0
+        if not len(self._moves) & 1:
+            obs[2] = 1.0
+        return obs
+
+    def __str__(self) -> str:
+        p0 = self._position if not len(self._moves) & 1 else self._position ^ self._mask
+        lines = []
+        for r in range(ROWS - 1, -1, -1):
+            cells = []
+            for c in range(COLS):
+                bit = 1 << (H1 * c + r)
+                cells.append("." if not self._mask & bit else "X" if p0 & bit else "O")
+            lines.append(" ".join(cells))
+        lines.append(" ".join(str(c + 1) for c in range(COLS)))
+        return "\n".join(lines)
+
+    def __repr__(self) -> str:
+        return f"Connect4State.from_moves({self.to_moves()!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Connect4State) and self.key() == other.key()
+
+    def __hash__(self) -> int:
+        return hash(self.key())
+
+
+def symmetries(obs: np.ndarray, policy: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Identity and the left-right mirror (the only symmetries of connect four: gravity
+    rules out the others). Column c maps to 6 - c in both the board and the policy."""
+    obs = np.asarray(obs)
+    policy = np.asarray(policy)
+    if obs.shape[-2:] != (ROWS, COLS):
+        raise ValueError(f"obs must end in shape (6, 7), got {obs.shape}")
+    if policy.shape != (COLS,):
+        raise ValueError(f"policy must have shape (7,), got {policy.shape}")
+    return [(obs, policy), (np.ascontiguousarray(obs[..., ::-1]), np.ascontiguousarray(policy[::-1]))]
