@@ -1,0 +1,255 @@
+"""`arithmetic`: integer addition (and subtraction, multiplication) with a chain of thought.
+
+The completion format
+---------------------
+Prompt `47+85=`, completion `7+5=12 4+8+1=13 >132`: one chunk per column from the least
+significant, each restating the two digits (a missing digit of the shorter operand is written
+0), an explicit `+1` for the carry-in, and the column's value; then ` >` and the answer.
+
+Why this shape:
+* Short. Every character is a generated token in RL; a 3-digit sum takes at most 30 characters
+  (`10n` for n-digit addition: 6 for the first column, 9 per further column, ` >` and n+1 digits).
+* Local steps. Restating the digits turns each column into a lookup in a one-digit table plus a
+  copy, the scratchpad idea of Nye et al. 2021 ("Show your work"); writing the carry makes the
+  only long-range dependency explicit.
+* Least significant first. The column values *are* the answer reversed, the order in which
+  carries flow; Lee et al. 2023 ("Teaching arithmetic to small transformers") find reversed
+  output is learned far faster by small transformers than most-significant-first. The final
+  ` >132` restates it in normal order, so the answer reads normally and is checked exactly.
+* Uniform chunks. Every column has the same shape `x+y[+1]=v` whatever the operand lengths, so
+  a 4-digit (held-out) sum is the 3-digit pattern once more, which is what length
+  generalisation needs. (Explicit position hints, Zhou et al. 2023, would help more but cost
+  tokens on every column; the chunk structure is the cheap version of the same hint.)
+
+Subtraction orders the operands so that a >= b (no negative results): `52-17=` gives
+`12-7=5 5-1-1=3 >35`; a borrow shows as the top digit written with a leading 1 (`12`), and the
+borrow-out as `-1` in the next column. Multiplication (off by default) writes the shifted
+partial products by the digits of b, least significant first, then the total:
+`47*85=` gives `235+3760 >3995`.
+
+The imperfect expert: systematic "bugs", as in Brown & Burton 1978 and VanLehn 1990
+----------------------------------------------------------------------------------------------
+With probability `misconception_rate` per problem the expert holds a misconception and applies
+it at every place it can, writing the wrong step into the chain of thought and following it:
+* addition: a column whose value is exactly ten (x+y+carry == 10) is written `=0` and its carry
+  is dropped, so `5+5=` gives `5+5=0 >0`. The result is A+B - sum of dropped 10^(i+1), always
+  wrong; so P(wrong) = misconception_rate * P(some column sums to ten).
+* subtraction ("borrow across zero"): a column whose top digit is 0 and that receives a borrow
+  is written correctly (`10-u-1=v`) but does not pass its own borrow on, so `100-1=` gives
+  `10-1=9 10-0-1=9 1-0=1 >199`; always wrong, by +10^(i+1) per dropped borrow.
+* multiplication ("forgot the shift"): partial products after the first are not shifted.
+Independently, each column (partial product for `*`) is a random slip with probability
+`slip_rate`: its written digit is replaced by a different one.
+
+Splits: `train` and `test` share one distribution (each operand's digit count uniform in
+[digits_min, digits_max], op uniform over `ops`) and are partitioned by a stable hash of the
+problem with commuted operands identified (so `85+47` is in test iff `47+85` is); `heldout`
+draws digit counts from [heldout_digits_min, heldout_digits_max] and excludes problems the
+train distribution could produce.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import ClassVar
+
+from pydantic import Field, field_validator, model_validator
+
+from alphaloop.envs.base import EnvConfig, Problem, TextEnv, in_test_split
+
+MAX_DIGITS = 30
+_SAMPLING_TRIES = 10_000
+
+
+class ArithmeticConfig(EnvConfig):
+    digits_min: int = Field(1, ge=1, le=MAX_DIGITS, description="fewest digits of an operand (train/test)")
+    digits_max: int = Field(3, ge=1, le=MAX_DIGITS, description="most digits of an operand (train/test)")
+    heldout_digits_min: int = Field(4, ge=1, le=MAX_DIGITS,
+                                    description="fewest digits of an operand (heldout)")
+    heldout_digits_max: int = Field(4, ge=1, le=MAX_DIGITS, description="most digits of an operand (heldout)")
+    ops: str = Field("+", description="operations to draw from, any of '+-*' (e.g. '+-')")
+    misconception_rate: float = Field(0.7, ge=0, le=1,
+                                      description="P(the expert applies its systematic bug to a problem)")
+    slip_rate: float = Field(0.0, ge=0, le=1, description="P(a random wrong digit) per column of the expert")
+    test_fraction: float = Field(0.1, gt=0, lt=1, description="share of train/test problems that are test")
+
+    @field_validator("ops")
+    @classmethod
+    def _ops(cls, value: str) -> str:
+        if not value or any(op not in "+-*" for op in value) or len(set(value)) != len(value):
+            raise ValueError("expected a non-empty string of distinct operations from '+-*', "
+                             "e.g. '+' or '+-'")
+        return value
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ArithmeticConfig:
+        if self.digits_min > self.digits_max:
+            raise ValueError(f"digits_min ({self.digits_min}) must be <= digits_max ({self.digits_max})")
+        if self.heldout_digits_min > self.heldout_digits_max:
+            raise ValueError(f"heldout_digits_min ({self.heldout_digits_min}) must be <= "
+                             f"heldout_digits_max ({self.heldout_digits_max})")
+        return self
+
+
+def digits_of(n: int, width: int) -> list[int]:
+    """Least significant first, zero-padded to `width`."""
+    return [(n // 10**i) % 10 for i in range(width)]
+
+
+def canonical_int(text: str) -> str:
+    """`-007` -> `-7`, `-0` -> `0`; string-only so a 10,000-digit answer cannot trip int() limits."""
+    sign = "-" if text.startswith("-") else ""
+    body = text[len(sign):].lstrip("0") or "0"
+    return "0" if body == "0" else sign + body
+
+
+def _slipped(rng: random.Random, digit: int) -> int:
+    return rng.choice([d for d in range(10) if d != digit])
+
+
+def add_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random) -> str:
+    width = max(len(str(a)), len(str(b)))
+    chunks, written, carry = [], [], 0
+    for x, y in zip(digits_of(a, width), digits_of(b, width)):
+        left = f"{x}+{y}" + ("+1" if carry else "")
+        total = x + y + carry
+        if confused and total == 10:  # the misconception: "ten is zero", carry forgotten
+            digit, carry = 0, 0
+        else:
+            digit, carry = total % 10, total // 10
+            if slip_rate and rng.random() < slip_rate:
+                digit = _slipped(rng, digit)
+        written.append(digit)
+        chunks.append(f"{left}={carry}{digit}" if carry else f"{left}={digit}")
+    answer = (str(carry) if carry else "") + "".join(str(d) for d in reversed(written))
+    return " ".join(chunks) + " >" + canonical_int(answer)
+
+
+def sub_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random) -> str:
+    """a >= b. A column that must borrow shows its top digit plus ten (`12-7=5`)."""
+    width = len(str(a))
+    chunks, written, borrow = [], [], 0
+    for t, u in zip(digits_of(a, width), digits_of(b, width)):
+        needs = t - u - borrow < 0
+        left = (f"1{t}" if needs else f"{t}") + f"-{u}" + ("-1" if borrow else "")
+        digit = t + 10 * needs - u - borrow
+        across_zero = t == 0 and borrow == 1
+        borrow = int(needs) if not (confused and across_zero) else 0  # the bug: the zero lends for free
+        if slip_rate and rng.random() < slip_rate:
+            digit = _slipped(rng, digit)
+        written.append(digit)
+        chunks.append(f"{left}={digit}")
+    answer = "".join(str(d) for d in reversed(written))
+    return " ".join(chunks) + " >" + canonical_int(answer)
+
+
+def mul_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random) -> str:
+    partials = []
+    for j, d in enumerate(digits_of(b, len(str(b)))):
+        value = a * d
+        if slip_rate and rng.random() < slip_rate:
+            value = value - value % 10 + _slipped(rng, value % 10)
+        shift = 0 if (confused and j > 0) else j  # the bug: partial products not shifted
+        partials.append(value * 10**shift)
+    return "+".join(str(p) for p in partials) + " >" + str(sum(partials))
+
+
+CHAINS = {"+": add_chain, "-": sub_chain, "*": mul_chain}
+
+
+def chain_chars(op: str, n: int) -> int:
+    """Longest completion for operands of at most n digits (see the module docstring)."""
+    if op == "+":
+        return 10 * n  # 6 + 9(n-1) column chars, ' >', n+1 answer digits
+    if op == "-":
+        return 10 * n - 1  # 6 + 9(n-1) column chars, ' >', n answer digits
+    partials = sum(n + 1 + j for j in range(n))  # a*d*10^j has <= n+1+j digits
+    return partials + (n - 1) + 2 + 2 * n
+
+
+class ArithmeticEnv(TextEnv):
+    """Integer arithmetic with a digit-by-digit chain of thought and a systematically wrong expert."""
+
+    name: ClassVar[str] = "arithmetic"
+    Config: ClassVar[type[ArithmeticConfig]] = ArithmeticConfig
+    alphabet: ClassVar[str] = "0123456789+-*=> "
+    config: ArithmeticConfig
+
+    def setup(self) -> None:
+        c = self.config
+        n = c.heldout_digits_max if self.split == "heldout" else c.digits_max
+        self.max_completion_chars = max(chain_chars(op, n) for op in c.ops)
+        self.max_prompt_chars = 2 * max(c.digits_max, c.heldout_digits_max) + 2
+
+    # --- dataset -------------------------------------------------------------------------------
+    def sample_problem(self, rng: random.Random, split: str) -> Problem:
+        c = self.config
+        heldout = split == "heldout"
+        low, high = (c.heldout_digits_min, c.heldout_digits_max) if heldout else (c.digits_min, c.digits_max)
+        for _ in range(_SAMPLING_TRIES):
+            da, db = rng.randint(low, high), rng.randint(low, high)
+            op = rng.choice(c.ops)
+            a, b = random_operand(rng, da), random_operand(rng, db)
+            if op == "-" and a < b:
+                a, b = b, a
+            if heldout:
+                if not (c.digits_min <= da <= c.digits_max and c.digits_min <= db <= c.digits_max):
+                    return make_problem(a, b, op)
+            elif in_test_split(problem_key(a, b, op), c.test_fraction) == (split == "test"):
+                return make_problem(a, b, op)
+        raise ValueError(f"env 'arithmetic': split {split!r} has (almost) no problems "
+                         f"with knobs {c.model_dump()}")
+
+    # --- demonstrations ------------------------------------------------------------------------
+    def expert(self, problem: Problem, rng: random.Random) -> str:
+        a, b, op = operands(problem)
+        confused = rng.random() < self.config.misconception_rate
+        return CHAINS[op](a, b, confused, self.config.slip_rate, rng)
+
+    # --- rubric ----------------------------------------------------------------------------------
+    def parse_answer(self, completion: str) -> str | None:
+        """The integer after the last `>`, which must end the completion (whitespace aside).
+
+        `... >0132 ` gives "132" and `>-5` gives "-5"; no marker, text after the number, or
+        anything but an optional '-' and ASCII digits gives None.
+        """
+        if not isinstance(completion, str):
+            return None
+        marker = completion.rfind(">")
+        if marker < 0:
+            return None
+        tail = completion[marker + 1 :].strip()
+        body = tail[1:] if tail.startswith("-") else tail
+        if not body or not (body.isascii() and body.isdigit()):
+            return None
+        return canonical_int(tail)
+
+
+def random_operand(rng: random.Random, digits: int) -> int:
+    return rng.randint(0, 9) if digits == 1 else rng.randint(10 ** (digits - 1), 10**digits - 1)
+
+
+def problem_key(a: int, b: int, op: str) -> str:
+    """The split key; commuted operands share it so test never sees train's `b+a`."""
+    if op in "+*":
+        a, b = min(a, b), max(a, b)
+    return f"{a}{op}{b}"
+
+
+def make_problem(a: int, b: int, op: str) -> Problem:
+    value = a + b if op == "+" else a - b if op == "-" else a * b
+    return Problem(prompt=f"{a}{op}{b}=", answer=str(value),
+                   meta={"a": a, "b": b, "op": op, "digits": max(len(str(a)), len(str(b)))})
+
+
+def operands(problem: Problem) -> tuple[int, int, str]:
+    """(a, b, op) from the problem's meta, or parsed from a prompt like `47+85=`."""
+    meta = problem.meta
+    if {"a", "b", "op"} <= meta.keys():
+        return int(meta["a"]), int(meta["b"]), str(meta["op"])
+    text = problem.prompt.rstrip("=")
+    for op in "+-*":
+        left, sep, right = text.partition(op)
+        if sep and left.isascii() and left.isdigit() and right.isascii() and right.isdigit():
+            return int(left), int(right), op
+    raise ValueError(f"not an arithmetic prompt: {problem.prompt!r} (expected e.g. '47+85=')")
