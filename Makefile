@@ -23,7 +23,7 @@ demo: install
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/alphaloop run recipes/quickstart.toml
 
 test: install
-	$(BIN)/ruff check alphaloop tests benchmarks
+	$(BIN)/ruff check alphaloop tests benchmarks docs/examples
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/pytest -q
 
 test-slow: install
@@ -34,7 +34,7 @@ bench: install
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/train.py
 
 lint: install
-	$(BIN)/ruff check alphaloop tests benchmarks
+	$(BIN)/ruff check alphaloop tests benchmarks docs/examples
 	$(BIN)/ruff format --check alphaloop tests benchmarks
 
 clean:

@@ -1,0 +1,22 @@
+"""Decision-time search: turns a policy (+ a value) into a better policy.
+
+Public API (mctx style, everything batched through one `Evaluator.evaluate(states)` call):
+`MCTS` / `MCTSConfig` (AlphaZero PUCT, or textbook UCT), `GumbelMCTS` / `GumbelConfig`
+(Gumbel AlphaZero root), `SearchResult`, `visit_policy`, and the evaluators.
+"""
+
+from alphaloop.search.evaluators import Evaluator, RandomRolloutEvaluator, UniformEvaluator
+from alphaloop.search.gumbel import GumbelConfig, GumbelMCTS
+from alphaloop.search.mcts import MCTS, MCTSConfig, SearchResult, visit_policy
+
+__all__ = [
+    "MCTS",
+    "Evaluator",
+    "GumbelConfig",
+    "GumbelMCTS",
+    "MCTSConfig",
+    "RandomRolloutEvaluator",
+    "SearchResult",
+    "UniformEvaluator",
+    "visit_policy",
+]

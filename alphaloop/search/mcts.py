@@ -1,0 +1,652 @@
+"""AlphaZero Monte Carlo tree search (PUCT), textbook UCT, batched over leaves and over games.
+
+PUCT selection (Silver et al. 2017 "Mastering the game of Go without human knowledge"; 2018
+"A general reinforcement learning algorithm that masters chess, shogi and Go through self-play"):
+
+    a* = argmax_a  Q(s,a) + c(s) * P(s,a) * sqrt(N(s)) / (1 + N(s,a))
+    c(s) = c_puct                                              (2017)
+    c(s) = log((1 + N(s) + c_base) / c_base) + c_puct          (2018, when `c_base` is set; 19652 there)
+
+N(s) counts the node's own expansion visit plus its children's visits (as mctx does), so the
+first simulation from a fresh node is already guided by the priors. Q(s,a) = W(s,a) / N(s,a) is
+kept from the point of view of the player to move at s; values are negated between plies by
+storing each backed-up leaf value as a returns vector [r0, r1] and adding r[player(s)].
+
+First-play urgency: an unvisited child gets Q = `fpu` (default 0.0, "unknown = draw", the value
+AlphaZero's pseudocode gives unvisited children). Exploration at the root comes from Dirichlet
+noise, P = (1 - eps) P + eps Dir(alpha), applied to the root only and undone after the search.
+
+Textbook UCT (`selection="uct"`; Kocsis & Szepesvari 2006 with UCB1 of Auer et al. 2002): every
+untried child is expanded first, one per visit, in random order; then
+    a* = argmax_a  (Q(s,a) + 1) / 2 + c * sqrt(ln N(s) / N(s,a)),   c = sqrt(2),
+i.e. UCB1 on rewards rescaled to [0, 1]. With `RandomRolloutEvaluator` this is plain UCT.
+
+Batching: each tree collects up to `batch_size` leaves per step, each path marked with a virtual
+loss (N += vl, W -= vl) so the next descent avoids it; a descent that reaches a leaf still
+waiting for evaluation ends the tree's batch early (it is redone next step, so visit counts
+sum exactly to `num_simulations`). `search_many` runs many games' trees in lock-step and sends
+all their leaves to the evaluator in ONE call per step. Terminal leaves back up the game's
+exact returns and never reach the evaluator.
+
+Two tree layouts, one arithmetic:
+- one game (`search`, UCT, Gumbel): flat per-node Python lists (no node objects); node ids index
+  `legal`, `prior`, `child`, `N`, `W` rows, so the hot loop is list indexing (fastest for one tree).
+- many games (`search_many` with >= 2 PUCT games): numpy arrays [games, nodes, actions] descended
+  level by level for all games at once (mctx's layout), so Python work per simulation is only the
+  game logic of the new leaf. It performs the same float operations in the same order, so its
+  results equal one `search` per game exactly (tested); `vectorized=False` turns it off.
+
+Tree reuse: a search whose state extends a previous root's move history (by moves already in the
+tree) continues from that subtree. Single-game trees are matched per slot (also `advance(action)`);
+lock-step trees by move history, so games may finish and leave the batch between moves.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from alphaloop.games.base import GameState
+from alphaloop.search.evaluators import Evaluator
+
+
+class MCTSConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    num_simulations: int = Field(100, ge=1)
+    selection: Literal["puct", "uct"] = "puct"
+    c_puct: float = Field(1.25, gt=0)           # c_init of AlphaZero 2018 when c_base is set
+    c_base: float | None = Field(None, gt=0)    # 19652 in AlphaZero 2018; None = constant c_puct
+    uct_c: float = Field(math.sqrt(2), ge=0)
+    fpu: float = Field(0.0, ge=-1, le=1)        # Q of unvisited children
+    dirichlet_alpha: float = Field(0.3, gt=0)   # AlphaZero: 0.3 chess, 0.03 Go; ~10 / num_actions
+    dirichlet_fraction: float = Field(0.0, ge=0, le=1)  # 0.25 for self-play, 0 for evaluation
+    batch_size: int = Field(8, ge=1)            # leaves per tree per evaluator call
+    virtual_loss: float = Field(1.0, ge=0)
+    temperature: float = Field(0.0, ge=0)       # default for choose(); 0 = most visited
+    reuse_tree: bool = True
+    vectorized: bool = True                     # numpy lock-step trees when search_many gets >= 2 games
+
+
+@dataclass
+class SearchResult:
+    """Root statistics of one search, all over the full action space [A]."""
+
+    visit_counts: np.ndarray   # float[A], N(root, a); 0 for illegal actions
+    q_values: np.ndarray       # float[A], Q(root, a) for the player to move; NaN if unvisited/illegal
+    root_value: float          # (v(root) + sum_a W(root, a)) / (1 + sum_a N(root, a))
+    policy_target: np.ndarray  # float[A], training target (visit distribution, or Gumbel's pi')
+    prior: np.ndarray          # float[A], root priors the search used (after any noise)
+    action: int | None = None  # the action the search itself selected (Gumbel), else None
+
+
+def visit_policy(counts: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
+    """pi(a) = N(a)^(1/tau) / sum_b N(b)^(1/tau); tau -> 0 (< 1e-3) is a one-hot argmax whose
+    ties are broken uniformly with `rng` (so a seeded player is reproducible but not biased)."""
+    counts = np.asarray(counts, dtype=np.float64)
+    if temperature < 0:
+        raise ValueError(f"temperature: expected >= 0, got {temperature}")
+    if counts.ndim != 1 or not counts.sum() > 0:
+        raise ValueError(f"counts: expected a 1-D array with positive sum, got {counts}")
+    if temperature < 1e-3:
+        best = np.flatnonzero(counts == counts.max())
+        out = np.zeros_like(counts)
+        out[best[rng.integers(len(best))] if len(best) > 1 else best[0]] = 1.0
+        return out
+    logits = np.full_like(counts, -np.inf)
+    np.log(counts, out=logits, where=counts > 0)
+    logits = (logits - logits.max()) / temperature
+    probs = np.exp(logits)
+    return probs / probs.sum()
+
+
+def _evaluate_checked(
+    evaluator: Evaluator, states: list[GameState], clip: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """Call the evaluator once; float64 priors [B, A] and values [B], finite and clipped to [-1, 1]
+    (with `clip=False` the caller checks and clips: cheaper in a Python loop for tiny batches)."""
+    priors, values = evaluator.evaluate(states)
+    priors = np.asarray(priors, dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64).reshape(-1)
+    num_actions = states[0].num_actions
+    if priors.shape != (len(states), num_actions) or values.shape != (len(states),):
+        raise ValueError(
+            f"evaluator: expected priors [{len(states)}, {num_actions}] and values [{len(states)}], "
+            f"got {priors.shape} and {values.shape}"
+        )
+    if not clip:
+        return priors, values
+    if not np.isfinite(values).all():
+        raise ValueError(f"evaluator: values must be finite, got {values}")
+    return priors, np.clip(values, -1.0, 1.0)
+
+
+class _Tree:
+    """One game's search tree as parallel per-node lists; edge rows are aligned with `legal[node]`."""
+
+    __slots__ = ("game_name", "history", "root", "states", "player", "legal", "prior", "child", "N", "W",
+                 "value", "returns", "expanded", "untried", "sims", "saved_prior", "extra")
+
+    def __init__(self, state: GameState) -> None:
+        self.game_name = state.game_name
+        self.history = state.move_history()   # move history of the root state
+        for name in ("states", "player", "legal", "prior", "child", "N", "W", "value", "returns", "expanded",
+                     "untried"):
+            setattr(self, name, [])
+        self.root = self.add(state)
+        self.sims = 0                          # simulations started in the current search
+        self.saved_prior: list[float] | None = None
+        self.extra: dict = {}
+
+    def add(self, state: GameState) -> int:
+        terminal = state.is_terminal()
+        legal = [] if terminal else state.legal_actions()
+        n = len(legal)
+        self.states.append(state)
+        self.player.append(-1 if terminal else state.current_player())
+        self.legal.append(legal)
+        self.prior.append(None)
+        self.child.append([-1] * n)
+        self.N.append([0.0] * n)
+        self.W.append([0.0] * n)
+        self.value.append(0.0)
+        self.returns.append(list(state.returns()) if terminal else None)
+        self.expanded.append(False)
+        self.untried.append(None)
+        return len(self.states) - 1
+
+    def find(self, state: GameState) -> int:
+        """The expanded node whose position is `state` (same game, history extends the root's), or -1."""
+        if state.game_name != self.game_name:
+            return -1
+        history, k = state.move_history(), len(self.history)
+        if history[:k] != self.history:
+            return -1
+        node = self.root
+        for action in history[k:]:
+            legal = self.legal[node]
+            if action not in legal:
+                return -1
+            node = self.child[node][legal.index(action)]
+            if node < 0 or not self.expanded[node]:
+                return -1
+        return node
+
+
+class MCTS:
+    """AlphaZero PUCT search (or textbook UCT) over one game (`search`) or many in lock-step
+    (`search_many`). `seed` drives Dirichlet noise, tie-breaking and UCT's expansion order."""
+
+    config_type: type[BaseModel] = MCTSConfig
+
+    def __init__(self, evaluator: Evaluator, config: MCTSConfig | None = None, seed: int = 0) -> None:
+        if not hasattr(evaluator, "evaluate"):
+            raise TypeError(f"evaluator: expected an object with evaluate(states), got {type(evaluator)}")
+        self.evaluator = evaluator
+        if config is None:
+            config = self.config_type()
+        if not isinstance(config, self.config_type):
+            raise TypeError(f"config: expected {self.config_type.__name__}, got {type(config).__name__}")
+        self.config = config
+        self.rng = np.random.default_rng(seed)
+        self._py_rng = random.Random(seed)
+        self._trees: list[_Tree | None] = []
+        self._lockstep = _Lockstep(self)
+
+    # ---- public API ------------------------------------------------------------------------
+    def search(self, state: GameState) -> SearchResult:
+        """Run `num_simulations` simulations from `state` and return the root statistics."""
+        return self.search_many([state])[0]
+
+    def choose(self, state: GameState, temperature: float | None = None) -> int:
+        """Search `state`, then sample an action from the visit counts at `temperature`
+        (config.temperature if None; 0 = most visited, ties broken at random)."""
+        result = self.search(state)
+        if result.action is not None:
+            return result.action
+        tau = self.config.temperature if temperature is None else temperature
+        pi = visit_policy(result.visit_counts, tau, self.rng)
+        return int(np.argmax(pi)) if pi.max() == 1.0 else int(self.rng.choice(len(pi), p=pi))
+
+    def advance(self, action: int) -> None:
+        """Move the root of the single-game tree to the child reached by `action`, keeping its subtree.
+        (Optional: `search` also finds the subtree from the state's move history.)"""
+        tree = self._trees[0] if self._trees else None
+        if tree is None:
+            return
+        legal = tree.legal[tree.root]
+        if action not in legal:
+            raise ValueError(f"action: expected one of the root's legal actions {legal}, got {action!r}")
+        node = tree.child[tree.root][legal.index(action)]
+        if node < 0 or not tree.expanded[node]:
+            self._trees[0] = None
+            return
+        tree.root, tree.history = node, tree.history + [action]
+
+    def reset(self) -> None:
+        """Forget all trees (the next search starts from scratch)."""
+        self._trees = []
+        self._lockstep.prev = None
+
+    def search_many(self, states: Sequence[GameState]) -> list[SearchResult]:
+        """Search every state's tree in lock-step: each step, every unfinished tree contributes up to
+        `batch_size` leaves and all of them go to the evaluator in ONE call. Results equal one
+        `search` per state. A state that continues a position searched last time (up to two moves
+        on) reuses that subtree; finished games may simply be left out of the next call."""
+        if len(states) == 0:
+            return []
+        for i, state in enumerate(states):
+            if state.is_terminal():
+                raise ValueError(f"states[{i}]: expected a non-terminal state")
+        if self._vectorizable() and (len(states) > 1 or self._lockstep.prev is not None):
+            self._trees = []
+            return self._lockstep.run(states)
+        self._lockstep.prev = None
+        trees = [self._tree_for(i, s) for i, s in enumerate(states)]
+        self._trees = list(trees)
+        fresh = [t for t in trees if not t.expanded[t.root]]
+        if fresh:
+            self._evaluate([(t, None, t.root) for t in fresh])
+        for tree in trees:
+            tree.sims = 0
+            self._begin(tree)
+        remaining = [self.config.num_simulations] * len(trees)
+        batch_size = self.config.batch_size
+        while any(remaining):
+            items: list = []
+            for k, tree in enumerate(trees):
+                if remaining[k]:
+                    before = len(items)
+                    done = self._collect(tree, min(batch_size, remaining[k]), items)
+                    remaining[k] -= done + len(items) - before
+            if items:
+                self._evaluate(items)
+        results = [self._result(t) for t in trees]
+        for tree in trees:
+            if tree.saved_prior is not None:
+                tree.prior[tree.root], tree.saved_prior = tree.saved_prior, None
+        return results
+
+    # ---- simulation machinery --------------------------------------------------------------
+    def _vectorizable(self) -> bool:
+        return self.config.selection == "puct" and self.config.vectorized
+
+    def _tree_for(self, index: int, state: GameState) -> _Tree:
+        if self.config.reuse_tree and index < len(self._trees) and self._trees[index] is not None:
+            tree = self._trees[index]
+            node = tree.find(state)
+            if node >= 0:
+                tree.root, tree.history = node, state.move_history()
+                return tree
+        return _Tree(state.clone())
+
+    def _collect(self, tree: _Tree, budget: int, items: list) -> int:
+        """Start up to `budget` simulations: terminal leaves are backed up at once (their count is
+        returned), other leaves get a virtual loss and are appended to `items` for evaluation."""
+        vl = self.config.virtual_loss
+        done = 0
+        for _ in range(budget):
+            path, leaf = self._descend(tree)
+            if leaf < 0:
+                break                      # reached a leaf already waiting: evaluate first
+            tree.sims += 1
+            returns = tree.returns[leaf]
+            if returns is not None:
+                self._backup(tree, path, returns, 0.0)
+                done += 1
+                continue
+            for node, i in path:
+                tree.N[node][i] += vl
+                tree.W[node][i] -= vl
+            items.append((tree, path, leaf))
+        return done
+
+    def _descend(self, tree: _Tree) -> tuple[list[tuple[int, int]], int]:
+        """Select edges from the root down to a new or terminal node; leaf -1 means a collision."""
+        node, path = tree.root, []
+        child, expanded, returns = tree.child, tree.expanded, tree.returns
+        while True:
+            i = self._pick(tree, node)
+            path.append((node, i))
+            nxt = child[node][i]
+            if nxt < 0:
+                state = tree.states[node].clone()
+                state.apply_action(tree.legal[node][i])
+                nxt = tree.add(state)
+                child[node][i] = nxt
+                return path, nxt
+            if returns[nxt] is not None:
+                return path, nxt
+            if not expanded[nxt]:
+                return path, -1
+            node = nxt
+
+    def _evaluate(self, items: list) -> None:
+        """One evaluator call for all pending leaves; expand each and back its value up its path."""
+        states = [tree.states[leaf] for tree, _, leaf in items]
+        priors, values = _evaluate_checked(self.evaluator, states, clip=False)
+        vl = self.config.virtual_loss
+        for (tree, path, leaf), row, v in zip(items, priors.tolist(), values.tolist()):
+            if not -math.inf < v < math.inf:
+                raise ValueError(f"evaluator: values must be finite, got {values}")
+            v = -1.0 if v < -1.0 else 1.0 if v > 1.0 else v
+            p = [x if x > 0.0 else 0.0 for x in map(row.__getitem__, tree.legal[leaf])]  # NaN -> 0
+            total = sum(p)
+            tree.prior[leaf] = [x / total for x in p] if 0.0 < total < math.inf else [1.0 / len(p)] * len(p)
+            tree.value[leaf] = v
+            tree.expanded[leaf] = True
+            if path is not None:
+                self._backup(tree, path, [v, -v] if tree.player[leaf] == 0 else [-v, v], vl)
+
+    @staticmethod
+    def _backup(tree: _Tree, path: list[tuple[int, int]], returns: list[float], vl: float) -> None:
+        """Add one visit and the leaf's return for the player at each node along the path,
+        removing the virtual loss `vl` placed on it during selection."""
+        player, N, W = tree.player, tree.N, tree.W
+        for node, i in path:
+            N[node][i] += 1.0 - vl
+            W[node][i] += returns[player[node]] + vl
+
+    # ---- the rule-specific parts (overridden by Gumbel) ------------------------------------
+    def _begin(self, tree: _Tree) -> None:
+        """Per-search root set-up: Dirichlet noise on the root priors (undone after the search)."""
+        eps = self.config.dirichlet_fraction
+        if eps > 0:
+            prior = tree.prior[tree.root]
+            noise = self.rng.dirichlet([self.config.dirichlet_alpha] * len(prior)).tolist()
+            tree.saved_prior = prior
+            tree.prior[tree.root] = [(1 - eps) * p + eps * e for p, e in zip(prior, noise)]
+
+    def _pick(self, tree: _Tree, node: int) -> int:
+        """Index (into legal[node]) of the edge to follow from `node`."""
+        cfg = self.config
+        Ns, Ws = tree.N[node], tree.W[node]
+        if cfg.selection == "uct":
+            untried = tree.untried[node]
+            if untried is None:               # first visit: a random expansion order for its children
+                untried = [i for i, c in enumerate(tree.child[node]) if c < 0]
+                self._py_rng.shuffle(untried)
+                tree.untried[node] = untried
+            if untried:
+                return untried.pop()
+            log_n, c = math.log(sum(Ns)), cfg.uct_c
+            best, best_i = -math.inf, 0
+            for i, (n, w) in enumerate(zip(Ns, Ws)):
+                score = 0.5 * (w / n + 1.0) + c * math.sqrt(log_n / n) if n > 0 else math.inf
+                if score > best:
+                    best, best_i = score, i
+            return best_i
+        total = sum(Ns) + 1.0
+        c = cfg.c_puct if cfg.c_base is None else math.log((total + cfg.c_base) / cfg.c_base) + cfg.c_puct
+        scale, fpu = c * math.sqrt(total), cfg.fpu
+        best, best_i = -math.inf, 0
+        for i, (n, w, p) in enumerate(zip(Ns, Ws, tree.prior[node])):
+            score = (w / n if n > 0 else fpu) + scale * p / (1.0 + n)
+            if score > best:
+                best, best_i = score, i
+        return best_i
+
+    def _result(self, tree: _Tree) -> SearchResult:
+        root = tree.root
+        num_actions = tree.states[root].num_actions
+        counts, q = np.zeros(num_actions), np.full(num_actions, np.nan)
+        prior = np.zeros(num_actions)
+        Ns, Ws = tree.N[root], tree.W[root]
+        for i, a in enumerate(tree.legal[root]):
+            counts[a], prior[a] = Ns[i], tree.prior[root][i]
+            if Ns[i] > 0:
+                q[a] = Ws[i] / Ns[i]
+        root_value = (tree.value[root] + sum(Ws)) / (1.0 + sum(Ns))
+        return SearchResult(counts, q, float(root_value), counts / counts.sum(), prior)
+
+
+class _Lockstep:
+    """The PUCT trees of G games as numpy arrays [G, nodes, A], selected and backed up level by
+    level for all games at once (mctx's layout). Same arithmetic, in the same order, as the list
+    trees above, so `search_many` returns exactly what per-game `search` calls return; it only
+    replaces G Python descents by one vectorised descent. Node 0 of each game is its root."""
+
+    def __init__(self, owner: MCTS) -> None:
+        self.owner = owner
+        self.prev: dict | None = None      # the last search, for tree reuse
+
+    # ---- tree storage ------------------------------------------------------------------------
+    def _alloc(self, G: int, M: int, A: int) -> None:
+        self.N, self.W, self.P = np.zeros((G, M, A)), np.zeros((G, M, A)), np.zeros((G, M, A))
+        self.C = np.full((G, M, A), -1, np.int64)
+        self.L = np.zeros((G, M, A), bool)
+        self.player = np.full((G, M), -1, np.int64)
+        self.value = np.zeros((G, M))
+        self.status = np.full((G, M), 2, np.int8)       # 0 expanded, 1 terminal, 2 awaiting evaluation
+        self.M = M
+        self.rets = np.zeros((G, M, 2))
+        self.states: list[list[GameState]] = [[] for _ in range(G)]
+
+    def _add(self, gs: list[int], states: list[GameState]) -> np.ndarray:
+        """Append one node per (game, state); per-node game calls in Python, array writes batched."""
+        ids = np.empty(len(gs), np.int64)
+        inner_g, inner_i, players, legal_rows, legal_cols = [], [], [], [], []
+        for k, (g, state) in enumerate(zip(gs, states)):
+            idx = len(self.states[g])
+            self.states[g].append(state)
+            ids[k] = idx
+            if state.is_terminal():
+                self.status[g, idx] = 1
+                self.rets[g, idx] = state.returns()
+            else:
+                legal = state.legal_actions()
+                inner_g.append(g)
+                inner_i.append(idx)
+                players.append(state.current_player())
+                legal_rows.extend([len(inner_g) - 1] * len(legal))
+                legal_cols.extend(legal)
+        if inner_g:
+            self.player[inner_g, inner_i] = players
+            rows = np.zeros((len(inner_g), self.L.shape[2]), bool)
+            rows[legal_rows, legal_cols] = True
+            self.L[inner_g, inner_i] = rows
+        return ids
+
+    def _find_prev(self, state: GameState) -> tuple[int, list[int]] | None:
+        """(game index, node ids of its subtree, root first, breadth-first) in the previous search for
+        a position reached from one of its roots by up to two moves, or None. Trees are found by
+        move history, not slot, so games may finish and drop out of the batch between moves."""
+        prev = self.prev
+        if prev is None:
+            return None
+        history = state.move_history()
+        for k in range(len(history), max(len(history) - 3, -1), -1):
+            i = prev["index"].get((state.game_name, tuple(history[:k])))
+            if i is not None:
+                break
+        else:
+            return None
+        C, L, status = prev["C"], prev["L"], prev["status"]
+        node = 0
+        for action in history[k:]:
+            if not (0 <= action < L.shape[2] and L[i, node, action]):
+                return None
+            node = int(C[i, node, action])
+            if node < 0 or status[i, node] != 0:
+                return None
+        order, k = [node], 0
+        while k < len(order):
+            row = C[i, order[k]]
+            order.extend(row[row >= 0].tolist())
+            k += 1
+        return i, order
+
+    def _copy_prev(self, g: int, i: int, order: list[int]) -> None:
+        prev = self.prev
+        k = len(order)
+        for name in ("N", "W", "P", "L", "player", "value", "status", "rets"):
+            getattr(self, name)[g, :k] = prev[name][i, order]
+        mapping = np.full(prev["C"].shape[1], -1, np.int64)
+        mapping[order] = np.arange(k)
+        rows = prev["C"][i, order]
+        self.C[g, :k] = np.where(rows >= 0, mapping[rows], -1)
+        self.states[g] = [prev["states"][i][o] for o in order]
+
+    # ---- the search ----------------------------------------------------------------------------
+    def run(self, states: Sequence[GameState]) -> list[SearchResult]:
+        owner, cfg = self.owner, self.owner.config
+        G, A = len(states), states[0].num_actions
+        for i, state in enumerate(states):
+            if state.num_actions != A:
+                raise ValueError(f"states[{i}]: expected {A} actions (one game), got {state.num_actions}")
+        reuse = [self._find_prev(s) if cfg.reuse_tree else None for s in states]
+        self._alloc(G, max(len(r[1]) if r else 1 for r in reuse) + cfg.num_simulations, A)
+        fresh = []
+        for g, found in enumerate(reuse):
+            if found:
+                self._copy_prev(g, *found)
+            else:
+                fresh.append(g)
+        self._add(fresh, [states[g].clone() for g in fresh])
+        if fresh:
+            priors, values = _evaluate_checked(owner.evaluator, [self.states[g][0] for g in fresh])
+            self._expand(np.array(fresh), np.zeros(len(fresh), np.int64), priors, values)
+        saved = self.P[:, 0].copy()
+        if cfg.dirichlet_fraction > 0:
+            eps = cfg.dirichlet_fraction
+            for g in range(G):
+                legal = np.flatnonzero(self.L[g, 0])
+                noise = owner.rng.dirichlet([cfg.dirichlet_alpha] * len(legal))
+                self.P[g, 0, legal] = (1 - eps) * self.P[g, 0, legal] + eps * noise
+        remaining = np.full(G, cfg.num_simulations)
+        while remaining.any():
+            self._step(remaining)
+        results = [self._result(g) for g in range(G)]
+        self.P[:, 0] = saved
+        self.prev = {name: getattr(self, name) for name in
+                     ("N", "W", "P", "C", "L", "player", "value", "status", "rets", "states")}
+        self.prev["index"] = {(s.game_name, tuple(s.move_history())): g for g, s in enumerate(states)}
+        return results
+
+    def _step(self, remaining: np.ndarray) -> None:
+        """One lock-step round: up to batch_size descents per game, one evaluator call, backups."""
+        cfg = self.owner.config
+        vl = cfg.virtual_loss
+        budget = np.minimum(remaining, cfg.batch_size)
+        alive = remaining > 0
+        waiting = []                          # (levels, positions, leaf ids) per sub-round, for backup
+        leaf_g, leaf_idx = [], []
+        for r in range(cfg.batch_size):
+            act = np.flatnonzero(alive & (budget > r))
+            if act.size == 0:
+                break
+            levels, kind, leaf = self._descend(act)
+            collided = kind == 2
+            alive[act[collided]] = False
+            term = kind == 1
+            if term.any():
+                rets = self.rets[act, leaf]
+                self._backup(levels, term, rets, 0.0)
+                remaining[act[term]] -= 1
+            ev = kind == 0
+            if ev.any():
+                N2, W2 = self.N.reshape(-1, self.L.shape[2]), self.W.reshape(-1, self.L.shape[2])
+                for f, a, pos in levels:
+                    m = ev[pos]
+                    N2[f[m], a[m]] += vl
+                    W2[f[m], a[m]] -= vl
+                remaining[act[ev]] -= 1
+                waiting.append((levels, ev, act, leaf))
+                leaf_g.append(act[ev])
+                leaf_idx.append(leaf[ev])
+        if not waiting:
+            return
+        gs, idx = np.concatenate(leaf_g), np.concatenate(leaf_idx)
+        priors, values = _evaluate_checked(self.owner.evaluator, [self.states[g][i] for g, i in zip(gs, idx)])
+        self._expand(gs, idx, priors, values)
+        for levels, ev, act, leaf in waiting:
+            g, i = act, np.where(ev, leaf, 0)
+            v = self.value[g, i]
+            rets = np.where((self.player[g, i] == 0)[:, None], np.stack([v, -v], 1), np.stack([-v, v], 1))
+            self._backup(levels, ev, rets, vl)
+
+    def _descend(self, act: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+        """PUCT descent for games `act` from their roots. Returns the levels [(flat node ids, actions,
+        positions in act)], and per game the leaf kind (0 new leaf to evaluate, 1 terminal,
+        2 collision) and leaf node id. Flat id = game * M + node indexes the [G * M, A] views."""
+        cfg, M, A = self.owner.config, self.M, self.L.shape[2]
+        N2, W2, P2 = self.N.reshape(-1, A), self.W.reshape(-1, A), self.P.reshape(-1, A)
+        C2, L2, status = self.C.reshape(-1, A), self.L.reshape(-1, A), self.status.reshape(-1)
+        kind = np.full(act.size, -1, np.int64)
+        leaf = np.zeros(act.size, np.int64)
+        base = act * M                                    # flat id of each game's root
+        f, pos = base, np.arange(act.size)
+        levels = []
+        while f.size:
+            n = N2[f]
+            total = n.cumsum(1)[:, -1] + 1.0              # sequential, as Python's sum
+            if cfg.c_base is None:
+                c = cfg.c_puct
+            else:
+                c = np.array([math.log((t + cfg.c_base) / cfg.c_base) + cfg.c_puct for t in total.tolist()])
+            scale = c * np.sqrt(total)
+            q = np.divide(W2[f], n, out=np.full(n.shape, cfg.fpu), where=n > 0)
+            score = q + scale[:, None] * P2[f] / (1.0 + n)
+            a = np.where(L2[f], score, -np.inf).argmax(1)
+            levels.append((f, a, pos))
+            nxt = C2[f, a]
+            new = nxt < 0
+            child = base + nxt
+            code = np.where(new, 3, status[np.where(new, base, child)])   # 3 = not created yet
+            stop = np.flatnonzero(code)
+            if stop.size:
+                kind[pos[stop]] = code[stop]
+                leaf[pos[stop]] = nxt[stop]
+                grow = stop[new[stop]]
+                if grow.size:                             # grow the trees (game logic is Python)
+                    gg = (base[grow] // M).tolist()
+                    parents, actions = (f[grow] - base[grow]).tolist(), a[grow].tolist()
+                    children = []
+                    for k in range(grow.size):
+                        state = self.states[gg[k]][parents[k]].clone()
+                        state.apply_action(actions[k])
+                        children.append(state)
+                    ids = self._add(gg, children)
+                    self.C[gg, parents, actions] = ids
+                    kind[pos[grow]] = self.status[gg, ids] == 1
+                    leaf[pos[grow]] = ids
+                keep = code == 0
+                base, f, pos = base[keep], child[keep], pos[keep]
+            else:
+                f = child
+        return levels, kind, leaf
+
+    def _backup(self, levels: list, mask: np.ndarray, rets: np.ndarray, vl: float) -> None:
+        """N += 1 - vl and W += r[player(node)] + vl on every edge of the masked games' paths."""
+        A = self.L.shape[2]
+        N2, W2, player = self.N.reshape(-1, A), self.W.reshape(-1, A), self.player.reshape(-1)
+        for f, a, pos in levels:
+            m = mask[pos]
+            if m.any():
+                fm, am = f[m], a[m]
+                N2[fm, am] += 1.0 - vl
+                W2[fm, am] += rets[pos[m], player[fm]] + vl
+
+    def _expand(self, gs: np.ndarray, idx: np.ndarray, priors: np.ndarray, values: np.ndarray) -> None:
+        legal = self.L[gs, idx]
+        p = np.where(legal & (priors > 0.0), priors, 0.0)          # NaN and negatives -> 0
+        total = p.cumsum(1)[:, -1]                                  # sequential, as Python's sum
+        ok = (total > 0.0) & (total < math.inf)
+        uniform = legal / legal.sum(1, keepdims=True)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            self.P[gs, idx] = np.where(ok[:, None], p / np.where(ok, total, 1.0)[:, None], uniform)
+        self.value[gs, idx] = values
+        self.status[gs, idx] = 0
+
+    def _result(self, g: int) -> SearchResult:
+        counts, w = self.N[g, 0].copy(), self.W[g, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            q = np.where(counts > 0, w / counts, np.nan)
+        root_value = (self.value[g, 0] + w.cumsum()[-1]) / (1.0 + counts.cumsum()[-1])
+        return SearchResult(counts, q, float(root_value), counts / counts.sum(), self.P[g, 0].copy())
