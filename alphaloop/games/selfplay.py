@@ -1,0 +1,152 @@
+"""Experience for game nets: AlphaZero self-play and AlphaGo-style expert games.
+
+Self-play (Silver et al. 2017, "Mastering the game of Go without human knowledge", Methods): at every
+move the search turns the net's priors into visit counts N(s, a); the move is drawn from
+
+    pi(a | s) = N(s, a)^(1/tau) / sum_b N(s, b)^(1/tau)
+
+with tau = 1 for the first `temperature_moves` moves (exploration, varied openings) and tau -> 0
+(argmax) after. Each position is stored with the search's policy target and, once the game ends,
+the outcome z in {-1, 0, +1} from the point of view of the player who moved there.
+
+Games run in *lock-step*: all unfinished games hand their current state to one `search_many` call,
+so each simulation step costs one batched net forward for every game instead of one per game -- on
+a CPU the per-call overhead, not the arithmetic, is what a small net costs.
+
+Imitation games (the AlphaGo recipe: supervised learning from an expert before reinforcement):
+an expert plays both sides, with probability `epsilon` a uniformly random legal move is played
+instead so the data covers positions the expert would never reach, and every position records the
+expert's own move as a one-hot policy target and the final outcome as value target.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from alphaloop.games.registry import new_game, symmetries_fn
+from alphaloop.games.replay import Examples
+
+
+@dataclass
+class GameRecord:
+    """One finished game: per move the mover's observation, policy target, player and action."""
+
+    game_name: str
+    observations: list[np.ndarray] = field(default_factory=list)
+    policies: list[np.ndarray] = field(default_factory=list)
+    players: list[int] = field(default_factory=list)
+    actions: list[int] = field(default_factory=list)
+    returns: tuple[float, float] = (0.0, 0.0)
+
+    def __len__(self) -> int:
+        return len(self.actions)
+
+    def value_targets(self) -> np.ndarray:
+        """z_t = outcome for the player who moved at t: +1 win, -1 loss, 0 draw."""
+        return np.array([self.returns[p] for p in self.players], dtype=np.float32)
+
+
+def _check_count(name: str, value: int) -> None:
+    if not isinstance(value, int | np.integer) or value < 0:
+        raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+
+
+def select_action(visit_counts: np.ndarray, temperature: float, rng: np.random.Generator) -> int:
+    """Sample a ~ N^(1/tau) (tau > 0), or argmax N with random tie-breaking (tau == 0)."""
+    counts = np.asarray(visit_counts, dtype=np.float64)
+    if counts.sum() <= 0:
+        raise ValueError(f"visit_counts must have positive mass, got {counts.tolist()}")
+    if temperature <= 0:
+        best = np.flatnonzero(counts == counts.max())
+        return int(best[0] if len(best) == 1 else rng.choice(best))
+    weights = counts ** (1.0 / temperature)
+    return int(rng.choice(len(counts), p=weights / weights.sum()))
+
+
+def play_games(game_name: str, search, num_games: int, temperature_moves: int,
+               rng: np.random.Generator) -> list[GameRecord]:
+    """Play `num_games` self-play games in lock-step with `search.search_many`.
+
+    `search` is an MCTS-like object (`alphaloop.search.mcts.MCTS`) whose `search_many(states)` returns
+    one `SearchResult` per state with `visit_counts` (float[A], what the move is drawn from),
+    `policy_target` (float[A], what the net learns) and `action` (a move the search chose itself, as
+    Gumbel search does, or None). Each call gets only the unfinished games, so finished games cost
+    nothing. Root exploration noise, if any, is the search config's business (Dirichlet 0.25).
+    """
+    _check_count("num_games", num_games)
+    _check_count("temperature_moves", temperature_moves)
+    states = [new_game(game_name) for _ in range(num_games)]
+    records = [GameRecord(game_name) for _ in range(num_games)]
+    active = [i for i, s in enumerate(states) if not s.is_terminal()]
+    while active:
+        results = search.search_many([states[i] for i in active])
+        if len(results) != len(active):
+            raise RuntimeError(f"search_many returned {len(results)} results for {len(active)} states")
+        for i, result in zip(active, results):
+            state, record = states[i], records[i]
+            record.observations.append(np.asarray(state.observation_tensor(), dtype=np.float32))
+            record.policies.append(np.asarray(result.policy_target, dtype=np.float32))
+            record.players.append(state.current_player())
+            if result.action is not None:  # the search picked the move itself (Gumbel sequential halving)
+                action = int(result.action)
+            else:
+                temperature = 1.0 if len(record) < temperature_moves else 0.0
+                action = select_action(result.visit_counts, temperature, rng)
+            record.actions.append(action)
+            state.apply_action(action)
+        active = [i for i in active if not states[i].is_terminal()]
+    for state, record in zip(states, records):
+        r = state.returns()
+        record.returns = (float(r[0]), float(r[1]))
+    return records
+
+
+def to_examples(records: list[GameRecord], augment: bool = True) -> Examples:
+    """Flatten games into (obs, policy target, value target) examples.
+
+    With `augment`, every position also yields its images under the game's symmetries (8 for the
+    square tic-tac-toe board, 2 for the left-right mirror of connect four) -- free data, and it
+    teaches the net an invariance the rules guarantee (AlphaGo Zero augmented with the 8 dihedral maps).
+    """
+    if not records:
+        raise ValueError("records must hold at least one GameRecord")
+    obs, pol, val = [], [], []
+    for record in records:
+        sym = symmetries_fn(record.game_name) if augment else None
+        for o, p, z in zip(record.observations, record.policies, record.value_targets()):
+            pairs = sym(o, p) if sym is not None else [(o, p)]
+            for o2, p2 in pairs:
+                obs.append(o2)
+                pol.append(p2)
+                val.append(z)
+    return Examples(np.stack(obs), np.stack(pol), np.asarray(val, dtype=np.float32))
+
+
+def imitation_games(game_name: str, expert_player, num_games: int, rng: np.random.Generator,
+                    epsilon: float = 0.1) -> list[GameRecord]:
+    """Games where `expert_player` picks every recorded target; with probability `epsilon` the move
+    actually played is a uniformly random legal one instead (the target stays the expert's move)."""
+    _check_count("num_games", num_games)
+    if not 0.0 <= epsilon <= 1.0:
+        raise ValueError(f"epsilon must be in [0, 1], got {epsilon}")
+    records = []
+    for _ in range(num_games):
+        state = new_game(game_name)
+        record = GameRecord(game_name)
+        while not state.is_terminal():
+            legal = state.legal_actions()
+            expert_move = int(expert_player.choose(state))
+            target = np.zeros(state.num_actions, dtype=np.float32)
+            target[expert_move] = 1.0
+            record.observations.append(np.asarray(state.observation_tensor(), dtype=np.float32))
+            record.policies.append(target)
+            record.players.append(state.current_player())
+            action = int(rng.choice(legal)) if rng.random() < epsilon else expert_move
+            record.actions.append(action)
+            state.apply_action(action)
+        r = state.returns()
+        record.returns = (float(r[0]), float(r[1]))
+        records.append(record)
+    return records

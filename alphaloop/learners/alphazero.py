@@ -1,0 +1,136 @@
+"""The AlphaZero update, and matches to measure what it learned.
+
+Loss (Silver et al. 2017, "Mastering the game of Go without human knowledge", eq. 1):
+
+    l = (z - v)^2  -  pi^T log p  +  c ||theta||^2
+
+with (p, v) = f_theta(s), pi the search's policy target and z the game outcome for the player to move.
+The value term is a mean squared error, the policy term the cross-entropy from the search's improved
+policy to the net's; both are averaged over the batch. The L2 term is left to the optimizer's
+`weight_decay` (SGD's weight decay is exactly the gradient of c ||theta||^2 with c = wd / 2), so the
+loss here is only what the data says.
+
+Learning distils search into the net: the net's priors guide the next search, the search's visit
+counts are sharper than the priors, and training on them moves the priors there.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from alphaloop.games.registry import new_game
+from alphaloop.games.replay import ReplayBuffer
+from alphaloop.policies.nets import PolicyValueNet
+from alphaloop.search.mcts import MCTS, MCTSConfig
+from alphaloop.search.net_evaluator import NetEvaluator, legal_mask
+
+
+def alphazero_loss(net: PolicyValueNet, obs: torch.Tensor, target_policy: torch.Tensor,
+                   target_value: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """mean_b[(z_b - v_b)^2] + mean_b[-sum_a pi_ba log p_ba]; returns (loss, stats).
+
+    Targets of zero probability contribute nothing to the cross-entropy, so the unmasked log-softmax
+    over all actions is exact even though illegal moves have pi = 0.
+    """
+    if target_policy.shape != (obs.shape[0], net.num_actions):
+        raise ValueError(f"target_policy must have shape [{obs.shape[0]}, {net.num_actions}], "
+                         f"got {list(target_policy.shape)}")
+    if target_value.shape != (obs.shape[0],):
+        raise ValueError(f"target_value must have shape [{obs.shape[0]}], got {list(target_value.shape)}")
+    logits, value = net(obs)
+    log_p = F.log_softmax(logits, dim=-1)
+    policy_loss = -(target_policy * log_p).sum(-1).mean()
+    value_loss = (target_value - value).pow(2).mean()
+    loss = policy_loss + value_loss
+    # Entropy of the targets: the floor the policy loss can reach (policy_loss - entropy = KL(pi || p)).
+    target_entropy = -(target_policy * torch.log(target_policy.clamp_min(1e-12))).sum(-1).mean()
+    stats = {"loss": float(loss.detach()), "policy_loss": float(policy_loss.detach()),
+             "value_loss": float(value_loss.detach()),
+             "policy_kl": float((policy_loss - target_entropy).detach())}
+    return loss, stats
+
+
+def train_steps(net: PolicyValueNet, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer, steps: int,
+                batch_size: int, rng: np.random.Generator) -> dict[str, float]:
+    """`steps` gradient steps on batches drawn uniformly from `buffer`; returns the mean stats.
+
+    The net is left in eval mode, which is how search uses it (batch-norm running statistics).
+    """
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    totals: dict[str, float] = {}
+    net.train()
+    device = next(net.parameters()).device
+    for _ in range(steps):
+        batch = buffer.sample(batch_size, rng)
+        loss, stats = alphazero_loss(net, torch.from_numpy(batch.obs).to(device),
+                                     torch.from_numpy(batch.policy).to(device),
+                                     torch.from_numpy(batch.value).to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        for key, value in stats.items():
+            totals[key] = totals.get(key, 0.0) + value
+    net.eval()
+    return {key: value / steps for key, value in totals.items()} | {"steps": float(steps)}
+
+
+class NetPlayer:
+    """A player backed by a policy-value net: `sims == 0` plays the raw policy's argmax over legal
+    moves (no search at all); `sims > 0` runs that many PUCT simulations (no root noise) and plays the
+    most visited move, ties broken by `seed`. `search_config` overrides the MCTS settings."""
+
+    def __init__(self, net: PolicyValueNet, sims: int = 0, seed: int = 0,
+                 search_config: MCTSConfig | None = None) -> None:
+        if sims < 0:
+            raise ValueError(f"sims must be >= 0, got {sims}")
+        self.net = net
+        self.sims = int(sims)
+        self.evaluator = NetEvaluator(net)
+        self.search: MCTS | None = None
+        if self.sims > 0:
+            config = search_config or MCTSConfig()
+            config = config.model_copy(update={"num_simulations": self.sims})
+            self.search = MCTS(self.evaluator, config, seed=seed)
+
+    def choose(self, state) -> int:
+        if self.search is None:
+            priors, _ = self.evaluator.evaluate([state])
+            mask = legal_mask([state], self.net.num_actions)[0]
+            return int(np.argmax(np.where(mask, priors[0], -1.0)))
+        return self.search.choose(state, temperature=0.0)
+
+
+def play_match(player_a, player_b, game_name: str, num_games: int, seed: int = 0,
+               random_opening: int = 0) -> tuple[int, int, int]:
+    """(wins, draws, losses) of `player_a` against `player_b` over `num_games`; A moves first in even
+    games and second in odd ones, so neither side keeps the first-move advantage.
+
+    Players expose `choose(state) -> action` (`alphaloop.games.players.Player`). Deterministic players
+    would replay the same two games forever, so `random_opening` plies at the start of every game are
+    uniformly random legal moves drawn from `seed` (game g uses seed + g): a reproducible spread of
+    openings.
+    """
+    if num_games < 0:
+        raise ValueError(f"num_games must be >= 0, got {num_games}")
+    if random_opening < 0:
+        raise ValueError(f"random_opening must be >= 0, got {random_opening}")
+    wins = draws = losses = 0
+    for game in range(num_games):
+        rng = np.random.default_rng(seed + game)
+        a_seat = game % 2
+        seats = (player_a, player_b) if a_seat == 0 else (player_b, player_a)
+        state = new_game(game_name)
+        while not state.is_terminal():
+            if len(state.move_history()) < random_opening:
+                action = int(rng.choice(state.legal_actions()))
+            else:
+                action = int(seats[state.current_player()].choose(state.clone()))
+            state.apply_action(action)
+        outcome = state.returns()[a_seat]
+        wins += outcome > 0
+        draws += outcome == 0
+        losses += outcome < 0
+    return wins, draws, losses

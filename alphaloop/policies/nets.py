@@ -1,0 +1,144 @@
+"""Policy-value networks for board games: one trunk, two heads (AlphaZero, Silver et al. 2017/2018).
+
+    f_theta(s) = (p, v):  p = softmax(policy_logits(s)) over all actions,  v = tanh(value(s)) in [-1, 1]
+
+`v` is the expected outcome for the player to move, because every game's `observation_tensor()` is
+drawn from the mover's point of view; one net therefore plays both colours.
+
+Two trunks, picked by `NetConfig.kind`:
+  * "resnet": the AlphaGo Zero shape at toy scale -- a 3x3 conv stem, `blocks` residual blocks
+    (conv-BN-ReLU-conv-BN + skip, ReLU) of `channels` filters, then a 1x1-conv policy head and a
+    1x1-conv -> hidden -> tanh value head.
+  * "mlp": flatten -> `blocks` hidden layers of width `hidden` -> the two heads; it is faster on a CPU
+    for 3x3 boards and is the baseline the conv net should beat on connect four.
+
+Saved as `model.safetensors` plus `net_config.json` (the config, observation shape and action count)
+so a net is rebuilt from its directory alone, without pickle.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+WEIGHTS = "model.safetensors"
+CONFIG = "net_config.json"
+
+
+class NetConfig(BaseModel):
+    """Size of a policy-value net. Defaults are small enough for CPU self-play on connect four."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["resnet", "mlp"] = "resnet"
+    channels: int = Field(32, ge=1, description="conv filters per layer (resnet)")
+    blocks: int = Field(2, ge=0, description="residual blocks (resnet) or hidden layers (mlp)")
+    hidden: int = Field(64, ge=1, description="width of the value head's hidden layer and of mlp layers")
+    policy_channels: int = Field(2, ge=1, description="1x1 conv filters in the policy head (AlphaGo Zero: 2)")
+
+
+class _ResBlock(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(channels)
+        self.conv2 = nn.Conv2d(channels, channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(x + self.bn2(self.conv2(y)))
+
+
+class PolicyValueNet(nn.Module):
+    """`forward(obs[B, *observation_shape]) -> (logits[B, num_actions], value[B])`, value in [-1, 1]."""
+
+    def __init__(self, config: NetConfig, observation_shape: tuple[int, ...], num_actions: int) -> None:
+        super().__init__()
+        observation_shape = tuple(int(d) for d in observation_shape)
+        if num_actions < 1:
+            raise ValueError(f"num_actions must be >= 1, got {num_actions}")
+        if config.kind == "resnet" and len(observation_shape) != 3:
+            raise ValueError(f"observation_shape must be (planes, height, width) for kind='resnet', "
+                             f"got {observation_shape}; use NetConfig(kind='mlp') for flat observations")
+        self.config = config
+        self.observation_shape = observation_shape
+        self.num_actions = int(num_actions)
+        if config.kind == "resnet":
+            planes, height, width = observation_shape
+            c = config.channels
+            self.trunk = nn.Sequential(
+                nn.Conv2d(planes, c, 3, padding=1, bias=False), nn.BatchNorm2d(c), nn.ReLU(),
+                *[_ResBlock(c) for _ in range(config.blocks)],
+            )
+            area = height * width
+            self.policy_head = nn.Sequential(
+                nn.Conv2d(c, config.policy_channels, 1, bias=False), nn.BatchNorm2d(config.policy_channels),
+                nn.ReLU(), nn.Flatten(), nn.Linear(config.policy_channels * area, num_actions),
+            )
+            self.value_head = nn.Sequential(
+                nn.Conv2d(c, 1, 1, bias=False), nn.BatchNorm2d(1), nn.ReLU(), nn.Flatten(),
+                nn.Linear(area, config.hidden), nn.ReLU(), nn.Linear(config.hidden, 1),
+            )
+        else:
+            size = 1
+            for d in observation_shape:
+                size *= d
+            layers: list[nn.Module] = [nn.Flatten()]
+            width_in = size
+            for _ in range(config.blocks):
+                layers += [nn.Linear(width_in, config.hidden), nn.ReLU()]
+                width_in = config.hidden
+            self.trunk = nn.Sequential(*layers)
+            self.policy_head = nn.Linear(width_in, num_actions)
+            self.value_head = nn.Sequential(nn.Linear(width_in, config.hidden), nn.ReLU(),
+                                            nn.Linear(config.hidden, 1))
+
+    def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        if tuple(obs.shape[1:]) != self.observation_shape:
+            raise ValueError(f"obs must have shape [B, {', '.join(map(str, self.observation_shape))}], "
+                             f"got {list(obs.shape)}")
+        h = self.trunk(obs)
+        return self.policy_head(h), torch.tanh(self.value_head(h)).squeeze(-1)
+
+    def save(self, directory: str | Path) -> Path:
+        """Write `model.safetensors` and `net_config.json` into `directory` (created if needed)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous() for k, v in self.state_dict().items()}
+        save_file(tensors, str(directory / WEIGHTS))
+        meta = {"net": self.config.model_dump(), "observation_shape": list(self.observation_shape),
+                "num_actions": self.num_actions}
+        (directory / CONFIG).write_text(json.dumps(meta, indent=1, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | Path) -> PolicyValueNet:
+        """Rebuild a net saved by `save`; the net is returned in eval mode."""
+        directory = Path(directory)
+        if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
+            raise FileNotFoundError(f"directory must hold {CONFIG} and {WEIGHTS} (written by "
+                                    f"PolicyValueNet.save), got {directory}")
+        meta = json.loads((directory / CONFIG).read_text())
+        net = cls(NetConfig(**meta["net"]), tuple(meta["observation_shape"]), meta["num_actions"])
+        net.load_state_dict(load_file(str(directory / WEIGHTS)))
+        return net.eval()
+
+
+def build_net(config: NetConfig | dict | None, game_state) -> PolicyValueNet:
+    """A fresh net sized for `game_state`'s class (its `observation_shape` and `num_actions`)."""
+    if config is None:
+        config = NetConfig()
+    elif isinstance(config, dict):
+        config = NetConfig(**config)
+    return PolicyValueNet(config, tuple(game_state.observation_shape), game_state.num_actions)
+
+
+def load(directory: str | Path) -> PolicyValueNet:
+    return PolicyValueNet.load(directory)
