@@ -207,7 +207,7 @@ def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
                 loss.backward()
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
                 optimizer.step()
-                stats["loss"] = float(loss)
+                stats["loss"] = float(loss.detach())
                 for key, value in stats.items():
                     stats_sum[key] = stats_sum.get(key, 0.0) + value
                 updates += 1

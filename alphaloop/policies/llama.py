@@ -1,0 +1,326 @@
+"""A lean Llama: the same maths and state-dict names as HF `LlamaForCausalLM`, less Python.
+
+At ~1M parameters a forward pass is a few dozen tiny matmuls, so wall time is set by Python
+overhead, not FLOPs: HF's model builds 4-D masks through a generic masking module, wraps
+every layer in hooks and output dataclasses, and keeps its KV cache in per-layer objects. This
+file does the same computation as one flat loop over functional ops with a preallocated cache,
+and keeps HF's parameter names (`model.layers.0.self_attn.q_proj.weight`, ...), so weights
+saved from here load with `AutoModelForCausalLM.from_pretrained` and give the same logits.
+
+The architecture (Touvron et al. 2023, "LLaMA"), per layer l with input x:
+
+    h  = x + W_o · Attn(RoPE(W_q · n1(x)), RoPE(W_k · n1(x)), W_v · n1(x))
+    x' = h + W_down · (SiLU(W_gate · n2(h)) ⊙ W_up · n2(h))
+
+with RMSNorm n(x) = w ⊙ x / sqrt(mean(x²) + eps) (Zhang & Sennrich 2019), rotary position
+embeddings RoPE(q)_t = q_t cos(t θ) + rotate_half(q_t) sin(t θ), θ_i = base^(-2i/d) (Su et al.
+2021), grouped-query attention (Ainslie et al. 2023: n_kv_heads key/value heads shared by
+n_heads / n_kv_heads query heads each) and a SwiGLU MLP (Shazeer 2020).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import LlamaConfig
+
+
+def lean_supported(config) -> str | None:
+    """None if `config` is a Llama this module reproduces exactly, else the reason it is not."""
+    if getattr(config, "model_type", None) != "llama":
+        return f"model_type {getattr(config, 'model_type', None)!r} is not 'llama'"
+    rope = getattr(config, "rope_parameters", None) or {}
+    if rope.get("rope_type", "default") != "default":
+        return f"rope_type {rope.get('rope_type')!r} (only 'default' RoPE is implemented)"
+    if getattr(config, "hidden_act", "silu") != "silu":
+        return f"hidden_act {config.hidden_act!r} (only 'silu' is implemented)"
+    if getattr(config, "pretraining_tp", 1) not in (1, None):
+        return "pretraining_tp != 1"
+    return None
+
+
+def _rope_theta(config) -> float:
+    rope = getattr(config, "rope_parameters", None) or {}
+    return float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+
+
+class KVCache:
+    """Preallocated keys/values `kv[L, 2, B, kv_heads, max_len, head_dim]`, written in place.
+
+    `length` counts the positions filled so far (the same for every row: left padding keeps the
+    batch rectangular). `valid[b, s]` is False at padding positions so that no query attends to
+    them; `padded` records whether any position was ever masked, so an unpadded batch takes
+    SDPA's mask-free path.
+
+    `weights` optionally snapshots each layer's fused projection matrices (see
+    `LeanLlama.fused_weights`) so that decoding does not re-concatenate them at every step; a
+    cache made under `torch.inference_mode()` by `LeanLlama.new_cache` holds such a snapshot and
+    must not outlive an optimizer step.
+    """
+
+    def __init__(self, num_layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
+                 weights: list[tuple] | None = None) -> None:
+        self.kv = torch.zeros(num_layers, 2, batch, kv_heads, max_len, head_dim, dtype=dtype, device=device)
+        self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        self.max_len = max_len
+        self.length = 0
+        self.padded = False
+        self.weights = weights
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, size: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(size))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+
+
+class _Attention(nn.Module):
+    def __init__(self, c: LlamaConfig, head_dim: int) -> None:
+        super().__init__()
+        bias = bool(getattr(c, "attention_bias", False))
+        self.q_proj = nn.Linear(c.hidden_size, c.num_attention_heads * head_dim, bias=bias)
+        self.k_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * head_dim, bias=bias)
+        self.v_proj = nn.Linear(c.hidden_size, c.num_key_value_heads * head_dim, bias=bias)
+        self.o_proj = nn.Linear(c.num_attention_heads * head_dim, c.hidden_size, bias=bias)
+
+
+class _MLP(nn.Module):
+    def __init__(self, c: LlamaConfig) -> None:
+        super().__init__()
+        bias = bool(getattr(c, "mlp_bias", False))
+        self.gate_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=bias)
+        self.up_proj = nn.Linear(c.hidden_size, c.intermediate_size, bias=bias)
+        self.down_proj = nn.Linear(c.intermediate_size, c.hidden_size, bias=bias)
+
+
+class _Layer(nn.Module):
+    def __init__(self, c: LlamaConfig, head_dim: int) -> None:
+        super().__init__()
+        self.self_attn = _Attention(c, head_dim)
+        self.mlp = _MLP(c)
+        self.input_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+        self.post_attention_layernorm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+
+
+class _Body(nn.Module):
+    def __init__(self, c: LlamaConfig, head_dim: int) -> None:
+        super().__init__()
+        self.embed_tokens = nn.Embedding(c.vocab_size, c.hidden_size)
+        self.layers = nn.ModuleList(_Layer(c, head_dim) for _ in range(c.num_hidden_layers))
+        self.norm = RMSNorm(c.hidden_size, c.rms_norm_eps)
+
+
+class LeanLlama(nn.Module):
+    """`LlamaForCausalLM` with HF's parameter names and a flat, cache-friendly forward."""
+
+    def __init__(self, config: LlamaConfig) -> None:
+        super().__init__()
+        reason = lean_supported(config)
+        if reason is not None:
+            raise ValueError(f"config: LeanLlama cannot reproduce this model: {reason}")
+        self.config = config
+        self.num_heads = config.num_attention_heads
+        self.kv_heads = config.num_key_value_heads
+        if self.num_heads % self.kv_heads:
+            raise ValueError(f"config: num_attention_heads ({self.num_heads}) must be a multiple of "
+                             f"num_key_value_heads ({self.kv_heads})")
+        self.head_dim = getattr(config, "head_dim", None) or config.hidden_size // self.num_heads
+        self.model = _Body(config, self.head_dim)
+        self.lm_head = nn.Linear(config.hidden_size, config.vocab_size, bias=False)
+        self.tied = bool(config.tie_word_embeddings)
+        if self.tied:
+            self.lm_head.weight = self.model.embed_tokens.weight
+        inv_freq = 1.0 / (_rope_theta(config) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float)
+                                                  / self.head_dim))
+        self.register_buffer("inv_freq", inv_freq, persistent=False)
+        self.register_buffer("rope_cos", torch.empty(0), persistent=False)
+        self.register_buffer("rope_sin", torch.empty(0), persistent=False)
+        self._extend_rope(max(int(getattr(config, "max_position_embeddings", 0) or 0), 256))
+        self.reset_parameters(getattr(config, "initializer_range", 0.02))
+
+    def reset_parameters(self, std: float) -> None:
+        """HF's Llama init: N(0, std) for every matmul and embedding weight, zero biases, unit norms."""
+        for module in self.modules():
+            if isinstance(module, nn.Linear | nn.Embedding):
+                nn.init.normal_(module.weight, mean=0.0, std=std)
+                if getattr(module, "bias", None) is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, RMSNorm):
+                nn.init.ones_(module.weight)
+
+    def _extend_rope(self, length: int) -> None:
+        # cos/sin tables indexed by position; products computed in float32 exactly as HF does.
+        positions = torch.arange(length, dtype=torch.float, device=self.inv_freq.device)
+        freqs = positions[:, None] * self.inv_freq[None, :]
+        emb = torch.cat((freqs, freqs), dim=-1)
+        # rotate_half(x) * sin == flip_halves(x) * [-sin, sin]: same products, but no slicing, whose
+        # backward allocates and fills zeros.
+        sin = emb.sin()
+        half = self.head_dim // 2
+        self.rope_cos, self.rope_sin = emb.cos(), torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
+
+    def fused_weights(self) -> list[tuple]:
+        """Per layer (W_qkv, b_qkv, W_gate_up, b_gate_up): the q/k/v projections stacked into one
+        matrix and gate/up into another, so a layer runs 2 input matmuls instead of 5. At this
+        size a matmul costs about as much in dispatch as in arithmetic, so fewer, wider ones win.
+        Concatenation is differentiable, so training through these is exact."""
+        fused = []
+        for layer in self.model.layers:
+            a, m = layer.self_attn, layer.mlp
+            qkv, gate_up = (a.q_proj, a.k_proj, a.v_proj), (m.gate_proj, m.up_proj)
+            fused.append((torch.cat([p.weight for p in qkv]),
+                          None if a.q_proj.bias is None else torch.cat([p.bias for p in qkv]),
+                          torch.cat([p.weight for p in gate_up]),
+                          None if m.gate_proj.bias is None else torch.cat([p.bias for p in gate_up])))
+        return fused
+
+    def new_cache(self, batch: int, max_len: int) -> KVCache:
+        """An empty cache for `batch` rows of up to `max_len` positions (prompt + completion).
+
+        Under `torch.inference_mode()` the cache also snapshots the fused weights for decoding.
+        """
+        weight = self.lm_head.weight
+        snapshot = self.fused_weights() if torch.is_inference_mode_enabled() else None
+        return KVCache(len(self.model.layers), batch, self.kv_heads, max_len, self.head_dim,
+                       dtype=weight.dtype, device=weight.device, weights=snapshot)
+
+    def hf_state_dict(self) -> dict[str, torch.Tensor]:
+        """The state dict as HF saves it: without `lm_head.weight` when embeddings are tied."""
+        state = self.state_dict()
+        if self.tied:
+            state.pop("lm_head.weight", None)
+        return {k: v.contiguous() for k, v in state.items()}
+
+    def load_hf_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        if self.tied:
+            missing = [k for k in missing if k != "lm_head.weight"]
+        if missing or unexpected:
+            raise ValueError(f"state dict does not match the Llama config: missing {missing}, "
+                             f"unexpected {unexpected}")
+
+    def _mask(self, attention_mask: torch.Tensor | None, cache: KVCache | None, start: int, T: int,
+              ) -> tuple[torch.Tensor | None, bool]:
+        """(boolean attention mask [B,1,T,S] or None, is_causal) for SDPA.
+
+        Causality is combined with key padding. Each query may also always attend to itself, so
+        padding queries (left padding) never see an all-masked row, whose softmax would be NaN
+        and would poison later layers through 0 * NaN; real queries never see padding keys.
+        Right padding (training batches) needs no mask at all: under causality a real token
+        only ever looks left, where every token is real, so SDPA's fast causal kernel gives the
+        exact result at every real position.
+        """
+        S = start + T
+        if cache is not None:
+            valid = cache.valid[:, :S] if cache.padded else None
+        elif attention_mask is None:
+            valid = None
+        else:
+            valid = attention_mask.bool()
+            right_padded = start == 0 and bool((valid[:, 1:] <= valid[:, :-1]).all())
+            valid = None if right_padded else valid
+        if valid is None:
+            if T == 1:
+                return None, False
+            if start == 0:
+                return None, True
+        device = self.inv_freq.device
+        keys = torch.arange(S, device=device)
+        queries = torch.arange(start, S, device=device)
+        causal = keys[None, :] <= queries[:, None]  # [T,S]
+        if valid is None:
+            return causal, False
+        mask = (causal[None] & valid[:, None, :]) | (keys[None, :] == queries[:, None])[None]
+        return mask[:, None], False
+
+    def _decode_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                          mask: torch.Tensor | None) -> torch.Tensor:
+        """softmax(q k^T / sqrt(d)) v for one new token per row, heads grouped as [B, KV, G, D].
+
+        For a single query SDPA's blocked kernel is pure overhead; two small batched matmuls are
+        faster, and grouping the G query heads of each KV head (GQA) needs no repeated keys.
+        """
+        B, H, _, D = q.shape
+        KV = k.shape[1]
+        q = q.reshape(B, KV, H // KV, D)
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (D ** -0.5)  # [B,KV,G,S]
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return torch.matmul(torch.softmax(scores, dim=-1), v).reshape(B, H, 1, D)
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None,
+                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B,T,V] (and the final, normed hidden states [B,T,H] if `return_hidden`).
+
+        `attention_mask` [B,T] marks real tokens (1) and padding (0) among `input_ids`; it is
+        combined with causality. With `kv_cache`, `input_ids` continue the cached sequence and
+        are written into it in place. Default positions count real tokens only
+        (cumsum(mask) - 1), which is right for both right and left padding.
+        """
+        if input_ids.dim() != 2:
+            raise ValueError(f"input_ids: expected a [batch, time] tensor, got {tuple(input_ids.shape)}")
+        B, T = input_ids.shape
+        start = 0 if kv_cache is None else kv_cache.length
+        if kv_cache is not None:
+            if start + T > kv_cache.max_len:
+                raise ValueError(f"kv_cache: holds {kv_cache.max_len} positions, {start} used, "
+                                 f"{T} more given")
+            if attention_mask is not None:
+                kv_cache.valid[:, start:start + T] = attention_mask.bool()
+                kv_cache.padded = kv_cache.padded or not bool(attention_mask.all())
+        if position_ids is None:
+            if attention_mask is not None and kv_cache is None:
+                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
+            else:
+                position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
+        needed = int(position_ids.max()) + 1
+        if needed > self.rope_cos.shape[0]:
+            self._extend_rope(2 * needed)
+        x = self.model.embed_tokens(input_ids)
+        cos = self.rope_cos[position_ids].to(x.dtype)[:, :, None]  # [B,T,1,D]
+        sin = self.rope_sin[position_ids].to(x.dtype)[:, :, None]
+        mask, is_causal = self._mask(attention_mask, kv_cache, start, T)
+        decoding = kv_cache is not None and T == 1
+        if decoding and mask is not None:
+            mask = mask.view(B, 1, 1, -1)  # broadcast over [B,KV,G,S]
+        weights = kv_cache.weights if kv_cache is not None and kv_cache.weights else self.fused_weights()
+        H, KV, D = self.num_heads, self.kv_heads, self.head_dim
+        I = self.config.intermediate_size
+        for index, layer in enumerate(self.model.layers):
+            attn = layer.self_attn
+            w_qkv, b_qkv, w_gu, b_gu = weights[index]
+            qkv = F.linear(layer.input_layernorm(x), w_qkv, b_qkv).view(B, T, H + 2 * KV, D)
+            # RoPE on queries and keys at once: x cos + rotate_half(x) sin, rotate_half(x) = [-x2, x1].
+            qk, v = qkv.split((H + KV, KV), dim=2)
+            qk = qk * cos + qk.unflatten(-1, (2, D // 2)).flip(-2).flatten(-2) * sin
+            q, k = (t.transpose(1, 2) for t in qk.split((H, KV), dim=2))
+            v = v.transpose(1, 2)
+            if kv_cache is not None:
+                kv_cache.kv[index, 0, :, :, start:start + T] = k
+                kv_cache.kv[index, 1, :, :, start:start + T] = v
+                k = kv_cache.kv[index, 0, :, :, :start + T]
+                v = kv_cache.kv[index, 1, :, :, :start + T]
+            if decoding:
+                o = self._decode_attention(q, k, v, mask)
+            else:
+                if KV != H:
+                    k = k.repeat_interleave(H // KV, dim=1)
+                    v = v.repeat_interleave(H // KV, dim=1)
+                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+            x = x + F.linear(o.transpose(1, 2).reshape(B, T, H * D), attn.o_proj.weight, attn.o_proj.bias)
+            gate_up = F.linear(layer.post_attention_layernorm(x), w_gu, b_gu)
+            down = layer.mlp.down_proj
+            gate, up = gate_up.split(I, dim=-1)
+            x = x + F.linear(F.silu(gate) * up, down.weight, down.bias)
+        hidden = self.model.norm(x)
+        logits = F.linear(hidden, self.lm_head.weight)
+        if kv_cache is not None:
+            kv_cache.length = start + T
+        return (logits, hidden) if return_hidden else logits

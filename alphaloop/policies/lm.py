@@ -1,0 +1,250 @@
+"""The LM policy: a causal language model + its tokenizer (+ an optional value head).
+
+Llama-architecture models run on our `LeanLlama` (same weights, less overhead, a preallocated
+KV cache); any other HF causal LM runs through `AutoModelForCausalLM` behind the same forward
+signature. Either way a policy saves in HF format (`config.json`, `model.safetensors`,
+`tokenizer.json`), so `AutoModelForCausalLM.from_pretrained(dir)` and
+`AutoTokenizer.from_pretrained(dir)` load what we train.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+
+from alphaloop.policies.llama import LeanLlama, lean_supported
+from alphaloop.policies.tokenizer import build_char_tokenizer
+
+VALUE_HEAD_FILE = "value_head.safetensors"
+
+
+class LMArch(BaseModel):
+    """Size of a freshly built Llama-architecture policy (defaults: ~0.85M parameters)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    hidden_size: int = Field(128, ge=8, description="width of the residual stream")
+    num_layers: int = Field(4, ge=1, description="decoder layers")
+    num_heads: int = Field(4, ge=1, description="query heads; hidden_size must be a multiple")
+    num_kv_heads: int = Field(4, ge=1, description="key/value heads (GQA); must divide num_heads")
+    intermediate_size: int = Field(384, ge=1, description="SwiGLU MLP width")
+    max_seq_len: int = Field(128, ge=8, description="longest prompt + completion, in tokens")
+    rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency")
+    tie_embeddings: bool = Field(True, description="share the input embedding and the output projection")
+
+    def llama_config(self, vocab_size: int, bos_id: int, eos_id: int, pad_id: int) -> LlamaConfig:
+        if self.hidden_size % self.num_heads:
+            raise ValueError(f"arch.hidden_size ({self.hidden_size}) must be a multiple of "
+                             f"arch.num_heads ({self.num_heads})")
+        if self.num_heads % self.num_kv_heads:
+            raise ValueError(f"arch.num_heads ({self.num_heads}) must be a multiple of "
+                             f"arch.num_kv_heads ({self.num_kv_heads})")
+        config = LlamaConfig(
+            vocab_size=vocab_size, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
+            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
+            num_key_value_heads=self.num_kv_heads, max_position_embeddings=self.max_seq_len,
+            rope_theta=self.rope_theta, tie_word_embeddings=self.tie_embeddings, rms_norm_eps=1e-6,
+            bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
+        )
+        config.architectures = ["LlamaForCausalLM"]
+        return config
+
+
+class HFCausalLM(nn.Module):
+    """Any HF causal LM behind `LeanLlama`'s forward signature; its cache is HF's own."""
+
+    def __init__(self, hf: nn.Module) -> None:
+        super().__init__()
+        self.hf = hf
+        self.config = hf.config
+
+    def new_cache(self, batch: int, max_len: int) -> dict:
+        return {"past": None, "mask": None}
+
+    def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
+                attention_mask: torch.Tensor | None = None, kv_cache: dict | None = None,
+                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
+        kwargs = {}
+        if kv_cache is not None:
+            # HF wants the mask over past + new tokens and returns the grown cache.
+            mask = mask if kv_cache["mask"] is None else torch.cat([kv_cache["mask"], mask], dim=1)
+            kv_cache["mask"] = mask
+            kwargs = {"past_key_values": kv_cache["past"], "use_cache": True}
+        if position_ids is not None:
+            kwargs["position_ids"] = position_ids
+        out = self.hf(input_ids=input_ids, attention_mask=mask, output_hidden_states=return_hidden, **kwargs)
+        if kv_cache is not None:
+            kv_cache["past"] = out.past_key_values
+        return (out.logits, out.hidden_states[-1]) if return_hidden else out.logits
+
+
+def _wrap(hf_model: nn.Module) -> nn.Module:
+    """LeanLlama for Llama configs it reproduces, else the generic wrapper."""
+    if lean_supported(hf_model.config) is None:
+        lean = LeanLlama(hf_model.config)
+        lean.load_hf_state_dict(hf_model.state_dict())
+        return lean
+    return HFCausalLM(hf_model)
+
+
+class LMPolicy(nn.Module):
+    """What acts and what learns: `model` (forward(input_ids, position_ids, attention_mask,
+    kv_cache, return_hidden) -> logits), `tokenizer`, optional `value_head` (PPO critic)."""
+
+    def __init__(self, model: nn.Module, tokenizer, value_head: nn.Linear | None = None) -> None:
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.value_head = value_head
+        if tokenizer.pad_token_id is None:  # e.g. GPT-2: pad with EOS (masked out anyway)
+            tokenizer.pad_token = tokenizer.eos_token
+
+    # -- construction -----------------------------------------------------------------
+    @classmethod
+    def build(cls, arch: LMArch, alphabet: str, seed: int) -> LMPolicy:
+        """A fresh Llama over a character tokenizer; the same seed gives the same weights."""
+        tokenizer = build_char_tokenizer(alphabet)
+        config = arch.llama_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id,
+                                   tokenizer.pad_token_id)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = LeanLlama(config)
+        return cls(model, tokenizer)
+
+    @classmethod
+    def from_pretrained(cls, path_or_name: str) -> LMPolicy:
+        """Any HF causal LM directory or hub name (Llama -> the lean path)."""
+        path = Path(path_or_name)
+        config = AutoConfig.from_pretrained(path_or_name)
+        weights = path / "model.safetensors"
+        if lean_supported(config) is None and weights.is_file():
+            model = LeanLlama(config)  # direct load: skips building the HF model twice
+            model.load_hf_state_dict(load_file(str(weights)))
+        else:
+            hf = AutoModelForCausalLM.from_pretrained(path_or_name, dtype=torch.float32)
+            model = _wrap(hf)
+        tokenizer = AutoTokenizer.from_pretrained(path_or_name)
+        value_head = None
+        if (path / VALUE_HEAD_FILE).is_file():
+            state = load_file(str(path / VALUE_HEAD_FILE))
+            value_head = nn.Linear(state["weight"].shape[1], 1)
+            value_head.load_state_dict(state)
+        return cls(model, tokenizer, value_head)
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LMPolicy:
+        """Restore what `save` wrote (weights, tokenizer and the value head if any)."""
+        directory = Path(directory)
+        if not (directory / "config.json").is_file():
+            raise FileNotFoundError(f"directory: {directory} holds no config.json; expected a saved policy")
+        return cls.from_pretrained(str(directory))
+
+    def save(self, directory: str | Path) -> None:
+        """config.json + model.safetensors + tokenizer files (+ value_head.safetensors)."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        if isinstance(self.model, LeanLlama):
+            self.model.config.save_pretrained(directory)
+            save_file(self.model.hf_state_dict(), str(directory / "model.safetensors"),
+                      metadata={"format": "pt"})
+        else:
+            self.model.hf.save_pretrained(directory, safe_serialization=True)
+        self.tokenizer.save_pretrained(directory)
+        if self.value_head is not None:
+            state = {k: v.contiguous() for k, v in self.value_head.state_dict().items()}
+            save_file(state, str(directory / VALUE_HEAD_FILE))
+
+    def add_value_head(self) -> nn.Linear:
+        """A zero-initialised critic V(s) = w·h + b on the final hidden state (starts at V = 0)."""
+        if self.value_head is None:
+            weight = next(self.model.parameters())
+            self.value_head = nn.Linear(self.hidden_size, 1).to(device=weight.device, dtype=weight.dtype)
+            nn.init.zeros_(self.value_head.weight)
+            nn.init.zeros_(self.value_head.bias)
+        return self.value_head
+
+    # -- tokens -----------------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def prompt_ids(self, text: str) -> list[int]:
+        """Prompts start with BOS (when the tokenizer has one)."""
+        bos = self.bos_id
+        return ([bos] if bos is not None else []) + self.encode(text)
+
+    @property
+    def eos_id(self) -> int:
+        return self.tokenizer.eos_token_id
+
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    @property
+    def bos_id(self) -> int | None:
+        return self.tokenizer.bos_token_id
+
+    @property
+    def hidden_size(self) -> int:
+        config = self.model.config
+        return getattr(config, "hidden_size", None) or config.n_embd
+
+    @property
+    def num_parameters(self) -> int:
+        """Distinct trainable tensors' elements (tied embeddings counted once)."""
+        return sum(p.numel() for p in self.parameters())
+
+    # -- scoring ----------------------------------------------------------------------
+    def sequence_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                          return_values: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """log pi(x_{t+1} | x_{<=t}) for t = 0..T-2, shape [B, T-1] (and values V(x_{<=t}) [B, T-1]).
+
+        Computed as logit[target] - logsumexp(logits): the same number as log_softmax + gather
+        without writing a second [B,T,V] tensor. Positions whose target is padding hold
+        meaningless values; callers mask them.
+        """
+        if input_ids.shape != attention_mask.shape:
+            raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)} like input_ids, "
+                             f"got {tuple(attention_mask.shape)}")
+        if return_values and self.value_head is None:
+            raise ValueError("return_values=True needs a value head: call add_value_head() first")
+        out = self.model(input_ids, attention_mask=attention_mask, return_hidden=return_values)
+        logits, hidden = out if return_values else (out, None)
+        logits = logits[:, :-1].float()
+        targets = input_ids[:, 1:, None]
+        logprobs = logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        if not return_values:
+            return logprobs
+        values = self.value_head(hidden[:, :-1]).squeeze(-1).float()
+        return logprobs, values
+
+
+def build_tiny_hf_model(directory: str | Path, alphabet: str = "0123456789+= ", seed: int = 0) -> Path:
+    """A tiny random GPT-2 (2 layers, width 32) + character tokenizer, saved as an HF directory.
+
+    Proves that a non-Llama HF causal LM works as a policy without downloading anything.
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    tokenizer = build_char_tokenizer(alphabet)
+    config = GPT2Config(vocab_size=len(tokenizer), n_positions=128, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                        pad_token_id=tokenizer.pad_token_id)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = GPT2LMHeadModel(config)
+    directory = Path(directory)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+    return directory
+

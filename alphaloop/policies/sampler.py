@@ -1,0 +1,112 @@
+"""Batched autoregressive sampling over the model's KV cache, with per-token log-probs.
+
+Generation dominates RL time, so this is a tight loop: left-pad the prompts into one
+rectangle, one prefill forward over all of them, then one forward of a single new token per
+step against the preallocated cache, stopping as soon as every row has produced EOS.
+
+Log-probs. For every sampled token y_t we return log pi(y_t | x, y_<t) under the model's *raw*
+distribution (softmax of the logits: temperature 1, no top-k), not under the tempered or
+truncated distribution we actually sampled from. Policy-gradient ratios
+pi_theta(y) / pi_old(y) compare the same model family at two parameter values, so both sides
+must be the raw model probability; a learner recomputing pi_theta with a plain forward pass
+gets exactly these numbers at theta = theta_old.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class Samples:
+    """Per prompt: completion token ids (EOS included if produced, nothing after it), the raw
+    log-prob of each of those tokens, and whether the row hit max_new_tokens without EOS."""
+
+    completion_ids: list[list[int]]
+    logprobs: list[list[float]]
+    truncated: list[bool]
+
+
+def _check(prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float, top_k: int) -> None:
+    if not prompts:
+        raise ValueError("prompts: expected at least one prompt (a list of token ids)")
+    for i, prompt in enumerate(prompts):
+        if len(prompt) == 0:
+            raise ValueError(f"prompts[{i}]: expected a non-empty list of token ids (start prompts with BOS)")
+    if max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens: expected >= 1, got {max_new_tokens}")
+    if temperature < 0:
+        raise ValueError(f"temperature: expected >= 0 (0 = greedy), got {temperature}")
+    if top_k < 0:
+        raise ValueError(f"top_k: expected >= 0 (0 = no truncation), got {top_k}")
+
+
+def _choose(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None,
+            ) -> torch.Tensor:
+    """Next token per row: argmax at temperature 0, else a draw from softmax(logits / T) over the top k."""
+    if temperature == 0:
+        return logits.argmax(dim=-1)
+    scaled = logits / temperature if temperature != 1.0 else logits
+    if 0 < top_k < scaled.shape[-1]:
+        kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
+        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+    probs = torch.softmax(scaled, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
+
+
+def sample(policy, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float = 1.0,
+           top_k: int = 0, generator: torch.Generator | None = None) -> Samples:
+    """Complete every prompt (token ids, BOS included) with up to `max_new_tokens` tokens.
+
+    temperature 0 is greedy decoding (and then matches HF `generate(do_sample=False)`); for a
+    fixed `generator` seed, sampling is reproducible.
+    """
+    _check(prompts, max_new_tokens, temperature, top_k)
+    model, eos, pad = policy.model, policy.eos_id, policy.pad_id
+    device = next(model.parameters()).device
+    batch, width = len(prompts), max(len(p) for p in prompts)
+
+    ids = torch.full((batch, width), pad, dtype=torch.long)
+    mask = torch.zeros((batch, width), dtype=torch.long)
+    for row, prompt in enumerate(prompts):
+        ids[row, width - len(prompt):] = torch.as_tensor(list(prompt), dtype=torch.long)
+        mask[row, width - len(prompt):] = 1
+    ids, mask = ids.to(device), mask.to(device)
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # left padding: real tokens count from 0
+    next_position = positions[:, -1:] + 1
+
+    tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            cache = model.new_cache(batch, width + max_new_tokens)
+            logits = model(ids, position_ids=positions, attention_mask=mask, kv_cache=cache)[:, -1].float()
+            steps = 0
+            for step in range(max_new_tokens):
+                token = _choose(logits, temperature, top_k, generator)
+                token = token.masked_fill(finished, pad)
+                raw = logits.gather(-1, token[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+                tokens[:, step] = token
+                logprobs[:, step] = raw
+                finished |= token == eos
+                steps = step + 1
+                if steps == max_new_tokens or bool(finished.all()):
+                    break
+                logits = model(token[:, None], position_ids=next_position, kv_cache=cache)[:, -1].float()
+                next_position = next_position + 1
+    finally:
+        model.train(was_training)
+
+    completion_ids, completion_logprobs, truncated = [], [], []
+    for row_tokens, row_logprobs in zip(tokens[:, :steps].tolist(), logprobs[:, :steps].tolist()):
+        end = row_tokens.index(eos) + 1 if eos in row_tokens else len(row_tokens)
+        completion_ids.append(row_tokens[:end])
+        completion_logprobs.append(row_logprobs[:end])
+        truncated.append(eos not in row_tokens)
+    return Samples(completion_ids, completion_logprobs, truncated)

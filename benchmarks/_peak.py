@@ -1,0 +1,26 @@
+"""Measured fp32 matmul peak of this machine: the denominator of model FLOPs utilisation (MFU)."""
+
+from __future__ import annotations
+
+import time
+
+import torch
+
+
+def matmul_peak_flops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
+    """Best FLOP/s of a square fp32 `torch.mm` (2 n^3 FLOPs) over sizes and repeats, at the
+    current `torch.get_num_threads()`. Best-of, not mean: the peak is what the hardware can do
+    when nothing else interferes."""
+    best = 0.0
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        torch.mm(a, b)  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = max(best, 2 * n**3 / (time.perf_counter() - start))
+    return best
+
+
+if __name__ == "__main__":
+    print(f"fp32 matmul peak: {matmul_peak_flops() / 1e9:.1f} GFLOP/s at {torch.get_num_threads()} threads")
