@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import Any
 
 SKIP_SCALARS = {"step", "stage_index", "time_s"}
+# Metrics that measure the wall clock: the only ones allowed to differ between equal runs.
+WALL_CLOCK_KEYS = {"time_s", "tokens_per_s", "samples_per_s", "generation_s"}
 
 
 class MetricsLogger:

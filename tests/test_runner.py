@@ -13,8 +13,9 @@ import pytest
 
 from alphaloop import runner
 from alphaloop.recipe import load_recipe
+from alphaloop.runlog import WALL_CLOCK_KEYS
 
-TIME_KEYS = {"time_s", "tokens_per_s"}
+TIME_KEYS = WALL_CLOCK_KEYS
 
 
 def run_smoke(repo_root, out, overrides=()):
@@ -91,7 +92,9 @@ def test_resume_skips_corrupted_checkpoint(repo_root, reference, tmp_path):
     # and that the newest checkpoint was damaged on disk.
     (stage / "result.json").unlink()
     shutil.rmtree(stage / "policy")
-    shutil.rmtree(run_dir / "stages" / "1-eval", ignore_errors=True)
+    for later in (run_dir / "stages").iterdir():
+        if not later.name.startswith("0-"):
+            shutil.rmtree(later)
     (run_dir / "summary.json").unlink()
     newest = sorted((stage / "checkpoints").iterdir())[-1]
     weights = newest / "policy" / "model.safetensors"
