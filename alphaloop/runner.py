@@ -113,6 +113,10 @@ class RunContext:
 
     def initial_policy(self):
         """The policy a training stage starts from: the previous trained stage's, else a fresh one."""
+        if self.recipe.policy.kind == "net":  # board games: a policy-value net
+            from alphaloop.stages.game import initial_net
+
+            return initial_net(self)
         from alphaloop.policies.lm import LMPolicy
 
         previous = self.latest_policy_name()
@@ -176,6 +180,11 @@ def stage_runner(kind: str):
         from alphaloop.stages.eval import run_eval
 
         return run_eval
+    if kind in ("alphazero", "game_imitate", "game_eval"):
+        from alphaloop.stages import game
+
+        return {"alphazero": game.run_alphazero, "game_imitate": game.run_game_imitate,
+                "game_eval": game.run_game_eval}[kind]
     raise UserError(f"stage kind {kind!r} is not available")
 
 
@@ -239,7 +248,7 @@ def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, 
 
 
 def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    stages, evals, curves = [], [], {}
+    stages, evals, curves, elo = [], [], {}, {}
     for index, stage in enumerate(recipe.stages):
         result = results.get(stage.name)
         status = "complete" if result is not None else "pending"
@@ -247,14 +256,16 @@ def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[st
         if result is not None:
             entry.update({k: v for k, v in result.items() if k in ("steps", "final", "policy_dir")})
             evals.extend(result.get("evals", []))
+            elo.update(result.get("elo", {}))
             for name, points in result.get("curves", {}).items():
                 curves.setdefault(name, []).extend(points)
         stages.append(entry)
-    return {
+    summary = {
         "name": recipe.name, "seed": recipe.seed, "threads": recipe.threads, "env": recipe.env.name,
         "status": "complete" if all(s["status"] == "complete" for s in stages) else "incomplete",
         "stages": stages, "evals": evals, "curves": curves,
     }
+    return summary | ({"elo": elo} if elo else {})
 
 
 __all__ = ["run", "prepare_run_dir", "load_run_recipe", "RunContext", "validate_recipe", "derive_seed"]

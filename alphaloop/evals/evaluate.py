@@ -5,9 +5,17 @@ Decoders, spelled as on the CLI:
   sample      one sample at the eval temperature; reported as the mean over all drawn samples
   maj@k       majority vote over the final answers of k samples (self-consistency, Wang et al. 2023)
   pass@k      unbiased pass@k from n >= k samples (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)
+  oracle@k    correct if any of the first k samples is, by the true verifier: 1[max_{i<=k} r(x, y_i) = 1].
+              The empirical pass@k on exactly k samples; it reads the answer key, so it is an upper
+              bound on every selection method, never a deployable decoder (records say "upper_bound").
+  best@k      best-of-k by the policy's value head (alias best-value@k): argmax_{i<=k} V(x, y_i)
+              (Cobbe et al. 2021); needs a policy with a value head (a PPO-trained one)
+  judge@k     best-of-k by the policy judging its own candidates (alphaloop.scorers.judge)
 
 All sampled decoders share one set of n = max(k) samples per problem, so a table of decoders
-costs one generation pass, and maj@k uses the first k of the same samples.
+costs one generation pass, and maj@k / oracle@k / best@k / judge@k use the first k of the same
+samples. Scorers run once over all n samples; best@k is then an argmax over the first k scores.
+The same pass yields the test-time compute curve: each family's accuracy at every k of `curve`.
 """
 
 from __future__ import annotations
@@ -22,34 +30,62 @@ import torch
 from alphaloop.collect import expert_episodes, policy_episodes
 from alphaloop.episode import Episode
 from alphaloop.evals.metrics import majority_vote, pass_at_k
+from alphaloop.search.best_of_n import best_of_n_accuracy
 
-DECODER_PATTERN = re.compile(r"^(greedy|sample|maj@(\d+)|pass@(\d+))$")
+DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|judge)@(\d+))$")
+ALIASES = {"best-value": "best"}
+SCORED = ("best", "judge")  # decoders that need a scorer built from an LM policy
+CURVE_FAMILIES = ("maj", "best", "judge", "oracle")  # decoders the test-time compute curve sweeps over k
+EXPERT_SKIP_NOTE = ("not defined for the expert: {name}@K ranks samples by an LM policy's own "
+                    "{what}, and the expert is a program with neither")
 
 
 def parse_decoder(spec: str) -> tuple[str, int]:
-    """'maj@8' -> ('maj', 8); 'greedy' -> ('greedy', 1). Raises ValueError naming what is allowed."""
-    match = DECODER_PATTERN.match(spec.strip())
+    """'maj@8' -> ('maj', 8); 'best-value@4' -> ('best', 4); 'greedy' -> ('greedy', 1).
+
+    Raises ValueError naming what is allowed."""
+    match = DECODER_PATTERN.match(str(spec).strip())
     if not match:
-        raise ValueError(f"unknown decoder {spec!r}: expected greedy, sample, maj@K or pass@K (K >= 1)")
-    name = spec.strip().split("@")[0]
-    k = int(spec.split("@")[1]) if "@" in spec else 1
+        raise ValueError(f"unknown decoder {spec!r}: expected greedy, sample, maj@K, pass@K, oracle@K, "
+                         "best@K (alias best-value@K) or judge@K (K >= 1)")
+    if match.group(2) is None:
+        return match.group(1), 1
+    k = int(match.group(3))
     if k < 1:
         raise ValueError(f"decoder {spec!r}: K must be >= 1")
-    return name, k
+    return ALIASES.get(match.group(2), match.group(2)), k
 
 
-def samples_needed(decoders: Sequence[str]) -> int:
-    return max([k for name, k in map(parse_decoder, decoders) if name != "greedy"], default=0)
+def samples_needed(decoders: Sequence[str], curve: Sequence[int] | None = None) -> int:
+    """n: the samples per problem that serve every sampled decoder and every k of the curve."""
+    ks = [k for name, k in map(parse_decoder, decoders) if name != "greedy"]
+    return max(ks + list(curve or []), default=0)
 
 
-def decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Episode]]) -> dict[str, float]:
-    """Accuracy (and pass@k) of one decoder from already-collected, scored episode groups."""
+def curve_families(decoders: Sequence[str]) -> list[str]:
+    """The decoder families present in `decoders` that the test-time compute curve sweeps."""
+    present = {name for name, _ in map(parse_decoder, decoders)}
+    return [name for name in CURVE_FAMILIES if name in present]
+
+
+def _check_k(name: str, k: int, groups: list[list[Episode]]) -> None:
+    drawn = min(len(g) for g in groups)
+    if k > drawn:
+        raise ValueError(f"decoder {name}@{k}: needs {k} samples per problem, only {drawn} were drawn")
+
+
+def decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Episode]],
+                    scores: list[list[float]] | None = None) -> dict[str, float]:
+    """Accuracy (and pass@k) of one decoder from already-collected, scored episode groups.
+
+    `scores[p][i]` is the scorer's score of `groups[p][i]`; best and judge need it."""
     n_problems = len(problems)
     if name in ("greedy",):
         return {"accuracy": sum(g[0].success for g in groups) / n_problems}
     if name == "sample":
         return {"accuracy": sum(sum(e.success for e in g) / len(g) for g in groups) / n_problems}
     if name == "maj":
+        _check_k(name, k, groups)
         hits = 0
         for problem, group in zip(problems, groups):
             vote = majority_vote([e.info.get("answer") for e in group[:k]])
@@ -60,7 +96,105 @@ def decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Epi
         passk = sum(pass_at_k(n, sum(e.success for e in g), k) for g in groups) / n_problems
         pass1 = sum(pass_at_k(n, sum(e.success for e in g), 1) for g in groups) / n_problems
         return {"accuracy": passk, f"pass@{k}": passk, "pass@1": pass1}
+    if name == "oracle":
+        _check_k(name, k, groups)
+        return {"accuracy": sum(any(e.success for e in g[:k]) for g in groups) / n_problems}
+    if name in SCORED:
+        if scores is None:
+            raise ValueError(f"decoder {name}@{k}: needs the scorer's scores of every sample (scores=None)")
+        _check_k(name, k, groups)
+        return {"accuracy": best_of_n_accuracy(groups, scores, k)}
     raise ValueError(f"unknown decoder {name!r}")
+
+
+def _scorer(name: str, policy_name: str, policy, batch_size: int):
+    from alphaloop.scorers import JudgeScorer, ValueScorer
+
+    if name == "best":
+        return ValueScorer(policy, policy_name=policy_name, batch_size=batch_size)
+    return JudgeScorer(policy, batch_size=batch_size)
+
+
+def _group_scores(scorer, groups: list[list[Episode]]) -> list[list[float]]:
+    """One scoring pass over every sample, regrouped by problem."""
+    flat = scorer.score([e for g in groups for e in g])
+    out, start = [], 0
+    for group in groups:
+        out.append(flat[start : start + len(group)])
+        start += len(group)
+    return out
+
+
+def evaluate_decoders(
+    policy_name: str,
+    policy,
+    env,
+    problems: Sequence,
+    decoders: Sequence[str],
+    seed: int,
+    temperature: float = 1.0,
+    batch_size: int = 256,
+    curve: Sequence[int] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(records, curve points). One record {policy, split, decoder, metrics} per decoder; oracle records
+    carry "upper_bound": True, and the expert's best/judge records carry "skipped" instead of metrics.
+    Curve points are {policy, split, decoder (family), k, accuracy} for each k of `curve` and each
+    family of CURVE_FAMILIES present in `decoders`. `policy` None means the env's expert."""
+    parsed = [parse_decoder(d) for d in decoders]
+    families = curve_families(decoders) if curve else []
+    if curve and not families:
+        raise ValueError(f"curve: needs at least one of {', '.join(f + '@K' for f in CURVE_FAMILIES)} "
+                         f"in decoders to sweep, got {list(decoders)}")
+    if curve and any(int(k) < 1 for k in curve):
+        raise ValueError(f"curve: expected sample counts >= 1, got {list(curve)}")
+    n = samples_needed(decoders, curve)
+    expert = policy is None
+    # Build scorers before generating, so a policy without a value head fails fast.
+    scored = [] if expert else sorted({name for name, _ in parsed if name in SCORED})
+    scorers = {name: _scorer(name, policy_name, policy, batch_size) for name in scored}
+    greedy_groups = sampled_groups = None
+    if expert:
+        rng = random.Random(seed)
+        if any(name == "greedy" for name, _ in parsed):
+            greedy_groups = expert_episodes(env, problems, 1, rng)
+        if n:
+            sampled_groups = expert_episodes(env, problems, n, rng)
+    else:
+        generator = torch.Generator().manual_seed(seed)
+        if any(name == "greedy" for name, _ in parsed):
+            greedy_groups = policy_episodes(policy, env, problems, 1, temperature=0.0, batch_size=batch_size)
+        if n:
+            sampled_groups = policy_episodes(policy, env, problems, n, temperature=temperature,
+                                             generator=generator, batch_size=batch_size)
+    scores = {name: _group_scores(scorer, sampled_groups) for name, scorer in scorers.items()}
+
+    records = []
+    for spec, (name, k) in zip(decoders, parsed):
+        record: dict[str, Any] = {"policy": policy_name, "split": env.split, "decoder": spec}
+        if expert and name in SCORED:
+            note = EXPERT_SKIP_NOTE.format(name=name, what="value head" if name == "best" else "likelihoods")
+            records.append({**record, "metrics": {}, "skipped": note})
+            continue
+        groups = greedy_groups if name == "greedy" else sampled_groups
+        metrics = decoder_metrics(name, k, problems, groups, scores.get(name))
+        metrics["n"] = len(problems)
+        record["metrics"] = {key: round(value, 6) for key, value in metrics.items()}
+        if name == "oracle":
+            record["upper_bound"] = True
+        records.append(record)
+
+    points = []
+    for k in sorted({int(k) for k in curve or []}):
+        for family in families:
+            if expert and family in SCORED:
+                continue
+            accuracy = decoder_metrics(family, k, problems, sampled_groups, scores.get(family))["accuracy"]
+            point = {"policy": policy_name, "split": env.split, "decoder": family, "k": k,
+                     "accuracy": round(accuracy, 6)}
+            if family == "oracle":
+                point["upper_bound"] = True
+            points.append(point)
+    return records, points
 
 
 def evaluate(
@@ -74,27 +208,4 @@ def evaluate(
     batch_size: int = 256,
 ) -> list[dict[str, Any]]:
     """One record {policy, split, decoder, metrics} per decoder. `policy` None means the env's expert."""
-    parsed = [parse_decoder(d) for d in decoders]
-    n = samples_needed(decoders)
-    greedy_groups = sampled_groups = None
-    if policy is None:
-        rng = random.Random(seed)
-        if any(name == "greedy" for name, _ in parsed):
-            greedy_groups = expert_episodes(env, problems, 1, rng)
-        if n:
-            sampled_groups = expert_episodes(env, problems, n, rng)
-    else:
-        generator = torch.Generator().manual_seed(seed)
-        if any(name == "greedy" for name, _ in parsed):
-            greedy_groups = policy_episodes(policy, env, problems, 1, temperature=0.0, batch_size=batch_size)
-        if n:
-            sampled_groups = policy_episodes(policy, env, problems, n, temperature=temperature,
-                                             generator=generator, batch_size=batch_size)
-    records = []
-    for spec, (name, k) in zip(decoders, parsed):
-        groups = greedy_groups if name == "greedy" else sampled_groups
-        metrics = decoder_metrics(name, k, problems, groups)
-        metrics["n"] = len(problems)
-        records.append({"policy": policy_name, "split": env.split, "decoder": spec,
-                        "metrics": {key: round(value, 6) for key, value in metrics.items()}})
-    return records
+    return evaluate_decoders(policy_name, policy, env, problems, decoders, seed, temperature, batch_size)[0]

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from alphaloop.evals.evaluate import parse_decoder
+from alphaloop.evals.evaluate import CURVE_FAMILIES, curve_families, parse_decoder
 
 
 class EvalStageConfig(BaseModel):
@@ -19,10 +19,16 @@ class EvalStageConfig(BaseModel):
         description="'expert', 'latest' (the newest trained stage) or any earlier stage's name",
     )
     splits: list[str] = Field(default_factory=lambda: ["test"], description="train | test | heldout")
-    decoders: list[str] = Field(default_factory=lambda: ["greedy"], description="greedy, sample, maj@K, pass@K")
+    decoders: list[str] = Field(default_factory=lambda: ["greedy"],
+                                description="greedy, sample, maj@K, pass@K, oracle@K (upper bound), "
+                                            "best@K / best-value@K (value head), judge@K (self-judge)")
     problems: int = Field(500, ge=1, description="problems per split (a fixed, seeded set)")
     temperature: float = Field(1.0, gt=0, description="temperature of the sampled decoders")
     batch_size: int = Field(256, ge=1)
+    curve: list[int] | None = Field(
+        None, description="test-time compute curve: sample counts k (e.g. [1, 2, 4, 8]); each of maj, "
+                          "best, judge, oracle in decoders is scored at every k from one pass of "
+                          "max(curve) samples")
 
     @field_validator("decoders")
     @classmethod
@@ -30,6 +36,23 @@ class EvalStageConfig(BaseModel):
         for spec in value:
             parse_decoder(spec)
         return value
+
+    @field_validator("curve")
+    @classmethod
+    def _curve(cls, value: list[int] | None) -> list[int] | None:
+        if value is None:
+            return None
+        if not value or any(k < 1 for k in value):
+            raise ValueError(f"expected a non-empty list of sample counts >= 1 (e.g. [1, 2, 4, 8]), "
+                             f"got {value}")
+        return sorted(set(value))
+
+    @model_validator(mode="after")
+    def _curve_needs_family(self) -> EvalStageConfig:
+        if self.curve and not curve_families(self.decoders):
+            raise ValueError(f"curve: needs at least one of {', '.join(f + '@K' for f in CURVE_FAMILIES)} "
+                             f"in decoders to sweep, got decoders={self.decoders}")
+        return self
 
     @field_validator("splits")
     @classmethod
@@ -49,10 +72,10 @@ def eval_problem_seed(recipe_seed: int, split: str) -> int:
 
 
 def run_eval(ctx, cfg: EvalStageConfig) -> dict[str, Any]:
-    from alphaloop.evals.evaluate import evaluate
+    from alphaloop.evals.evaluate import evaluate_decoders
     from alphaloop.policies.lm import LMPolicy
 
-    records = []
+    records, points = [], []
     names = [ctx.latest_policy_name() if p == "latest" else p for p in cfg.policies]
     names = [n for n in dict.fromkeys(names) if n is not None]
     task = ctx.new_progress_task(total=len(names) * len(cfg.splits))
@@ -61,9 +84,15 @@ def run_eval(ctx, cfg: EvalStageConfig) -> dict[str, Any]:
         for split in cfg.splits:
             env = ctx.make_env(split)
             problems = env.problems(split, cfg.problems, seed=eval_problem_seed(ctx.recipe.seed, split))
-            for record in evaluate(name, policy, env, problems, cfg.decoders, seed=ctx.seed(name, split),
-                                   temperature=cfg.temperature, batch_size=cfg.batch_size):
-                records.append({"stage": cfg.name, "step": None, **record})
-            best = records[-len(cfg.decoders)]["metrics"]["accuracy"]
-            ctx.progress.update(task, advance=1, info=f"{name}/{split} {cfg.decoders[0]} {best:.1%}")
-    return {"evals": records}
+            found, curve = evaluate_decoders(name, policy, env, problems, cfg.decoders,
+                                             seed=ctx.seed(name, split), temperature=cfg.temperature,
+                                             batch_size=cfg.batch_size, curve=cfg.curve)
+            records += [{"stage": cfg.name, "step": None, **record} for record in found]
+            points += curve
+            shown = next((r for r in found if "accuracy" in r["metrics"]), None)
+            info = f"{name}/{split} {shown['decoder']} {shown['metrics']['accuracy']:.1%}" if shown else ""
+            ctx.progress.update(task, advance=1, info=info)
+    result: dict[str, Any] = {"evals": records}
+    if cfg.curve:
+        result["curves"] = {"test_time_compute": points}
+    return result
