@@ -32,6 +32,9 @@ test-slow: install
 bench: install
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/rollout.py
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/train.py
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/rl_step.py
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/mcts.py
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/selfplay.py
 
 lint: install
 	$(BIN)/ruff check alphaloop tests benchmarks docs/examples

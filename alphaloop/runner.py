@@ -196,7 +196,13 @@ def make_progress() -> Progress:
 
 
 def prepare_run_dir(recipe: Recipe, out: Path | None) -> Path:
-    run_dir = Path(out) if out is not None else Path("runs") / recipe.name
+    if out is None:  # default: runs/<name>, then runs/<name>-2, -3, ... (never reuse a run)
+        run_dir, n = Path("runs") / recipe.name, 1
+        while run_dir.exists() and any(run_dir.iterdir()):
+            n += 1
+            run_dir = Path("runs") / f"{recipe.name}-{n}"
+    else:
+        run_dir = Path(out)
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"run directory {run_dir} already exists and is not empty: use "
                         f"`alphaloop run --resume {run_dir}` to continue it, or --out DIR for a new run")

@@ -1,0 +1,48 @@
+"""Fixed-seed learning tests: imitation learns addition, then RL lifts it past the imitated teacher.
+
+A tiny Llama (64 wide, 2 layers) on 1-2 digit addition, 1 thread. Imitation copies a teacher that
+drops the carry on ten-columns 70% of the time; GRPO with the exact verifier then improves greedy
+accuracy on the *test* split (problems never trained on) by a clear margin.
+"""
+
+import pytest
+import torch
+
+from alphaloop import runner
+from alphaloop.recipe import validate_recipe
+
+ARCH = {"hidden_size": 64, "num_layers": 2, "num_heads": 4, "num_kv_heads": 4, "intermediate_size": 192}
+
+
+def run(tmp_path, name, knobs, stages):
+    recipe = validate_recipe({"name": name, "seed": 0, "threads": 1, "policy": {"arch": ARCH},
+                              "env": {"name": "arithmetic", "knobs": knobs}, "stages": stages})
+    summary = runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / name), show_progress=False)
+    torch.set_num_threads(1)
+    return summary
+
+
+def accuracy(summary, stage, step):
+    return next(e["metrics"]["accuracy"] for e in summary["evals"] if e["stage"] == stage and e["step"] == step)
+
+
+IMITATE = {"kind": "imitate", "steps": 400, "batch_size": 32, "lr": 3e-3, "warmup_steps": 10, "eval_every": 400,
+           "eval_problems": 100, "checkpoint_every": 1000}
+
+
+def test_imitation_learns_addition(tmp_path):
+    summary = run(tmp_path, "sft", {"digits_min": 1, "digits_max": 2, "misconception_rate": 0.0}, [IMITATE])
+    assert accuracy(summary, "imitate", 400) >= 0.6  # from 0%; measured 78%
+
+
+@pytest.fixture(scope="module")
+def rl_summary(tmp_path_factory):
+    stages = [IMITATE, {"kind": "rl", "algorithm": "grpo", "steps": 40, "prompts_per_step": 16, "group_size": 8,
+                        "lr": 1e-4, "eval_every": 40, "eval_problems": 100, "checkpoint_every": 1000}]
+    return run(tmp_path_factory.mktemp("rl"), "rl", {"digits_min": 1, "digits_max": 2, "misconception_rate": 0.7},
+               stages)
+
+
+def test_rl_goes_past_imitation(rl_summary):
+    before, after = accuracy(rl_summary, "rl", 0), accuracy(rl_summary, "rl", 40)
+    assert after >= before + 0.05, (before, after)  # measured 0.78 -> 0.86
