@@ -79,6 +79,32 @@ def eval_(
 
 
 @app.command()
+def move(
+    game: Annotated[str, typer.Argument(help="tictactoe or connect4")],
+    run: Annotated[Path, typer.Option(help="a run directory (its newest trained net) or a net directory")],
+    sims: Annotated[int, typer.Option(help="search simulations; 0 = the raw net's best legal move")] = 0,
+    position: Annotated[str | None, typer.Option(help="moves so far, 1-based digits; default: read stdin")] = None,
+) -> None:
+    """Print the agent's move (1-based) for a position, or one move per stdin line."""
+    from alphaloop.cli_games import move_command
+
+    move_command(game, run, sims, position)
+
+
+@app.command()
+def play(
+    game: Annotated[str, typer.Argument(help="tictactoe or connect4")],
+    run: Annotated[Path, typer.Option(help="a run directory (its newest trained net) or a net directory")],
+    sims: Annotated[int, typer.Option(help="search simulations; 0 = the raw net's best legal move")] = 0,
+    first: Annotated[bool, typer.Option("--first/--second", help="move first or second")] = True,
+) -> None:
+    """Play a game against a trained agent in the terminal."""
+    from alphaloop.cli_games import play as play_game
+
+    play_game(game, run, sims, first)
+
+
+@app.command()
 def envs() -> None:
     """List registered envs and their knobs."""
     from rich.table import Table

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from alphaloop.errors import UserError
 from alphaloop.policies.lm import LMArch
+from alphaloop.policies.nets import NetConfig
 from alphaloop.stages.eval import EvalStageConfig
+from alphaloop.stages.game import AlphaZeroStageConfig, GameEvalStageConfig, GameImitateStageConfig
 from alphaloop.stages.imitate import ImitateStageConfig
 from alphaloop.stages.rl import RLStageConfig
 
@@ -30,9 +32,10 @@ class EnvSpec(Strict):
 
 
 class PolicySpec(Strict):
-    kind: Literal["lm"] = Field("lm", description="'lm': a causal language model")
+    kind: Literal["lm", "net"] = Field("lm", description="'lm': a causal language model; 'net': a game net")
     arch: LMArch = Field(default_factory=LMArch, description="size of a freshly built Llama-architecture model")
     pretrained: str | None = Field(None, description="HF model name or path to start from instead of `arch`")
+    net: NetConfig | None = Field(None, description="kind = 'net': size of the board-game policy-value net")
 
 
 class ScaleSpec(Strict):
@@ -41,7 +44,8 @@ class ScaleSpec(Strict):
     workers: int = Field(1, ge=1)
 
 
-StageConfig = Annotated[ImitateStageConfig | RLStageConfig | EvalStageConfig, Field(discriminator="kind")]
+StageConfig = Annotated[ImitateStageConfig | RLStageConfig | EvalStageConfig | AlphaZeroStageConfig
+                        | GameImitateStageConfig | GameEvalStageConfig, Field(discriminator="kind")]
 
 
 class Recipe(Strict):
@@ -119,7 +123,8 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        kinds = ["imitate", "eval", "rl", "dpo", "reward_model", "alphazero", "distill"]
+        kinds = ["imitate", "eval", "rl", "dpo", "reward_model", "alphazero", "distill", "game_imitate",
+                 "game_eval"]
         lines = [_describe_error(source, e, kinds) for e in exc.errors()]
         raise UserError("invalid recipe:\n  " + "\n  ".join(lines)) from None
 

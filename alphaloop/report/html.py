@@ -54,6 +54,10 @@ def decoder_note(decoder: str) -> str:
         return "temperature 0"
     if name == "sample":
         return "one sample, averaged over all drawn samples"
+    if name in ("best", "best-value"):
+        return f"best of {k} by the policy's own value head (PPO critic)"
+    if name == "judge":
+        return f"best of {k} as rated by the policy judging its own candidates"
     return ""
 
 
