@@ -143,6 +143,12 @@ class RunContext:
         ckpt.write_atomic_dir(self.checkpoint_root / f"step-{step:07d}", fill, meta={"step": step})
         ckpt.prune(self.checkpoint_root, keep)
 
+    def save_final_policy(self, save) -> str:
+        """Write the stage's final policy atomically with `save(dir)`; return its path within the run."""
+        policy_dir = self.stage_dir / "policy"
+        ckpt.write_atomic_dir(policy_dir, save)
+        return str(policy_dir.relative_to(self.run_dir))
+
     def load_checkpoint(self) -> tuple[Path, dict[str, Any]] | None:
         """Newest good checkpoint of this stage (policy dir, trainer state), RNGs restored; cuts the log back."""
         path = ckpt.latest_good(self.checkpoint_root, warn=lambda m: console.print(f"[yellow]{m}"))

@@ -289,12 +289,8 @@ def _final(evals: list[dict[str, Any]], stats: dict[str, float]) -> dict[str, An
 
 
 def _finish(ctx, net, rounds: int, evals: list, stats: dict[str, float]) -> dict[str, Any]:
-    from alphaloop.checkpoint import write_atomic_dir
-
-    policy_dir = ctx.stage_dir / "policy"
-    write_atomic_dir(policy_dir, net.save)
     return {"steps": rounds, "final": _final(evals, stats), "evals": evals,
-            "policy_dir": str(policy_dir.relative_to(ctx.run_dir))}
+            "policy_dir": ctx.save_final_policy(net.save)}
 
 
 # ---------------------------------------------------------------- alphazero

@@ -56,7 +56,6 @@ def in_training_eval(ctx, policy, env, problems, step: int) -> dict[str, Any]:
 
 
 def run_imitate(ctx, cfg: ImitateStageConfig) -> dict[str, Any]:
-    from alphaloop.checkpoint import write_atomic_dir
     from alphaloop.policies.lm import LMPolicy
     from alphaloop.stages.eval import eval_problem_seed
 
@@ -103,10 +102,8 @@ def run_imitate(ctx, cfg: ImitateStageConfig) -> dict[str, Any]:
             ctx.save_checkpoint(done, policy, {"optimizer": optimizer.state_dict(), "loss_ema": loss_ema,
                                                "evals": evals})
 
-    policy_dir = ctx.stage_dir / "policy"
-    write_atomic_dir(policy_dir, policy.save)
     final = {"loss_ema": round(loss_ema, 6)}
     if evals:
         final["test_greedy_accuracy"] = evals[-1]["metrics"]["accuracy"]
     return {"steps": cfg.steps, "final": final, "evals": evals,
-            "policy_dir": str(policy_dir.relative_to(ctx.run_dir))}
+            "policy_dir": ctx.save_final_policy(policy.save)}

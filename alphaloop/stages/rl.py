@@ -116,7 +116,6 @@ def token_logprobs(policy, input_ids, attention, with_values: bool):
 
 
 def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
-    from alphaloop.checkpoint import write_atomic_dir
     from alphaloop.learners.advantages import compute_advantages, gae, update_baseline
     from alphaloop.learners.policy_gradient import clipped_value_loss, entropy_from_logits, policy_gradient_loss
     from alphaloop.learners.sequences import pack
@@ -234,8 +233,6 @@ def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
             ctx.save_checkpoint(done, policy, {"optimizer": optimizer.state_dict(), "baseline": baseline,
                                                "evals": evals})
 
-    policy_dir = ctx.stage_dir / "policy"
-    write_atomic_dir(policy_dir, policy.save)
     final = {"test_greedy_accuracy": evals[-1]["metrics"]["accuracy"]} if evals else {}
     return {"steps": cfg.steps, "final": final, "evals": evals,
-            "policy_dir": str(policy_dir.relative_to(ctx.run_dir))}
+            "policy_dir": ctx.save_final_policy(policy.save)}
