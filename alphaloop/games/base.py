@@ -48,3 +48,28 @@ class GameState(Protocol):
 
 
 TERMINAL = -1
+
+
+class MoveStrings:
+    """`from_moves` / `to_moves` in the position-file convention shared by every game: one
+    1-based action digit per move ("4453" in connect four, "519" in tic-tac-toe)."""
+
+    __slots__ = ()
+    move_noun: ClassVar[str] = "action"
+
+    @classmethod
+    def from_moves(cls, moves: str):
+        """Build a state by playing the moves; IllegalActionError on a bad digit or move."""
+        top = cls.num_actions
+        if not isinstance(moves, str):
+            raise TypeError(f"moves must be a str of digits 1..{top}, got {type(moves).__name__}")
+        state = cls()
+        for i, ch in enumerate(moves.strip()):
+            if not ("1" <= ch <= str(top)):
+                raise IllegalActionError(f"moves[{i}]={ch!r}: expected a {cls.move_noun} digit 1..{top} in {moves!r}")
+            state.apply_action(int(ch) - 1)
+        return state
+
+    def to_moves(self) -> str:
+        """The inverse of `from_moves`: 1-based digits of the moves played so far."""
+        return "".join(str(a + 1) for a in self._moves)

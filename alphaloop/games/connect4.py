@@ -26,7 +26,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from alphaloop.games.base import TERMINAL, IllegalActionError
+from alphaloop.games.base import TERMINAL, IllegalActionError, MoveStrings
 
 ROWS, COLS = 6, 7
 H1 = ROWS + 1                                    # bits per column, sentinel included
@@ -69,7 +69,7 @@ def winning_cells(position: int, mask: int) -> int:
     return r & (BOARD ^ mask)
 
 
-class Connect4State:
+class Connect4State(MoveStrings):
     """A connect-four position; mutable, copy with `clone()`."""
 
     game_name: ClassVar[str] = "connect4"
@@ -77,6 +77,7 @@ class Connect4State:
     observation_shape: ClassVar[tuple[int, ...]] = (3, ROWS, COLS)
 
     __slots__ = ("_position", "_mask", "_moves", "_outcome")
+    move_noun: ClassVar[str] = "column"
 
     def __init__(self) -> None:
         self._position = 0                       # stones of the player to move
@@ -85,22 +86,6 @@ class Connect4State:
         self._outcome = _NO_WINNER               # -1 ongoing, 0/1 winner, 2 draw
 
     # ---- construction -------------------------------------------------------------------
-    @classmethod
-    def from_moves(cls, moves: str) -> Connect4State:
-        """Build a state from 1-based column digits ("4453"); IllegalActionError on a bad move."""
-        if not isinstance(moves, str):
-            raise TypeError(f"moves must be a str of digits 1..7, got {type(moves).__name__}")
-        state = cls()
-        for i, ch in enumerate(moves.strip()):
-            if ch < "1" or ch > "7":
-                raise IllegalActionError(f"moves[{i}]={ch!r}: expected a column digit 1..7 in {moves!r}")
-            state.apply_action(int(ch) - 1)
-        return state
-
-    def to_moves(self) -> str:
-        """The inverse of `from_moves`: 1-based column digits of the moves played so far."""
-        return "".join(str(a + 1) for a in self._moves)
-
     def clone(self) -> Connect4State:
         other = Connect4State.__new__(Connect4State)
         other._position = self._position

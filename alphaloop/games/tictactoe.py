@@ -15,7 +15,7 @@ from typing import ClassVar
 
 import numpy as np
 
-from alphaloop.games.base import TERMINAL, IllegalActionError
+from alphaloop.games.base import TERMINAL, IllegalActionError, MoveStrings
 
 ROWS, COLS = 3, 3
 FULL = (1 << 9) - 1
@@ -38,7 +38,7 @@ def _has_line(mask: int) -> bool:
     return False
 
 
-class TicTacToeState:
+class TicTacToeState(MoveStrings):
     """A tic-tac-toe position; mutable, copy with `clone()`."""
 
     game_name: ClassVar[str] = "tictactoe"
@@ -46,6 +46,7 @@ class TicTacToeState:
     observation_shape: ClassVar[tuple[int, ...]] = (3, ROWS, COLS)
 
     __slots__ = ("_masks", "_moves", "_outcome")
+    move_noun: ClassVar[str] = "cell"
 
     def __init__(self) -> None:
         self._masks = [0, 0]            # stones of player 0 (X) and player 1 (O)
@@ -53,22 +54,6 @@ class TicTacToeState:
         self._outcome = _NO_WINNER      # -1 ongoing, 0/1 winner, 2 draw
 
     # ---- construction -------------------------------------------------------------------
-    @classmethod
-    def from_moves(cls, moves: str) -> TicTacToeState:
-        """Build a state from 1-based cell digits ("519"); IllegalActionError on a bad move."""
-        if not isinstance(moves, str):
-            raise TypeError(f"moves must be a str of digits 1..9, got {type(moves).__name__}")
-        state = cls()
-        for i, ch in enumerate(moves.strip()):
-            if ch < "1" or ch > "9":
-                raise IllegalActionError(f"moves[{i}]={ch!r}: expected a cell digit 1..9 in {moves!r}")
-            state.apply_action(int(ch) - 1)
-        return state
-
-    def to_moves(self) -> str:
-        """The inverse of `from_moves`: 1-based cell digits of the moves played so far."""
-        return "".join(str(a + 1) for a in self._moves)
-
     def clone(self) -> TicTacToeState:
         other = TicTacToeState.__new__(TicTacToeState)
         other._masks = self._masks[:]
