@@ -51,8 +51,9 @@ TERMINAL = -1
 
 
 class MoveStrings:
-    """`from_moves` / `to_moves` in the position-file convention shared by every game: one
-    1-based action digit per move ("4453" in connect four, "519" in tic-tac-toe)."""
+    """What every game's state shares: `from_moves` / `to_moves` in the position-file convention
+    (one 1-based action digit per move: "4453" in connect four, "519" in tic-tac-toe) and the
+    accessors over `_moves` (actions played) and `_outcome` (-1 ongoing, 0/1 winner, 2 draw)."""
 
     __slots__ = ()
     move_noun: ClassVar[str] = "action"
@@ -73,3 +74,18 @@ class MoveStrings:
     def to_moves(self) -> str:
         """The inverse of `from_moves`: 1-based digits of the moves played so far."""
         return "".join(str(a + 1) for a in self._moves)
+
+    def returns(self) -> list[float]:
+        if self._outcome in (0, 1):
+            return [1.0, -1.0] if self._outcome == 0 else [-1.0, 1.0]
+        return [0.0, 0.0]
+
+    def winner(self) -> int | None:
+        """0 or 1 if that player has won, else None (ongoing or draw)."""
+        return self._outcome if self._outcome in (0, 1) else None
+
+    def move_history(self) -> list[int]:
+        return self._moves[:]
+
+    def num_moves(self) -> int:
+        return len(self._moves)

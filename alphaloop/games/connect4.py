@@ -125,21 +125,6 @@ class Connect4State(MoveStrings):
         elif len(self._moves) == MAX_MOVES:
             self._outcome = _DRAW
 
-    def returns(self) -> list[float]:
-        if self._outcome in (0, 1):
-            return [1.0, -1.0] if self._outcome == 0 else [-1.0, 1.0]
-        return [0.0, 0.0]
-
-    def winner(self) -> int | None:
-        """0 or 1 if that player has four in a row, else None (ongoing or draw)."""
-        return self._outcome if self._outcome in (0, 1) else None
-
-    def move_history(self) -> list[int]:
-        return self._moves[:]
-
-    def num_moves(self) -> int:
-        return len(self._moves)
-
     # ---- bitboard access for searchers --------------------------------------------------
     def bitboards(self) -> tuple[int, int]:
         """(position, mask) in Pons' layout: stones of the player to move, all stones."""

@@ -92,21 +92,6 @@ class TicTacToeState(MoveStrings):
         elif len(self._moves) == 9:
             self._outcome = _DRAW
 
-    def returns(self) -> list[float]:
-        if self._outcome in (0, 1):
-            return [1.0, -1.0] if self._outcome == 0 else [-1.0, 1.0]
-        return [0.0, 0.0]
-
-    def winner(self) -> int | None:
-        """0 or 1 if that player has three in a row, else None (ongoing or draw)."""
-        return self._outcome if self._outcome in (0, 1) else None
-
-    def move_history(self) -> list[int]:
-        return self._moves[:]
-
-    def num_moves(self) -> int:
-        return len(self._moves)
-
     def key(self) -> tuple[int, int]:
         """A hashable key of the position (the two masks), for transposition tables."""
         return (self._masks[0], self._masks[1])
