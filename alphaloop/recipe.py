@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from alphaloop.errors import UserError
 from alphaloop.policies.lm import LMArch
 from alphaloop.policies.nets import NetConfig
+from alphaloop.stages.alphazero import AlphaZeroStageConfig
 from alphaloop.stages.eval import EvalStageConfig
-from alphaloop.stages.game import AlphaZeroStageConfig, GameEvalStageConfig, GameImitateStageConfig
+from alphaloop.stages.game_eval import GameEvalStageConfig
+from alphaloop.stages.game_imitate import GameImitateStageConfig
 from alphaloop.stages.imitate import ImitateStageConfig
 from alphaloop.stages.rl import RLStageConfig
 

@@ -114,7 +114,7 @@ class RunContext:
     def initial_policy(self):
         """The policy a training stage starts from: the previous trained stage's, else a fresh one."""
         if self.recipe.policy.kind == "net":  # board games: a policy-value net
-            from alphaloop.stages.game import initial_net
+            from alphaloop.stages.game_common import initial_net
 
             return initial_net(self)
         from alphaloop.policies.lm import LMPolicy
@@ -187,10 +187,11 @@ def stage_runner(kind: str):
 
         return run_eval
     if kind in ("alphazero", "game_imitate", "game_eval"):
-        from alphaloop.stages import game
+        from alphaloop.stages.alphazero import run_alphazero
+        from alphaloop.stages.game_eval import run_game_eval
+        from alphaloop.stages.game_imitate import run_game_imitate
 
-        return {"alphazero": game.run_alphazero, "game_imitate": game.run_game_imitate,
-                "game_eval": game.run_game_eval}[kind]
+        return {"alphazero": run_alphazero, "game_imitate": run_game_imitate, "game_eval": run_game_eval}[kind]
     raise UserError(f"stage kind {kind!r} is not available")
 
 

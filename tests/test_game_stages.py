@@ -16,7 +16,7 @@ from alphaloop.errors import UserError
 from alphaloop.games.registry import from_moves
 from alphaloop.policies.nets import PolicyValueNet
 from alphaloop.recipe import load_recipe
-from alphaloop.stages.game import make_opponent, match_results, perfect_lines
+from alphaloop.stages.game_common import make_opponent, match_results, perfect_lines
 
 TIME_KEYS = {"time_s", "positions_per_s", "selfplay_s", "train_s"}
 SMOKE = "recipes/tictactoe-smoke.toml"

@@ -1,0 +1,111 @@
+"""Stage `alphazero`: the loop of Silver et al. 2017 ("Mastering the game of Go without human
+knowledge"), at toy scale and fully in lock-step:
+
+    self-play:  G games at once, MCTS (PUCT, or the Gumbel root of Danihelka et al. 2022) over the
+                NetEvaluator -> positions with visit-count targets pi and outcomes z
+    replay:     the positions and their board symmetries go into a FIFO buffer
+    learn:      `train_steps` Adam steps on  l = (z - v)^2 - pi^T log p  (+ L2 via weight decay)
+    evaluate:   matches vs a random and a strong player, both colours, raw net and net + search
+
+Resume: a checkpoint holds the net, the optimizer, the replay buffer, the round and every RNG
+(including the stage's numpy Generator), so a run killed with `kill -9` and resumed ends with the
+same summary as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from alphaloop.stages.game_common import GameEvalFields, eval_info, finish, game_of, in_training_eval, resume_training
+
+
+class AlphaZeroStageConfig(GameEvalFields):
+    kind: Literal["alphazero"]
+    name: str | None = None
+    rounds: int = Field(25, ge=1, description="self-play -> train -> (eval) rounds")
+    games_per_round: int = Field(64, ge=1, description="self-play games per round, played in lock-step")
+    search: Literal["mcts", "gumbel"] = "mcts"
+    simulations: int = Field(32, ge=1, description="search simulations per self-play move")
+    c_puct: float = Field(1.25, gt=0)
+    dirichlet_alpha: float = Field(1.0, gt=0, description="root noise Dir(alpha); ~10 / legal moves")
+    dirichlet_fraction: float = Field(0.25, ge=0, le=1)
+    max_considered: int = Field(16, ge=1, description="Gumbel: root actions considered")
+    temperature_moves: int = Field(4, ge=0, description="moves sampled from N^(1/tau=1) before argmax play")
+    search_batch: int = Field(8, ge=1, description="leaves per tree per evaluator call")
+    augment: bool = Field(True, description="add the board symmetries of every position")
+    buffer_size: int = Field(20000, ge=1, description="replay capacity in examples (positions x symmetries)")
+    train_steps: int = Field(100, ge=0, description="Adam steps per round")
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    eval_every: int = Field(5, ge=1, description="evaluate every N rounds (and after the last)")
+    checkpoint_every: int = Field(5, ge=1, description="checkpoint every N rounds (and after the last)")
+
+
+
+def _self_play_search(cfg: AlphaZeroStageConfig, net, seed: int):
+    from alphaloop.search import MCTS, GumbelConfig, GumbelMCTS, MCTSConfig
+    from alphaloop.search.net_evaluator import NetEvaluator
+
+    evaluator = NetEvaluator(net)
+    if cfg.search == "gumbel":
+        config = GumbelConfig(num_simulations=cfg.simulations, max_considered=cfg.max_considered)
+        return GumbelMCTS(evaluator, config, seed=seed)
+    config = MCTSConfig(num_simulations=cfg.simulations, c_puct=cfg.c_puct, batch_size=cfg.search_batch,
+                        dirichlet_alpha=cfg.dirichlet_alpha, dirichlet_fraction=cfg.dirichlet_fraction)
+    return MCTS(evaluator, config, seed=seed)
+
+
+def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
+    from alphaloop.games.registry import game_class
+    from alphaloop.games.replay import ReplayBuffer
+    from alphaloop.games.selfplay import play_games, to_examples
+    from alphaloop.learners.alphazero import train_steps
+
+    game = game_of(ctx)
+    cls = game_class(game)
+    net, optimizer, state = resume_training(ctx, cfg)
+    buffer = ReplayBuffer(cfg.buffer_size, cls.observation_shape, cls.num_actions)
+    # One Generator for the stage's move sampling, search seeds and training batches; its state is
+    # checkpointed, so a resumed run continues the very same stream.
+    rng = np.random.default_rng(ctx.seed("generator"))
+    start, evals, stats = 0, [], {}
+    if state is not None:
+        buffer.load_state_dict(state["buffer"])
+        rng.bit_generator.state = state["generator"]
+        start, evals, stats = state["step"], state["evals"], state["stats"]
+
+    task = ctx.new_progress_task(cfg.rounds, completed=start)
+    for round_ in range(start, cfg.rounds):
+        began = time.time()
+        search = _self_play_search(cfg, net, seed=int(rng.integers(2**31)))
+        records = play_games(game, search, cfg.games_per_round, cfg.temperature_moves, rng)
+        examples = to_examples(records, augment=cfg.augment)
+        buffer.add_game(examples)
+        played = time.time()
+        stats = {}
+        if cfg.train_steps:
+            stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng)
+        done = round_ + 1
+        outcomes = np.array([r.returns[0] for r in records])
+        positions = sum(len(r) for r in records)
+        ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"},
+                first_player_win=round(float((outcomes > 0).mean()), 6),
+                draw=round(float((outcomes == 0).mean()), 6), game_length=round(positions / len(records), 3),
+                buffer=len(buffer), positions_per_s=round(positions / max(played - began, 1e-9), 1),
+                selfplay_s=round(played - began, 3), train_s=round(time.time() - played, 3))
+        info = f"loss {stats.get('loss', float('nan')):.3f}  draws {float((outcomes == 0).mean()):.0%}"
+        if done % cfg.eval_every == 0 or done == cfg.rounds:
+            fresh = in_training_eval(ctx, cfg, net, game, done)
+            evals.extend(fresh)
+            info += "  " + eval_info(fresh)
+        ctx.progress.update(task, completed=done, info=info)
+        if done % cfg.checkpoint_every == 0 or done == cfg.rounds:
+            ctx.save_checkpoint(done, net, {"optimizer": optimizer.state_dict(), "evals": evals,
+                                            "stats": stats, "buffer": buffer.state_dict(),
+                                            "generator": rng.bit_generator.state})
+    return finish(ctx, net, cfg.rounds, evals, stats)

@@ -1,0 +1,84 @@
+"""Stage `game_imitate`: AlphaGo's supervised stage (Silver et al. 2016). An expert (depth-limited
+alpha-beta, optionally noisy; perfect play for tic-tac-toe) plays games and the net learns the
+expert's move (cross-entropy) and the outcome (MSE): the AlphaZero loss with one-hot targets.
+
+The expert games are regenerated identically from the seed on resume, so checkpoints stay small.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from alphaloop.errors import UserError
+from alphaloop.stages.game_common import GameEvalFields, eval_info, finish, game_of, in_training_eval, resume_training
+
+
+class GameImitateStageConfig(GameEvalFields):
+    kind: Literal["game_imitate"]
+    name: str | None = None
+    expert: Literal["alphabeta", "perfect"] = Field("alphabeta", description="perfect: tic-tac-toe only")
+    depth: int = Field(4, ge=1, description="expert alpha-beta depth (plies)")
+    noise: float = Field(0.0, ge=0, le=1, description="chance the expert plays (and teaches) a random move")
+    epsilon: float = Field(0.1, ge=0, le=1, description="probability a random move is played, target kept")
+    games: int = Field(300, ge=1, description="expert games generated (once, from the seed)")
+    augment: bool = True
+    steps: int = Field(500, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    eval_every: int = Field(250, ge=1)
+    checkpoint_every: int = Field(250, ge=1)
+
+
+
+def expert_buffer(game: str, cfg: GameImitateStageConfig, seed: int):
+    """The expert's games as a replay buffer holding all of them (regenerated identically on resume)."""
+    from alphaloop.games.alphabeta import AlphaBetaPlayer
+    from alphaloop.games.players import PerfectTicTacToe
+    from alphaloop.games.registry import game_class
+    from alphaloop.games.replay import ReplayBuffer
+    from alphaloop.games.selfplay import imitation_games, to_examples
+
+    if cfg.expert == "perfect":
+        if game != "tictactoe":
+            raise UserError(f"expert 'perfect' exists for tictactoe only, not {game!r}; use 'alphabeta'")
+        expert = PerfectTicTacToe(seed)
+    else:
+        expert = AlphaBetaPlayer(cfg.depth, seed=seed, noise=cfg.noise)
+    records = imitation_games(game, expert, cfg.games, np.random.default_rng(seed), epsilon=cfg.epsilon)
+    examples = to_examples(records, augment=cfg.augment)
+    cls = game_class(game)
+    buffer = ReplayBuffer(len(examples), cls.observation_shape, cls.num_actions)
+    buffer.add_game(examples)
+    return buffer
+
+
+def run_game_imitate(ctx, cfg: GameImitateStageConfig) -> dict[str, Any]:
+    from alphaloop.learners.alphazero import train_steps
+
+    game = game_of(ctx)
+    buffer = expert_buffer(game, cfg, ctx.seed("expert") % (2**31))
+    net, optimizer, state = resume_training(ctx, cfg)
+    rng = np.random.default_rng(ctx.seed("generator"))
+    start, evals, stats = 0, [], {}
+    if state is not None:
+        rng.bit_generator.state = state["generator"]
+        start, evals, stats = state["step"], state["evals"], state["stats"]
+    task = ctx.new_progress_task(cfg.steps, completed=start)
+    for step in range(start, cfg.steps):
+        stats = train_steps(net, optimizer, buffer, 1, cfg.batch_size, rng)
+        done = step + 1
+        ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"})
+        info = f"loss {stats['loss']:.3f}"
+        if done % cfg.eval_every == 0 or done == cfg.steps:
+            fresh = in_training_eval(ctx, cfg, net, game, done)
+            evals.extend(fresh)
+            info += "  " + eval_info(fresh)
+        ctx.progress.update(task, completed=done, info=info)
+        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+            ctx.save_checkpoint(done, net, {"optimizer": optimizer.state_dict(), "evals": evals,
+                                            "stats": stats, "generator": rng.bit_generator.state})
+    return finish(ctx, net, cfg.steps, evals, stats)
