@@ -1,4 +1,5 @@
-"""The `alphaloop` command: run recipes, resume them, evaluate, list envs, (re)build reports."""
+"""The `alphaloop` command: run recipes, resume them, evaluate, play, generate position sets, list envs,
+(re)build and compare reports."""
 
 from __future__ import annotations
 
@@ -102,6 +103,34 @@ def play(
     from alphaloop.cli_games import play as play_game
 
     play_game(game, run, sims, first)
+
+
+@app.command()
+def positions(
+    game: Annotated[str, typer.Argument(help="connect4")],
+    kind: Annotated[str, typer.Option(help="endgame | middle-soon | middle-late | opening (Pons' test sets)")],
+    out: Annotated[Path, typer.Option(help="file to write: '<moves> <score>' per line (+ FILE.move-scores)")],
+    count: Annotated[int, typer.Option(help="positions to generate")] = 1000,
+    seed: Annotated[int, typer.Option(help="seed of the random play that reaches them")] = 0,
+    move_scores: Annotated[bool, typer.Option(help="also solve every column (the sidecar evals need)")] = True,
+    progress: Annotated[bool, typer.Option(help="show progress bars")] = True,
+) -> None:
+    """Generate solver-labelled connect-four positions (needs bitbully)."""
+    from alphaloop.cli_positions import positions_command
+
+    positions_command(game, kind, count, seed, out, move_scores, progress)
+
+
+@app.command()
+def compare(
+    run_a: Annotated[Path, typer.Argument(help="a run directory")],
+    run_b: Annotated[Path, typer.Argument(help="another run directory")],
+    out: Annotated[Path, typer.Option(help="directory for compare.png and compare.html")],
+) -> None:
+    """Two game runs' good-move rate and Elo against wall time and self-play games, on the same axes."""
+    from alphaloop.cli_positions import compare_command
+
+    compare_command(run_a, run_b, out)
 
 
 @app.command()

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from alphaloop.games.connect4 import Connect4State
+from alphaloop.games.connect4 import COLS, Connect4State
 
 
 @dataclass(frozen=True)
@@ -111,12 +111,14 @@ def _kind(kind: str) -> Kind:
     return KINDS[kind]
 
 
-def generate_positions(kind: str, n: int, seed: int = 0, max_tries: int = 200_000) -> list[tuple[str, int]]:
+def generate_positions(kind: str, n: int, seed: int = 0, max_tries: int = 200_000,
+                       progress: Callable[[int], None] | None = None) -> list[tuple[str, int]]:
     """`n` distinct random positions of `kind`, labelled by the solver (needs bitbully).
 
     The number of played moves is drawn uniformly from the kind's range, the position is
     reached by random play, rejected if the player to move can win at once, then solved
-    and kept only if its remaining-moves count falls in the kind's range."""
+    and kept only if its remaining-moves count falls in the kind's range. `progress(k)` is
+    called with the number of positions found so far each time one is kept."""
     from alphaloop.games.solver import remaining_moves, solve
 
     spec = _kind(kind)
@@ -139,8 +141,63 @@ def generate_positions(kind: str, n: int, seed: int = 0, max_tries: int = 200_00
         r = remaining_moves(score, state.num_moves())
         if spec.remaining[0] <= r <= spec.remaining[1]:
             out.append((moves, score))
+            if progress is not None:
+                progress(len(out))
     if len(out) < n:
         raise RuntimeError(f"found only {len(out)} of {n} {kind!r} positions in {max_tries} tries")
+    return out
+
+
+# ---- per-move scores (a sidecar file) -------------------------------------------------------
+# Judging a chosen move needs the score of every column, seven solver calls per position (tens of
+# milliseconds for an opening position). They never change, so they are computed once and kept
+# next to the position file, one line per position in the same order:
+#     <moves> <score of column 1> ... <score of column 7>      ("-" for a full column)
+MoveScores = list[int | None]
+
+
+def move_scores_path(path: str | Path) -> Path:
+    """The sidecar of a position file: `<file>.move-scores`."""
+    path = Path(path)
+    return path.with_name(path.name + ".move-scores")
+
+
+def save_move_scores(path: str | Path, rows: Iterable[tuple[str, MoveScores]]) -> None:
+    """Write [(moves, per-column scores)] in the sidecar format (see above)."""
+    lines = []
+    for moves, scores in rows:
+        if len(scores) != COLS:
+            raise ValueError(f"scores must hold {COLS} entries (one per column), got {scores!r} for {moves!r}")
+        lines.append(" ".join([moves, *("-" if s is None else str(int(s)) for s in scores)]) + "\n")
+    Path(path).write_text("".join(lines))
+
+
+def load_move_scores(path: str | Path) -> list[tuple[str, MoveScores]]:
+    """Read a sidecar written by `save_move_scores`."""
+    rows = []
+    for lineno, line in enumerate(Path(path).read_text().splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        ok = len(parts) == COLS + 1 and parts[0].isdigit() and all(
+            p == "-" or p.lstrip("-").isdigit() for p in parts[1:])
+        if not ok:
+            raise ValueError(f"{path}:{lineno}: expected '<moves>' and {COLS} scores ('-' for a full column), "
+                             f"got {line!r}")
+        rows.append((parts[0], [None if p == "-" else int(p) for p in parts[1:]]))
+    return rows
+
+
+def label_moves(items: Iterable[tuple[str, int]],
+                progress: Callable[[int], None] | None = None) -> list[MoveScores]:
+    """Every column's solver score for each position (needs bitbully); `progress(k)` after each."""
+    from alphaloop.games.solver import move_scores
+
+    out = []
+    for moves, _ in items:
+        out.append(move_scores(moves))
+        if progress is not None:
+            progress(len(out))
     return out
 
 
@@ -165,23 +222,23 @@ def is_good_move(scores: list[int | None], move: int) -> bool:
     return (s > 0) - (s < 0) == (best > 0) - (best < 0)
 
 
-def good_move_rate(
-    items: Iterable[tuple[str, int]], choose: Callable[[Connect4State], int]
-) -> dict[str, float]:
-    """Fractions of positions where `choose(state)` plays a perfect / good move, scored by
-    the solver (needs bitbully). Returns {"perfect": .., "good": .., "n": ..}."""
-    from alphaloop.games.solver import move_scores
-
+def move_quality(scores: Iterable[MoveScores], moves: Iterable[int]) -> dict[str, float | int]:
+    """Perfect- and good-move rates of the chosen `moves` (0-based columns), one per position,
+    judged by each position's per-column `scores`: {"good_move_rate", "perfect_move_rate", "n"}."""
     perfect = good = total = 0
-    for moves, _ in items:
-        state = Connect4State.from_moves(moves)
-        scores = move_scores(state)
-        move = choose(state.clone())
-        perfect += is_perfect_move(scores, move)
-        good += is_good_move(scores, move)
+    for row, move in zip(scores, moves, strict=True):
+        perfect += is_perfect_move(row, move)
+        good += is_good_move(row, move)
         total += 1
     if total == 0:
-        raise ValueError("items must hold at least one position")
-    return {"perfect": perfect / total, "good": good / total, "n": float(total)}
+        raise ValueError("need at least one position to rate moves")
+    return {"good_move_rate": good / total, "perfect_move_rate": perfect / total, "n": total}
 
 
+def good_move_rate(
+    items: Iterable[tuple[str, int]], choose: Callable[[Connect4State], int]
+) -> dict[str, float | int]:
+    """`move_quality` of `choose(state)` on each position, scored by the solver (needs bitbully)."""
+    items = list(items)
+    states = [Connect4State.from_moves(moves) for moves, _ in items]
+    return move_quality(label_moves(items), [choose(state.clone()) for state in states])

@@ -103,9 +103,10 @@ def wilson_note(decoder: str, metrics: dict[str, Any]) -> str:
 
 
 def eval_tables(summary: dict[str, Any]) -> tuple[list[dict], list[dict]]:
-    """(final evals, evals during training), keeping only well-formed records."""
+    """(final evals, evals during training), keeping only well-formed records; the Elo ladder's
+    ratings (split "elo") are shown in the Elo section instead."""
     records = [r for r in summary.get("evals") or []
-               if isinstance(r, dict) and isinstance(r.get("metrics"), dict)]
+               if isinstance(r, dict) and isinstance(r.get("metrics"), dict) and r.get("split") != "elo"]
     final = [r for r in records if r.get("step") is None]
     during = [r for r in records if r.get("step") is not None]
     return final, during
@@ -324,6 +325,15 @@ def build_report(run_dir: Path) -> Path:
     if not drawn:
         parts.append('<p class="note">no training metrics logged</p>')
 
+    from alphaloop.report.games import game_progress, progress_figure
+
+    progress = game_progress(name, summary, metrics)
+    path = None if progress.empty() else progress_figure([progress], plots / "game-progress.png", name)
+    if path is not None:
+        parts.append("<h2>Game progress</h2><p class=\"note\">good-move rate on solver-labelled positions (in-training "
+                     "evals) and ladder Elo of the training snapshots, against wall time and self-play games</p>")
+        parts.append(_img(path, "good-move rate and Elo against wall time and self-play games"))
+
     curves = summary.get("curves") if isinstance(summary.get("curves"), dict) else {}
     for curve_name, points in sorted(curves.items(), key=lambda kv: (kv[0] != "test_time_compute", kv[0])):
         title = "Test-time compute" if curve_name == "test_time_compute" else curve_name.replace("_", " ")
@@ -341,10 +351,17 @@ def build_report(run_dir: Path) -> Path:
     elo = summary.get("elo")
     if isinstance(elo, dict) and elo:
         numeric = {str(k): float(v) for k, v in elo.items() if isinstance(v, int | float)}
-        rows = [[e(k), f"{v:.0f}"] for k, v in sorted(numeric.items(), key=lambda kv: -kv[1])]
-        rows += [[e(str(k)), e(str(v))] for k, v in elo.items() if str(k) not in numeric]
+        intervals = {}  # the ladder's bootstrap intervals, from its "elo" eval records
+        for r in summary.get("evals") or []:
+            m = r.get("metrics") if isinstance(r, dict) else None
+            if isinstance(m, dict) and r.get("split") == "elo" and "elo_low" in m and "elo_high" in m:
+                player = str(r.get("policy")) + ("" if r.get("decoder") in (None, "-") else f":{r['decoder']}")
+                intervals[player] = f"{m['elo_low']:.0f} to {m['elo_high']:.0f}"
+        rows = [[e(k), f"{v:.0f}", e(intervals.get(k, ""))] for k, v in sorted(numeric.items(), key=lambda kv: -kv[1])]
+        rows += [[e(str(k)), e(str(v)), ""] for k, v in elo.items() if str(k) not in numeric]
         parts.append("<h2>Elo</h2>")
-        parts.append(_table(["player", "Elo"], rows, {1}))
+        parts.append(_table(["player", "Elo", "95% interval"] if intervals else ["player", "Elo"],
+                            [r if intervals else r[:2] for r in rows], {1}))
         path = elo_figure(elo, plots / "elo.png")
         if path is not None:
             parts.append(_img(path, "Elo ladder"))

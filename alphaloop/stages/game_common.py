@@ -1,5 +1,6 @@
 """Pieces the board-game stages share: evaluation settings, reference opponents, matches, the
-tic-tac-toe perfect-lines check, and the resume / in-training-eval / finish plumbing.
+tic-tac-toe perfect-lines check, the connect-four position sets, net snapshots for the Elo ladder,
+and the resume / in-training-eval / finish plumbing.
 
 The stages themselves live one per file: `alphazero.py` (self-play + search, Silver et al. 2017),
 `game_imitate.py` (AlphaGo's supervised stage) and `game_eval.py`.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from alphaloop.errors import UserError
 
@@ -25,6 +26,15 @@ class GameEvalFields(BaseModel):
     eval_games: int = Field(20, ge=2, description="games per opponent and decoder (half as each colour)")
     eval_sims: list[int] = Field(default_factory=lambda: [0, 32],
                                  description="0 = raw net (argmax over legal moves); N = MCTS, N simulations")
+    position_sets: list[str] = Field(
+        default_factory=list, description="connect four: good/perfect-move rates on solver-labelled positions; "
+        "kinds endgame | middle-soon | middle-late | opening (generated from the recipe seed, cached in "
+        "RUN_DIR/positions) or Pons-format files")
+    position_count: int = Field(200, ge=1, description="positions per generated set (at most this many of a file)")
+    position_sims: list[int] = Field(default_factory=lambda: [0],
+                                     description="on the position sets: 0 = raw net; N = MCTS, N simulations")
+    snapshots: bool = Field(False, description="training stages: keep the net of every in-training eval "
+                            "(stages/<i>-<name>/snapshots/step-N) for the game_eval Elo ladder")
 
     @field_validator("opponents")
     @classmethod
@@ -33,11 +43,24 @@ class GameEvalFields(BaseModel):
             make_opponent(name, None, 0)  # raises ValueError naming the allowed forms
         return value
 
-    @field_validator("eval_sims")
+    @field_validator("eval_sims", "position_sims")
     @classmethod
-    def _sims(cls, value: list[int]) -> list[int]:
+    def _sims(cls, value: list[int], info: ValidationInfo) -> list[int]:
         if not value or any(s < 0 for s in value):
-            raise ValueError(f"eval_sims must be a non-empty list of ints >= 0, got {value}")
+            raise ValueError(f"{info.field_name} must be a non-empty list of ints >= 0, got {value}")
+        return value
+
+    @field_validator("position_sets")
+    @classmethod
+    def _position_sets(cls, value: list[str]) -> list[str]:
+        from pathlib import Path
+
+        from alphaloop.games.positions import KINDS
+
+        for spec in value:
+            if spec not in KINDS and not Path(spec).is_file():
+                raise ValueError(f"position_sets: {spec!r} is neither a kind ({', '.join(KINDS)}) nor an existing "
+                                 "Pons-format file")
         return value
 
 
@@ -181,6 +204,9 @@ def resume_training(ctx, cfg):
 
     from alphaloop.policies.nets import PolicyValueNet
 
+    # Prepare the held-out position sets first: a bad entry fails before any training, and the one-time
+    # generation is not billed to the first evaluation.
+    position_sets_for(ctx, cfg, game_of(ctx))
     resumed = ctx.load_checkpoint()
     net = PolicyValueNet.load(resumed[0]) if resumed else initial_net(ctx)
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -190,15 +216,62 @@ def resume_training(ctx, cfg):
     return net, optimizer, state
 
 
+def position_sets_for(ctx, cfg, game: str) -> list:
+    """The stage's `position_sets`, generated once per run from the recipe seed (the same sets for every
+    stage, so their rates compare across stages) and cached under RUN_DIR/positions."""
+    from alphaloop.evals.positions import position_set
+    from alphaloop.runner import derive_seed
+
+    if not cfg.position_sets:
+        return []
+    if game != "connect4":
+        raise UserError(f"stage {ctx.stage.name!r}: position_sets are solver-labelled connect-four positions; "
+                        f"this recipe plays {game!r} (remove position_sets)")
+    seed = derive_seed(ctx.recipe.seed, "positions") % (2**31)
+    try:
+        return [position_set(spec, cfg.position_count, seed, ctx.run_dir / "positions") for spec in cfg.position_sets]
+    except ImportError as exc:
+        raise UserError(f"position_sets: {exc}") from None
+    except (ValueError, RuntimeError) as exc:
+        raise UserError(f"stage {ctx.stage.name!r}: position_sets: {exc}") from None
+
+
+def selfplay_games(ctx, step: int) -> int:
+    """Self-play games this run has played by `step` of the current stage: the x axis on which
+    imitation-first and from-zero runs are compared (an imitation stage plays none)."""
+    total = 0
+    for index, stage in enumerate(ctx.recipe.stages[:ctx.index + 1]):
+        if stage.kind == "alphazero":
+            total += stage.games_per_round * (step if index == ctx.index else stage.rounds)
+    return total
+
+
+def save_snapshot(ctx, net, step: int) -> None:
+    """Keep the net as it is at `step` (atomically) for the Elo ladder: stages/<i>-<name>/snapshots/step-N."""
+    from alphaloop import checkpoint as ckpt
+
+    ckpt.write_atomic_dir(ctx.stage_dir / "snapshots" / f"step-{step:07d}", net.save,
+                          meta={"step": step, "selfplay_games": selfplay_games(ctx, step)})
+
+
 def in_training_eval(ctx, cfg, net, game: str, step: int) -> list[dict[str, Any]]:
-    """Matches (and for tic-tac-toe the perfect-lines count), logged and returned as eval records."""
+    """Matches, good/perfect-move rates on the position sets (and for tic-tac-toe the perfect-lines
+    count), logged and returned as eval records; with `snapshots` the net is kept for the ladder."""
+    from alphaloop.evals.positions import net_position_records
+
+    seed = ctx.seed("eval", step) % (2**31)
     records, _ = evaluate_net(ctx.stage.name, net, game, cfg.opponents, cfg.alphabeta_depth, cfg.eval_games,
-                              cfg.eval_sims, seed=ctx.seed("eval", step) % (2**31))
+                              cfg.eval_sims, seed=seed)
     if game == "tictactoe":
         records.append(lost_lines_record(ctx.stage.name, net))
+    records += net_position_records(ctx.stage.name, net, position_sets_for(ctx, cfg, game), cfg.position_sims, seed)
+    games = selfplay_games(ctx, step)
     for record in records:
         record["stage"], record["step"] = ctx.stage.name, step
-        ctx.log(step, kind="eval", split=record["split"], decoder=record["decoder"], **record["metrics"])
+        ctx.log(step, kind="eval", split=record["split"], decoder=record["decoder"], selfplay_games=games,
+                **record["metrics"])
+    if cfg.snapshots:
+        save_snapshot(ctx, net, step)
     return records
 
 
@@ -208,6 +281,9 @@ def eval_info(records: list[dict[str, Any]]) -> str:
         if r["split"] == "perfect-lines":
             m = r["metrics"]
             parts.append(f"lost lines {m['lost_lines_as_first']}+{m['lost_lines_as_second']}/{m['lines']}")
+        elif r["split"].startswith("positions-"):
+            if r["decoder"] == "raw":
+                parts.append(f"{r['split'][10:]} good {r['metrics']['good_move_rate']:.0%}")
         elif r["decoder"] == "raw" and r["split"] != "vs-random":
             parts.append(f"{r['split']} raw score {r['metrics']['score']:.2f}")
     return "  ".join(parts)
@@ -221,6 +297,8 @@ def final_metrics(evals: list[dict[str, Any]], stats: dict[str, float]) -> dict[
             continue
         if r["split"] == "perfect-lines":
             final.update(r["metrics"])
+        elif r["split"].startswith("positions-"):
+            final[f"{r['split']}/{r['decoder']}/good_move_rate"] = r["metrics"]["good_move_rate"]
         else:
             final[f"{r['split']}/{r['decoder']}/score"] = r["metrics"]["score"]
     return final
