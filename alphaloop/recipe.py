@@ -41,9 +41,21 @@ class PolicySpec(Strict):
 
 
 class ScaleSpec(Strict):
-    backend: Literal["local", "ray"] = "local"
-    address: str | None = Field(None, description="existing Ray cluster address; None starts a local Ray")
-    workers: int = Field(1, ge=1)
+    """Where self-play runs (`alphaloop.scale`, docs/scaling.md). Results depend on `workers` (how a
+    round's games are split and seeded) and the threads per worker, not on `backend`."""
+
+    backend: Literal["local", "ray"] = Field("local", description="'local': in this process; 'ray': Ray actors")
+    address: str | None = Field(None, description="existing Ray cluster address ('auto', 'ray://host:10001'); "
+                                                  "None starts a local Ray")
+    workers: int = Field(1, ge=1, description="chunks a self-play round is split into; Ray actors to run them")
+    worker_threads: int | None = Field(None, ge=1, description="torch threads per worker; default: threads // "
+                                                                "workers (at least 1)")
+
+    @model_validator(mode="after")
+    def _address_needs_ray(self) -> ScaleSpec:
+        if self.address is not None and self.backend != "ray":
+            raise ValueError(f"address {self.address!r} is only used with backend = 'ray' (got {self.backend!r})")
+        return self
 
 
 StageConfig = Annotated[ImitateStageConfig | RLStageConfig | EvalStageConfig | AlphaZeroStageConfig

@@ -13,6 +13,11 @@ Games run in *lock-step*: all unfinished games hand their current state to one `
 so each simulation step costs one batched net forward for every game instead of one per game -- on
 a CPU the per-call overhead, not the arithmetic, is what a small net costs.
 
+Scaling out: a round's games are split into chunks (`self_play_jobs`), one per worker, and each chunk
+(`SelfPlayJob`) carries its own seed, from which `play_job` derives the search's and the move
+sampler's generators. A chunk's games therefore come out the same whichever process plays them
+(`alphaloop.scale`), and the round's records are the chunks' records in chunk order.
+
 Imitation games (the AlphaGo recipe: supervised learning from an expert before reinforcement):
 an expert plays both sides, with probability `epsilon` a uniformly random legal move is played
 instead so the data covers positions the expert would never reach, and every position records the
@@ -22,11 +27,13 @@ expert's own move as a one-hot policy target and the final outcome as value targ
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from alphaloop.games.registry import new_game, symmetries_fn
 from alphaloop.games.replay import Examples
+from alphaloop.scale.base import split_evenly
 
 
 @dataclass
@@ -101,6 +108,45 @@ def play_games(game_name: str, search, num_games: int, temperature_moves: int,
         r = state.returns()
         record.returns = (float(r[0]), float(r[1]))
     return records
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A 63-bit seed for (seed, *keys), mixed by numpy's SeedSequence (stable across machines)."""
+    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+@dataclass(frozen=True)
+class SelfPlayJob:
+    """One worker's share of a round: `num_games` lock-step games of `game` with the search that
+    `search` configures (an `MCTSConfig`, or a `GumbelConfig` for the Gumbel root), all randomness
+    from `seed`. Small and picklable: it is what travels to a Ray actor."""
+
+    game: str
+    num_games: int
+    search: Any
+    temperature_moves: int
+    seed: int
+
+
+def self_play_jobs(game_name: str, num_games: int, parts: int, search: Any, temperature_moves: int,
+                   seed: int) -> list[SelfPlayJob]:
+    """Split `num_games` into `parts` chunks of near-equal size (no empty chunk), chunk i seeded with
+    derive_seed(seed, i): the split depends only on (num_games, parts, seed), never on the backend."""
+    _check_count("num_games", num_games)
+    return [SelfPlayJob(game_name, size, search, temperature_moves, derive_seed(seed, i))
+            for i, size in enumerate(split_evenly(num_games, parts))]
+
+
+def play_job(net, job: SelfPlayJob) -> list[GameRecord]:
+    """Play one `SelfPlayJob` with `net` (the worker's copy of the policy-value net): the search gets
+    seed derive_seed(job.seed, 0), the temperature-1 move sampling derive_seed(job.seed, 1)."""
+    from alphaloop.search import MCTS, GumbelConfig, GumbelMCTS
+    from alphaloop.search.net_evaluator import NetEvaluator
+
+    search_class = GumbelMCTS if isinstance(job.search, GumbelConfig) else MCTS
+    search = search_class(NetEvaluator(net), job.search, seed=derive_seed(job.seed, 0))
+    rng = np.random.default_rng(derive_seed(job.seed, 1))
+    return play_games(job.game, search, job.num_games, job.temperature_moves, rng)
 
 
 def to_examples(records: list[GameRecord], augment: bool = True) -> Examples:

@@ -2,7 +2,9 @@
 knowledge"), at toy scale and fully in lock-step:
 
     self-play:  G games at once, MCTS (PUCT, or the Gumbel root of Danihelka et al. 2022) over the
-                NetEvaluator -> positions with visit-count targets pi and outcomes z
+                NetEvaluator -> positions with visit-count targets pi and outcomes z; the G games are
+                split over the recipe's `[scale] workers` (in this process or on Ray actors,
+                `alphaloop.scale`), each chunk seeded from the round's draw and its index
     replay:     the positions and their board symmetries go into a FIFO buffer
     learn:      `train_steps` Adam steps on  l = (z - v)^2 - pi^T log p  (+ L2 via weight decay)
     evaluate:   matches vs a random and a strong player, both colours, raw net and net + search
@@ -47,23 +49,33 @@ class AlphaZeroStageConfig(GameEvalFields):
 
 
 
-def _self_play_search(cfg: AlphaZeroStageConfig, net, seed: int):
-    from alphaloop.search import MCTS, GumbelConfig, GumbelMCTS, MCTSConfig
-    from alphaloop.search.net_evaluator import NetEvaluator
+def _search_config(cfg: AlphaZeroStageConfig):
+    """The self-play search's config: GumbelConfig (Gumbel root) or MCTSConfig (PUCT + Dirichlet noise)."""
+    from alphaloop.search import GumbelConfig, MCTSConfig
 
-    evaluator = NetEvaluator(net)
     if cfg.search == "gumbel":
-        config = GumbelConfig(num_simulations=cfg.simulations, max_considered=cfg.max_considered)
-        return GumbelMCTS(evaluator, config, seed=seed)
-    config = MCTSConfig(num_simulations=cfg.simulations, c_puct=cfg.c_puct, batch_size=cfg.search_batch,
-                        dirichlet_alpha=cfg.dirichlet_alpha, dirichlet_fraction=cfg.dirichlet_fraction)
-    return MCTS(evaluator, config, seed=seed)
+        return GumbelConfig(num_simulations=cfg.simulations, max_considered=cfg.max_considered)
+    return MCTSConfig(num_simulations=cfg.simulations, c_puct=cfg.c_puct, batch_size=cfg.search_batch,
+                      dirichlet_alpha=cfg.dirichlet_alpha, dirichlet_fraction=cfg.dirichlet_fraction)
+
+
+def _workers(ctx, net):
+    """The recipe's `[scale]` workers, each with its own copy of `net` (built from its config)."""
+    from functools import partial
+
+    from alphaloop.policies.nets import PolicyValueNet
+    from alphaloop.scale import make_workers, worker_threads
+
+    scale = ctx.recipe.scale
+    factory = partial(PolicyValueNet, net.config, net.observation_shape, net.num_actions)
+    return make_workers(factory, backend=scale.backend, workers=scale.workers, address=scale.address,
+                        threads=worker_threads(ctx.recipe.threads, scale.workers, scale.worker_threads))
 
 
 def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
     from alphaloop.games.registry import game_class
     from alphaloop.games.replay import ReplayBuffer
-    from alphaloop.games.selfplay import play_games, to_examples
+    from alphaloop.games.selfplay import play_job, self_play_jobs, to_examples
     from alphaloop.learners.alphazero import train_steps
 
     game = game_of(ctx)
@@ -80,32 +92,37 @@ def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
         start, evals, stats = state["step"], state["evals"], state["stats"]
 
     task = ctx.new_progress_task(cfg.rounds, completed=start)
-    for round_ in range(start, cfg.rounds):
-        began = time.time()
-        search = _self_play_search(cfg, net, seed=int(rng.integers(2**31)))
-        records = play_games(game, search, cfg.games_per_round, cfg.temperature_moves, rng)
-        examples = to_examples(records, augment=cfg.augment)
-        buffer.add_game(examples)
-        played = time.time()
-        stats = {}
-        if cfg.train_steps:
-            stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng)
-        done = round_ + 1
-        outcomes = np.array([r.returns[0] for r in records])
-        positions = sum(len(r) for r in records)
-        ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"},
-                first_player_win=round(float((outcomes > 0).mean()), 6),
-                draw=round(float((outcomes == 0).mean()), 6), game_length=round(positions / len(records), 3),
-                buffer=len(buffer), positions_per_s=round(positions / max(played - began, 1e-9), 1),
-                selfplay_s=round(played - began, 3), train_s=round(time.time() - played, 3))
-        info = f"loss {stats.get('loss', float('nan')):.3f}  draws {float((outcomes == 0).mean()):.0%}"
-        if done % cfg.eval_every == 0 or done == cfg.rounds:
-            fresh = in_training_eval(ctx, cfg, net, game, done)
-            evals.extend(fresh)
-            info += "  " + eval_info(fresh)
-        ctx.progress.update(task, completed=done, info=info)
-        if done % cfg.checkpoint_every == 0 or done == cfg.rounds:
-            ctx.save_checkpoint(done, net, {"optimizer": optimizer.state_dict(), "evals": evals,
-                                            "stats": stats, "buffer": buffer.state_dict(),
-                                            "generator": rng.bit_generator.state})
+    search_config = _search_config(cfg)
+    with _workers(ctx, net) as workers:
+        for round_ in range(start, cfg.rounds):
+            began = time.time()
+            # One draw from the stage's Generator per round; each worker's chunk of games gets a seed
+            # derived from it and the chunk index, so the records do not depend on where chunks run.
+            jobs = self_play_jobs(game, cfg.games_per_round, workers.workers, search_config, cfg.temperature_moves,
+                                  seed=int(rng.integers(2**31)))
+            records = [r for chunk in workers.map(play_job, jobs, weights=net.state_dict()) for r in chunk]
+            examples = to_examples(records, augment=cfg.augment)
+            buffer.add_game(examples)
+            played = time.time()
+            stats = {}
+            if cfg.train_steps:
+                stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng)
+            done = round_ + 1
+            outcomes = np.array([r.returns[0] for r in records])
+            positions = sum(len(r) for r in records)
+            ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"},
+                    first_player_win=round(float((outcomes > 0).mean()), 6),
+                    draw=round(float((outcomes == 0).mean()), 6), game_length=round(positions / len(records), 3),
+                    buffer=len(buffer), positions_per_s=round(positions / max(played - began, 1e-9), 1),
+                    selfplay_s=round(played - began, 3), train_s=round(time.time() - played, 3))
+            info = f"loss {stats.get('loss', float('nan')):.3f}  draws {float((outcomes == 0).mean()):.0%}"
+            if done % cfg.eval_every == 0 or done == cfg.rounds:
+                fresh = in_training_eval(ctx, cfg, net, game, done)
+                evals.extend(fresh)
+                info += "  " + eval_info(fresh)
+            ctx.progress.update(task, completed=done, info=info)
+            if done % cfg.checkpoint_every == 0 or done == cfg.rounds:
+                ctx.save_checkpoint(done, net, {"optimizer": optimizer.state_dict(), "evals": evals,
+                                                "stats": stats, "buffer": buffer.state_dict(),
+                                                "generator": rng.bit_generator.state})
     return finish(ctx, net, cfg.rounds, evals, stats)
