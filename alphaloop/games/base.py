@@ -6,6 +6,7 @@ every game. Players are 0 (moves first) and 1. Actions are ints in [0, num_actio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Protocol
 
 import numpy as np
@@ -46,14 +47,49 @@ class GameState(Protocol):
     def __str__(self) -> str:
         """Human-readable board."""
 
+    # Optional, vectorised over many states of one game (a search evaluates thousands of leaves per
+    # call, and one numpy pass over their bitboards is far cheaper than a Python loop per board);
+    # `observations` and `legal_masks` below use them when the class has them:
+    #   @classmethod observation_batch(states) -> float32[B, *observation_shape]
+    #   @classmethod legal_mask_batch(states) -> bool[B, num_actions]
+
 
 TERMINAL = -1
+
+
+def observations(states: Sequence[GameState]) -> np.ndarray:
+    """float32[B, *observation_shape]: each state's `observation_tensor()`, stacked (through the game's
+    vectorised `observation_batch` when it has one). The states must all be of one game."""
+    if len(states) == 0:
+        raise ValueError("states: expected at least one state")
+    batch = getattr(type(states[0]), "observation_batch", None)
+    if batch is not None:
+        return batch(states)
+    return np.stack([np.asarray(s.observation_tensor(), np.float32) for s in states])
+
+
+def legal_masks(states: Sequence[GameState], num_actions: int) -> np.ndarray:
+    """bool[B, num_actions], True where the action is legal (through the game's vectorised
+    `legal_mask_batch` when it has one). The states must all be of one game."""
+    if len(states) == 0:
+        return np.zeros((0, num_actions), bool)
+    batch = getattr(type(states[0]), "legal_mask_batch", None)
+    if batch is not None and states[0].num_actions == num_actions:
+        return batch(states)
+    mask = np.zeros((len(states), num_actions), dtype=bool)
+    for row, state in enumerate(states):
+        mask[row, state.legal_actions()] = True
+    return mask
 
 
 class MoveStrings:
     """What every game's state shares: `from_moves` / `to_moves` in the position-file convention
     (one 1-based action digit per move: "4453" in connect four, "519" in tic-tac-toe) and the
-    accessors over `_moves` (actions played) and `_outcome` (-1 ongoing, 0/1 winner, 2 draw)."""
+    accessors over `_moves` (actions played) and `_outcome` (-1 ongoing, 0/1 winner, 2 draw).
+
+    `_moves` is a `bytes` string (one byte per action, so actions must be < 256): immutable, so a
+    clone shares it instead of copying a list, and not tracked by the garbage collector -- a
+    search creates one state per tree node, hundreds of thousands per self-play batch."""
 
     __slots__ = ()
     move_noun: ClassVar[str] = "action"
@@ -85,7 +121,7 @@ class MoveStrings:
         return self._outcome if self._outcome in (0, 1) else None
 
     def move_history(self) -> list[int]:
-        return self._moves[:]
+        return list(self._moves)
 
     def num_moves(self) -> int:
         return len(self._moves)

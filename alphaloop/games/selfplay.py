@@ -141,10 +141,10 @@ def play_job(net, job: SelfPlayJob) -> list[GameRecord]:
     """Play one `SelfPlayJob` with `net` (the worker's copy of the policy-value net): the search gets
     seed derive_seed(job.seed, 0), the temperature-1 move sampling derive_seed(job.seed, 1)."""
     from alphaloop.search import MCTS, GumbelConfig, GumbelMCTS
-    from alphaloop.search.net_evaluator import NetEvaluator
+    from alphaloop.search.net_evaluator import SELFPLAY_CACHE, NetEvaluator
 
     search_class = GumbelMCTS if isinstance(job.search, GumbelConfig) else MCTS
-    search = search_class(NetEvaluator(net), job.search, seed=derive_seed(job.seed, 0))
+    search = search_class(NetEvaluator(net, cache_size=SELFPLAY_CACHE), job.search, seed=derive_seed(job.seed, 0))
     rng = np.random.default_rng(derive_seed(job.seed, 1))
     return play_games(job.game, search, job.num_games, job.temperature_moves, rng)
 

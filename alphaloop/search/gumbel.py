@@ -34,7 +34,6 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alphaloop.games.base import GameState
 from alphaloop.search.mcts import MCTS, SearchResult, _Tree
 
 _LOW_LOGIT = -1e9  # logit of an action with prior 0 (mctx clamps the same way)
@@ -114,8 +113,8 @@ class GumbelMCTS(MCTS):
     def _vectorizable(self) -> bool:
         return False
 
-    def _tree_for(self, index: int, state: GameState) -> _Tree:
-        return _Tree(state.clone())
+    def _previous_trees(self) -> dict[tuple, _Tree]:
+        return {}                               # sequential halving needs a root without visits
 
     def _begin(self, tree: _Tree) -> None:
         cfg = self.config

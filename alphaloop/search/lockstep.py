@@ -1,4 +1,4 @@
-"""Lock-step PUCT trees for many games at once: numpy arrays [games, nodes, actions] (mctx's layout).
+"""Lock-step PUCT trees for many games at once: flat numpy arrays [games * nodes, actions] (mctx's layout).
 
 `MCTS.search_many` hands >= 2 PUCT games (or a continuation of such a search) to this engine. Every
 simulation step descends all games' trees level by level with vectorised PUCT,
@@ -7,9 +7,16 @@ simulation step descends all games' trees level by level with vectorised PUCT,
 
 expands the new leaves with ONE evaluator call, and backs the values up with the same virtual loss
 as the per-game list trees in `mcts.py`. The float operations are the same and in the same order
-(cumulative sums where Python would use `sum`), so the results equal one `MCTS.search` per game
-exactly; the only saving is replacing G Python descents by one numpy descent per tree level.
-Kept apart from `mcts.py` so that file reads as the algorithm and this one as its batched engine.
+(cumulative sums where Python would use `sum`; each edge's increments added in simulation order),
+so the results equal one `MCTS.search` per game exactly; the only saving is replacing G Python
+descents by one numpy descent per tree level. Kept apart from `mcts.py` so that file reads as the
+algorithm and this one as its batched engine.
+
+Layout: node `i` of game `g` has the flat id `g * M + i` (node 0 is the root), edge `(node, a)` the
+flat id `node * A + a`. Children are stored as flat ids, so a descent never converts ids; a path is
+a list of flat edge ids, and a whole step's backup is one `np.add.at` over all of them. Python runs
+only the game logic of each new leaf (clone + apply_action) and keeps the leaf's state object for
+the evaluator.
 """
 
 from __future__ import annotations
@@ -19,15 +26,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from alphaloop.games.base import GameState
+from alphaloop.games.base import GameState, legal_masks
 from alphaloop.search.mcts import MCTS, SearchResult, _evaluate_checked
+
+# node status (`status`): expanded, terminal, awaiting evaluation; _NEW marks a missing child (descent only)
+_EXPANDED, _TERMINAL, _PENDING, _NEW = 0, 1, 2, 3
+# how a descent ends: at a new leaf to evaluate, a terminal node, or a leaf already awaiting evaluation
+_LEAF = 0          # (_TERMINAL and _PENDING as above; a grown child's kind is its status == _TERMINAL)
+_ARRAYS = ("N", "W", "P", "L", "player", "value", "status", "rets")
 
 
 class Lockstep:
-    """The PUCT trees of G games as numpy arrays [G, nodes, A], selected and backed up level by
-    level for all games at once (mctx's layout). Same arithmetic, in the same order, as the list
-    trees above, so `search_many` returns exactly what per-game `search` calls return; it only
-    replaces G Python descents by one vectorised descent. Node 0 of each game is its root."""
+    """The PUCT trees of G games as flat numpy arrays, selected and backed up level by level for all
+    games at once. Same arithmetic, in the same order, as the list trees of `mcts.py`, so
+    `search_many` returns exactly what per-game `search` calls return."""
 
     def __init__(self, owner: MCTS) -> None:
         self.owner = owner
@@ -35,45 +47,38 @@ class Lockstep:
 
     # ---- tree storage ------------------------------------------------------------------------
     def _alloc(self, G: int, M: int, A: int) -> None:
-        self.N, self.W, self.P = np.zeros((G, M, A)), np.zeros((G, M, A)), np.zeros((G, M, A))
-        self.C = np.full((G, M, A), -1, np.int64)
-        self.L = np.zeros((G, M, A), bool)
-        self.player = np.full((G, M), -1, np.int64)
-        self.value = np.zeros((G, M))
-        self.status = np.full((G, M), 2, np.int8)       # 0 expanded, 1 terminal, 2 awaiting evaluation
-        self.M = M
-        self.rets = np.zeros((G, M, 2))
-        self.states: list[list[GameState]] = [[] for _ in range(G)]
+        size = G * M
+        self.M, self.A = M, A
+        self.N, self.W, self.P = np.zeros((size, A)), np.zeros((size, A)), np.zeros((size, A))
+        self.C = np.full((size, A), -1, np.int64)        # flat child id, -1 = not created yet
+        self.L = np.zeros((size, A), bool)               # legal edges
+        self.player = np.full(size, -1, np.int64)        # player to move, -1 at terminal nodes
+        self.value = np.zeros(size)                      # evaluator value for the player to move
+        self.status = np.full(size, _PENDING, np.int8)
+        self.rets = np.zeros((size, 2))                  # exact returns of terminal nodes
+        self.count = np.zeros(G, np.int64)               # nodes used per game
+        self.nodes: list[GameState | None] = [None] * size
 
-    def _add(self, gs: list[int], states: list[GameState]) -> np.ndarray:
-        """Append one node per (game, state); per-node game calls in Python, array writes batched."""
-        ids = np.empty(len(gs), np.int64)
-        inner_g, inner_i, players, legal_rows, legal_cols = [], [], [], [], []
-        for k, (g, state) in enumerate(zip(gs, states)):
-            idx = len(self.states[g])
-            self.states[g].append(state)
-            ids[k] = idx
-            if state.is_terminal():
-                self.status[g, idx] = 1
-                self.rets[g, idx] = state.returns()
-            else:
-                legal = state.legal_actions()
-                inner_g.append(g)
-                inner_i.append(idx)
-                players.append(state.current_player())
-                legal_rows.extend([len(inner_g) - 1] * len(legal))
-                legal_cols.extend(legal)
-        if inner_g:
-            self.player[inner_g, inner_i] = players
-            rows = np.zeros((len(inner_g), self.L.shape[2]), bool)
-            rows[legal_rows, legal_cols] = True
-            self.L[inner_g, inner_i] = rows
+    def _add(self, gs: np.ndarray, states: list[GameState]) -> np.ndarray:
+        """New nodes for `states`, one per game in `gs` (distinct games); returns their flat ids."""
+        ids = gs * self.M + self.count[gs]
+        self.count[gs] += 1
+        nodes = self.nodes
+        for i, state in zip(ids.tolist(), states):
+            nodes[i] = state
+        players = np.array([-1 if s.is_terminal() else s.current_player() for s in states], np.int64)
+        self.player[ids] = players
+        self.L[ids] = legal_masks(states, self.A)       # all False at terminal nodes
+        terminal = np.flatnonzero(players < 0)
+        if terminal.size:
+            self.status[ids[terminal]] = _TERMINAL
+            self.rets[ids[terminal]] = [states[k].returns() for k in terminal.tolist()]
         return ids
 
-    def _find_prev(self, state: GameState) -> tuple[int, list[int]] | None:
-        """(game index, node ids of its subtree, root first, breadth-first) in the previous search for
-        a position reached from one of its roots by up to two moves, or None. Trees are found by
-        move history, not slot, so games may finish and drop out of the batch between moves."""
+    def _find_prev(self, state: GameState) -> tuple[int, np.ndarray] | None:
+        """(game index, flat ids of its subtree, root first, parents before children) in the previous
+        search for a position reached from one of its roots by up to two moves, or None. Trees are
+        found by move history, not slot, so games may finish and drop out of the batch between moves."""
         prev = self.prev
         if prev is None:
             return None
@@ -85,30 +90,40 @@ class Lockstep:
         else:
             return None
         C, L, status = prev["C"], prev["L"], prev["status"]
-        node = 0
+        node = i * prev["M"]
         for action in history[k:]:
-            if not (0 <= action < L.shape[2] and L[i, node, action]):
+            if not (0 <= action < L.shape[1] and L[node, action]):
                 return None
-            node = int(C[i, node, action])
-            if node < 0 or status[i, node] != 0:
+            node = int(C[node, action])
+            if node < 0 or status[node] != _EXPANDED:
                 return None
-        order, k = [node], 0
-        while k < len(order):
-            row = C[i, order[k]]
-            order.extend(row[row >= 0].tolist())
-            k += 1
-        return i, order
+        order, frontier = [np.array([node])], np.array([node])
+        while frontier.size:                                # breadth-first, one tree level per step
+            kids = C[frontier].ravel()
+            frontier = kids[kids >= 0]
+            order.append(frontier)
+        return i, np.concatenate(order)
 
-    def _copy_prev(self, g: int, i: int, order: list[int]) -> None:
-        prev = self.prev
-        k = len(order)
-        for name in ("N", "W", "P", "L", "player", "value", "status", "rets"):
-            getattr(self, name)[g, :k] = prev[name][i, order]
-        mapping = np.full(prev["C"].shape[1], -1, np.int64)
-        mapping[order] = np.arange(k)
-        rows = prev["C"][i, order]
-        self.C[g, :k] = np.where(rows >= 0, mapping[rows], -1)
-        self.states[g] = [prev["states"][i][o] for o in order]
+    def _copy_prev(self, found: list[tuple[int, int, np.ndarray]]) -> None:
+        """Copy the reused subtrees [(game, previous game, previous flat ids)] into the new arrays,
+        all games in one gather per array; child pointers are translated to the new flat ids."""
+        prev, M = self.prev, self.M
+        src = np.concatenate([order for _, _, order in found])
+        dst = np.concatenate([g * M + np.arange(order.size) for g, _, order in found])
+        for name in _ARRAYS:
+            getattr(self, name)[dst] = prev[name][src]
+        prev_nodes, nodes = prev["nodes"], self.nodes
+        for s, d in zip(src.tolist(), dst.tolist()):
+            nodes[d] = prev_nodes[s]
+        # Child pointers one game at a time: two games may continue the same previous tree (same
+        # history), and every child of a subtree lies in it, so `mapping` never serves a stale id.
+        mapping = np.full(prev["C"].shape[0], -1, np.int64)
+        for g, _, order in found:
+            ids = g * M + np.arange(order.size)
+            mapping[order] = ids
+            rows = prev["C"][order]
+            self.C[ids] = np.where(rows >= 0, mapping[rows], -1)
+            self.count[g] = order.size
 
     # ---- the search ----------------------------------------------------------------------------
     def run(self, states: Sequence[GameState]) -> list[SearchResult]:
@@ -118,152 +133,141 @@ class Lockstep:
             if state.num_actions != A:
                 raise ValueError(f"states[{i}]: expected {A} actions (one game), got {state.num_actions}")
         reuse = [self._find_prev(s) if cfg.reuse_tree else None for s in states]
-        self._alloc(G, max(len(r[1]) if r else 1 for r in reuse) + cfg.num_simulations, A)
-        fresh = []
-        for g, found in enumerate(reuse):
-            if found:
-                self._copy_prev(g, *found)
-            else:
-                fresh.append(g)
-        self._add(fresh, [states[g].clone() for g in fresh])
-        if fresh:
-            priors, values = _evaluate_checked(owner.evaluator, [self.states[g][0] for g in fresh])
-            self._expand(np.array(fresh), np.zeros(len(fresh), np.int64), priors, values)
-        saved = self.P[:, 0].copy()
+        self._alloc(G, max(r[1].size if r else 1 for r in reuse) + cfg.num_simulations, A)
+        found = [(g, *r) for g, r in enumerate(reuse) if r]
+        if found:
+            self._copy_prev(found)
+        fresh = np.array([g for g, r in enumerate(reuse) if not r], np.int64)
+        if fresh.size:
+            ids = self._add(fresh, [states[g].clone() for g in fresh.tolist()])
+            priors, values = _evaluate_checked(owner.evaluator, [self.nodes[i] for i in ids.tolist()])
+            self._expand(ids, priors, values)
+        roots = np.arange(G) * self.M
+        saved = self.P[roots].copy()
         if cfg.dirichlet_fraction > 0:
             eps = cfg.dirichlet_fraction
-            for g in range(G):
-                legal = np.flatnonzero(self.L[g, 0])
+            for root in roots.tolist():
+                legal = np.flatnonzero(self.L[root])
                 noise = owner.rng.dirichlet([cfg.dirichlet_alpha] * len(legal))
-                self.P[g, 0, legal] = (1 - eps) * self.P[g, 0, legal] + eps * noise
+                self.P[root, legal] = (1 - eps) * self.P[root, legal] + eps * noise
         remaining = np.full(G, cfg.num_simulations)
         while remaining.any():
             self._step(remaining)
-        results = [self._result(g) for g in range(G)]
-        self.P[:, 0] = saved
-        self.prev = {name: getattr(self, name) for name in
-                     ("N", "W", "P", "C", "L", "player", "value", "status", "rets", "states")}
+        results = [self._result(root) for root in roots.tolist()]
+        self.P[roots] = saved
+        self.prev = {name: getattr(self, name) for name in _ARRAYS + ("C", "nodes", "M")}
         self.prev["index"] = {(s.game_name, tuple(s.move_history())): g for g, s in enumerate(states)}
         return results
 
     def _step(self, remaining: np.ndarray) -> None:
-        """One lock-step round: up to batch_size descents per game, one evaluator call, backups."""
+        """One lock-step round: up to batch_size descents per game, one evaluator call, backups.
+
+        Within one round of descents each game follows one path, so the flat edge ids of a round are
+        distinct and virtual loss / terminal backups are plain fancy-index updates."""
         cfg = self.owner.config
-        vl = cfg.virtual_loss
+        vl, A = cfg.virtual_loss, self.A
+        N, W = self.N.reshape(-1), self.W.reshape(-1)
         budget = np.minimum(remaining, cfg.batch_size)
         alive = remaining > 0
-        waiting = []                          # (levels, positions, leaf ids) per sub-round, for backup
-        leaf_g, leaf_idx = [], []
+        leaves, path_edges, path_leaves = [], [], []
         for r in range(cfg.batch_size):
             act = np.flatnonzero(alive & (budget > r))
             if act.size == 0:
                 break
-            levels, kind, leaf = self._descend(act)
-            collided = kind == 2
-            alive[act[collided]] = False
-            term = kind == 1
+            edges, owner, kind, leaf = self._descend(act)
+            alive[act[kind == _PENDING]] = False          # collision: this game's batch is full
+            term = kind == _TERMINAL
             if term.any():
-                rets = self.rets[act, leaf]
-                self._backup(levels, term, rets, 0.0)
+                m = term[owner]
+                e, lf = edges[m], leaf[owner[m]]
+                N[e] += 1.0
+                W[e] += self.rets[lf, self.player[e // A]]
                 remaining[act[term]] -= 1
-            ev = kind == 0
+            ev = kind == _LEAF
             if ev.any():
-                N2, W2 = self.N.reshape(-1, self.L.shape[2]), self.W.reshape(-1, self.L.shape[2])
-                for f, a, pos in levels:
-                    m = ev[pos]
-                    N2[f[m], a[m]] += vl
-                    W2[f[m], a[m]] -= vl
+                m = ev[owner]
+                e = edges[m]
+                N[e] += vl
+                W[e] -= vl
                 remaining[act[ev]] -= 1
-                waiting.append((levels, ev, act, leaf))
-                leaf_g.append(act[ev])
-                leaf_idx.append(leaf[ev])
-        if not waiting:
+                path_edges.append(e)
+                path_leaves.append(leaf[owner[m]])
+                leaves.append(leaf[ev])
+        if not leaves:
             return
-        gs, idx = np.concatenate(leaf_g), np.concatenate(leaf_idx)
-        priors, values = _evaluate_checked(self.owner.evaluator, [self.states[g][i] for g, i in zip(gs, idx)])
-        self._expand(gs, idx, priors, values)
-        for levels, ev, act, leaf in waiting:
-            g, i = act, np.where(ev, leaf, 0)
-            v = self.value[g, i]
-            rets = np.where((self.player[g, i] == 0)[:, None], np.stack([v, -v], 1), np.stack([-v, v], 1))
-            self._backup(levels, ev, rets, vl)
+        ids = np.concatenate(leaves)
+        priors, values = _evaluate_checked(self.owner.evaluator, [self.nodes[i] for i in ids.tolist()])
+        self._expand(ids, priors, values)
+        e, lf = np.concatenate(path_edges), np.concatenate(path_leaves)
+        v = self.value[lf]
+        # the leaf's value for the player at each node on the path: +v for the leaf's mover, -v otherwise
+        ret = np.where(self.player[e // A] == self.player[lf], v, -v)
+        np.add.at(N, e, 1.0 - vl)                          # in round order: same sums as one by one
+        np.add.at(W, e, ret + vl)
 
-    def _descend(self, act: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
-        """PUCT descent for games `act` from their roots. Returns the levels [(flat node ids, actions,
-        positions in act)], and per game the leaf kind (0 new leaf to evaluate, 1 terminal,
-        2 collision) and leaf node id. Flat id = game * M + node indexes the [G * M, A] views."""
-        cfg, M, A = self.owner.config, self.M, self.L.shape[2]
-        N2, W2, P2 = self.N.reshape(-1, A), self.W.reshape(-1, A), self.P.reshape(-1, A)
-        C2, L2, status = self.C.reshape(-1, A), self.L.reshape(-1, A), self.status.reshape(-1)
+    def _descend(self, act: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """PUCT descent for games `act` from their roots, creating the new leaves' nodes. Returns the
+        flat edge ids of all paths, the position in `act` owning each edge, and per game the leaf
+        kind (_LEAF: a new leaf to evaluate, _TERMINAL, _PENDING: collision) and leaf flat id."""
+        cfg, M, A = self.owner.config, self.M, self.A
+        N, W, P, L, status = self.N, self.W, self.P, self.L, self.status
+        C = self.C.reshape(-1)
         kind = np.full(act.size, -1, np.int64)
         leaf = np.zeros(act.size, np.int64)
-        base = act * M                                    # flat id of each game's root
-        f, pos = base, np.arange(act.size)
-        levels = []
+        f, pos = act * M, np.arange(act.size)
+        edges, owners = [], []
         while f.size:
-            n = N2[f]
+            n = N[f]
             total = n.cumsum(1)[:, -1] + 1.0              # sequential, as Python's sum
             if cfg.c_base is None:
                 c = cfg.c_puct
             else:
                 c = np.array([math.log((t + cfg.c_base) / cfg.c_base) + cfg.c_puct for t in total.tolist()])
             scale = c * np.sqrt(total)
-            q = np.divide(W2[f], n, out=np.full(n.shape, cfg.fpu), where=n > 0)
-            score = q + scale[:, None] * P2[f] / (1.0 + n)
-            a = np.where(L2[f], score, -np.inf).argmax(1)
-            levels.append((f, a, pos))
-            nxt = C2[f, a]
-            new = nxt < 0
-            child = base + nxt
-            code = np.where(new, 3, status[np.where(new, base, child)])   # 3 = not created yet
+            q = np.divide(W[f], n, out=np.full(n.shape, cfg.fpu), where=n > 0)
+            score = q + scale[:, None] * P[f] / (1.0 + n)
+            a = np.where(L[f], score, -np.inf).argmax(1)
+            e = f * A + a
+            edges.append(e)
+            owners.append(pos)
+            child = C[e]
+            new = child < 0
+            code = np.where(new, _NEW, status[child])     # (status[-1] is read but never used)
             stop = np.flatnonzero(code)
             if stop.size:
                 kind[pos[stop]] = code[stop]
-                leaf[pos[stop]] = nxt[stop]
+                leaf[pos[stop]] = child[stop]
                 grow = stop[new[stop]]
                 if grow.size:                             # grow the trees (game logic is Python)
-                    gg = (base[grow] // M).tolist()
-                    parents, actions = (f[grow] - base[grow]).tolist(), a[grow].tolist()
-                    children = []
-                    for k in range(grow.size):
-                        state = self.states[gg[k]][parents[k]].clone()
-                        state.apply_action(actions[k])
+                    nodes, children = self.nodes, []
+                    for parent, action in zip(f[grow].tolist(), a[grow].tolist()):
+                        state = nodes[parent].clone()
+                        state.apply_action(action)
                         children.append(state)
-                    ids = self._add(gg, children)
-                    self.C[gg, parents, actions] = ids
-                    kind[pos[grow]] = self.status[gg, ids] == 1
+                    ids = self._add(f[grow] // M, children)
+                    C[e[grow]] = ids
+                    kind[pos[grow]] = status[ids] == _TERMINAL
                     leaf[pos[grow]] = ids
-                keep = code == 0
-                base, f, pos = base[keep], child[keep], pos[keep]
+                keep = code == _EXPANDED
+                f, pos = child[keep], pos[keep]
             else:
                 f = child
-        return levels, kind, leaf
+        return np.concatenate(edges), np.concatenate(owners), kind, leaf
 
-    def _backup(self, levels: list, mask: np.ndarray, rets: np.ndarray, vl: float) -> None:
-        """N += 1 - vl and W += r[player(node)] + vl on every edge of the masked games' paths."""
-        A = self.L.shape[2]
-        N2, W2, player = self.N.reshape(-1, A), self.W.reshape(-1, A), self.player.reshape(-1)
-        for f, a, pos in levels:
-            m = mask[pos]
-            if m.any():
-                fm, am = f[m], a[m]
-                N2[fm, am] += 1.0 - vl
-                W2[fm, am] += rets[pos[m], player[fm]] + vl
-
-    def _expand(self, gs: np.ndarray, idx: np.ndarray, priors: np.ndarray, values: np.ndarray) -> None:
-        legal = self.L[gs, idx]
+    def _expand(self, ids: np.ndarray, priors: np.ndarray, values: np.ndarray) -> None:
+        legal = self.L[ids]
         p = np.where(legal & (priors > 0.0), priors, 0.0)          # NaN and negatives -> 0
         total = p.cumsum(1)[:, -1]                                  # sequential, as Python's sum
         ok = (total > 0.0) & (total < math.inf)
         uniform = legal / legal.sum(1, keepdims=True)
         with np.errstate(invalid="ignore", divide="ignore"):
-            self.P[gs, idx] = np.where(ok[:, None], p / np.where(ok, total, 1.0)[:, None], uniform)
-        self.value[gs, idx] = values
-        self.status[gs, idx] = 0
+            self.P[ids] = np.where(ok[:, None], p / np.where(ok, total, 1.0)[:, None], uniform)
+        self.value[ids] = values
+        self.status[ids] = _EXPANDED
 
-    def _result(self, g: int) -> SearchResult:
-        counts, w = self.N[g, 0].copy(), self.W[g, 0]
+    def _result(self, root: int) -> SearchResult:
+        counts, w = self.N[root].copy(), self.W[root]
         with np.errstate(invalid="ignore", divide="ignore"):
             q = np.where(counts > 0, w / counts, np.nan)
-        root_value = (self.value[g, 0] + w.cumsum()[-1]) / (1.0 + counts.cumsum()[-1])
-        return SearchResult(counts, q, float(root_value), counts / counts.sum(), self.P[g, 0].copy())
+        root_value = (self.value[root] + w.cumsum()[-1]) / (1.0 + counts.cumsum()[-1])
+        return SearchResult(counts, q, float(root_value), counts / counts.sum(), self.P[root].copy())

@@ -31,21 +31,28 @@ exact returns and never reach the evaluator.
 Two tree layouts, one arithmetic:
 - one game (`search`, UCT, Gumbel): flat per-node Python lists (no node objects); node ids index
   `legal`, `prior`, `child`, `N`, `W` rows, so the hot loop is list indexing (fastest for one tree).
-- many games (`search_many` with >= 2 PUCT games): numpy arrays [games, nodes, actions] descended
-  level by level for all games at once (mctx's layout), so Python work per simulation is only the
-  game logic of the new leaf. It performs the same float operations in the same order, so its
-  results equal one `search` per game exactly (tested); `vectorized=False` turns it off.
+- many games (`search_many` with >= 2 PUCT games, `lockstep.py`): numpy arrays [games * nodes,
+  actions] descended level by level for all games at once (mctx's layout), so Python work per
+  simulation is only the game logic of the new leaf. It performs the same float operations in the
+  same order, so its results equal one `search` per game exactly (tested); `vectorized=False`
+  turns it off.
 
 Tree reuse: a search whose state extends a previous root's move history (by moves already in the
-tree) continues from that subtree. Single-game trees are matched per slot (also `advance(action)`);
-lock-step trees by move history, so games may finish and leave the batch between moves.
+tree) continues from that subtree. Trees are matched by move history, not by position in the batch
+(also `advance(action)` for one game), so games may finish and leave the batch between moves.
+
+The cyclic garbage collector is paused during a search: a tree adds a state object per node (hundreds
+of thousands in lock-step self-play), none in a reference cycle (reference counting frees them), and
+each automatic collection would traverse all of them again -- about a fifth of self-play time.
 """
 
 from __future__ import annotations
 
+import gc
 import math
 import random
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Literal
 
@@ -125,6 +132,18 @@ def _evaluate_checked(
     if not np.isfinite(values).all():
         raise ValueError(f"evaluator: values must be finite, got {values}")
     return priors, np.clip(values, -1.0, 1.0)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause automatic cyclic garbage collection inside the block (restored after, even on error)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 class _Tree:
@@ -246,11 +265,17 @@ class MCTS:
         for i, state in enumerate(states):
             if state.is_terminal():
                 raise ValueError(f"states[{i}]: expected a non-terminal state")
-        if self._vectorizable() and (len(states) > 1 or self._lockstep.prev is not None):
-            self._trees = []
-            return self._lockstep.run(states)
-        self._lockstep.prev = None
-        trees = [self._tree_for(i, s) for i, s in enumerate(states)]
+        with _gc_paused():
+            if self._vectorizable() and (len(states) > 1 or self._lockstep.prev is not None):
+                self._trees = []
+                return self._lockstep.run(states)
+            self._lockstep.prev = None
+            return self._search_lists(states)
+
+    def _search_lists(self, states: Sequence[GameState]) -> list[SearchResult]:
+        """`search_many` on per-game list trees (one game, UCT, Gumbel, or `vectorized=False`)."""
+        previous = self._previous_trees()
+        trees = [self._tree_for(s, previous) for s in states]
         self._trees = list(trees)
         fresh = [t for t in trees if not t.expanded[t.root]]
         if fresh:
@@ -279,13 +304,24 @@ class MCTS:
     def _vectorizable(self) -> bool:
         return self.config.selection == "puct" and self.config.vectorized
 
-    def _tree_for(self, index: int, state: GameState) -> _Tree:
-        if self.config.reuse_tree and index < len(self._trees) and self._trees[index] is not None:
-            tree = self._trees[index]
-            node = tree.find(state)
-            if node >= 0:
-                tree.root, tree.history = node, state.move_history()
-                return tree
+    def _previous_trees(self) -> dict[tuple, _Tree]:
+        """The last search's trees by root move history, for reuse."""
+        if not self.config.reuse_tree:
+            return {}
+        return {tuple(t.history): t for t in self._trees if t is not None}
+
+    def _tree_for(self, state: GameState, previous: dict[tuple, _Tree]) -> _Tree:
+        """The previous tree whose root `state` continues (found by move history; each tree serves one
+        game, so it is taken out of `previous`), re-rooted at `state`; else a fresh tree."""
+        history = state.move_history()
+        for k in range(len(history), -1, -1):
+            tree = previous.get(tuple(history[:k]))
+            if tree is not None:
+                node = tree.find(state)
+                if node >= 0:
+                    del previous[tuple(history[:k])]
+                    tree.root, tree.history = node, history
+                    return tree
         return _Tree(state.clone())
 
     def _collect(self, tree: _Tree, budget: int, items: list) -> int:

@@ -77,3 +77,58 @@ def test_key_and_equality():
     a, b = Connect4State.from_moves("4453"), Connect4State.from_moves("5344")
     assert a == b and hash(a) == hash(b)             # transpositions share a key
     assert a != Connect4State.from_moves("4435")
+
+
+def random_positions(count: int, seed: int) -> list[Connect4State]:
+    """Every position of `count` random games, terminal ones included."""
+    rng = random.Random(seed)
+    states = []
+    for _ in range(count):
+        state = Connect4State()
+        states.append(state.clone())
+        while not state.is_terminal():
+            state.apply_action(rng.choice(state.legal_actions()))
+            states.append(state.clone())
+    return states
+
+
+def test_batched_observations_and_legal_masks_match_one_state_at_a_time():
+    from alphaloop.games.base import legal_masks, observations
+
+    states = random_positions(30, seed=1)
+    assert any(s.is_terminal() for s in states) and len(states) > 300
+    obs = Connect4State.observation_batch(states)
+    assert obs.shape == (len(states), 3, 6, 7) and obs.dtype == np.float32
+    np.testing.assert_array_equal(obs, np.stack([s.observation_tensor() for s in states]))
+    expected = np.zeros((len(states), 7), bool)
+    for row, state in enumerate(states):
+        expected[row, state.legal_actions()] = True
+    np.testing.assert_array_equal(Connect4State.legal_mask_batch(states), expected)
+    np.testing.assert_array_equal(observations(states), obs)        # the dispatching helpers
+    np.testing.assert_array_equal(legal_masks(states, 7), expected)
+
+
+def test_clones_share_no_mutable_history():
+    state = Connect4State.from_moves("44")
+    copy = state.clone()
+    copy.apply_action(0)
+    assert state.move_history() == [3, 3] and copy.move_history() == [3, 3, 0]
+    history = state.move_history()
+    history.append(5)                                 # a caller's list never aliases the state
+    assert state.to_moves() == "44"
+
+
+def test_action_types_and_fresh_legal_lists():
+    from alphaloop.games.base import IllegalActionError
+
+    state = Connect4State()
+    state.apply_action(np.int64(3))                   # numpy ints are accepted and stored as ints
+    assert state.move_history() == [3] and type(state.move_history()[0]) is int
+    for bad in (True, 2.0, "1", 7, -1):
+        with pytest.raises(IllegalActionError):
+            state.apply_action(bad)
+    legal = state.legal_actions()
+    legal.clear()                                     # callers may mutate the list they get
+    assert state.legal_actions() == [0, 1, 2, 3, 4, 5, 6]
+    full = Connect4State.from_moves("444444")
+    assert full.legal_actions() == [0, 1, 2, 4, 5, 6]

@@ -70,3 +70,27 @@ def test_perfect_never_loses_to_random(side):
         players.insert(side, PerfectTicTacToe(seed=g))
         returns = play_game(TicTacToeState(), players)
         assert returns[side] >= 0.0, f"game {g}: perfect player lost as player {side}"
+
+
+def test_batched_observations_and_legal_masks_match_one_state_at_a_time():
+    import random
+
+    from alphaloop.games.base import legal_masks, observations
+
+    rng, states = random.Random(0), []
+    for _ in range(40):
+        state = TicTacToeState()
+        states.append(state.clone())
+        while not state.is_terminal():
+            state.apply_action(rng.choice(state.legal_actions()))
+            states.append(state.clone())
+    assert any(s.is_terminal() for s in states)
+    obs = TicTacToeState.observation_batch(states)
+    assert obs.shape == (len(states), 3, 3, 3) and obs.dtype == np.float32
+    np.testing.assert_array_equal(obs, np.stack([s.observation_tensor() for s in states]))
+    expected = np.zeros((len(states), 9), bool)
+    for row, state in enumerate(states):
+        expected[row, state.legal_actions()] = True
+    np.testing.assert_array_equal(TicTacToeState.legal_mask_batch(states), expected)
+    np.testing.assert_array_equal(observations(states), obs)
+    np.testing.assert_array_equal(legal_masks(states, 9), expected)

@@ -50,6 +50,26 @@ def test_lockstep_equals_one_search_per_game_over_a_whole_game(config: MCTSConfi
     assert reused > 10
 
 
+def test_games_with_the_same_history_each_continue_their_own_copy() -> None:
+    # Identical games in one batch (common early in self-play): each reuses the shared previous tree
+    # by copying it, and every game's statistics still equal a search of that game alone.
+    config = MCTSConfig(num_simulations=40, batch_size=4)
+    games = [Connect4State.from_moves(m) for m in ("44", "44", "44", "3")]
+    solo = [MCTS(HashEvaluator(), config, seed=0) for _ in games]
+    many = MCTS(HashEvaluator(), config, seed=0)
+    for move in range(6):
+        expected = [m.search(s) for m, s in zip(solo, games)]
+        got = many.search_many(games)
+        for a, b in zip(expected, got):
+            assert_same(a, b)
+        if move:
+            assert all(r.visit_counts.sum() > config.num_simulations for r in got)   # all reused
+        for k, (state, result) in enumerate(zip(games, got)):
+            ranked = np.argsort(-result.visit_counts, kind="stable")
+            state.apply_action(int(ranked[min(k, 1)]))      # games 1-3 leave the shared line
+        assert not any(s.is_terminal() for s in games)
+
+
 def test_lockstep_with_terminal_heavy_trees_and_noise() -> None:
     config = MCTSConfig(num_simulations=50, batch_size=4, dirichlet_fraction=0.25, dirichlet_alpha=1.0)
     piles = [Nim(n) for n in (2, 3, 5, 6, 9)]

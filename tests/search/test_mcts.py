@@ -176,6 +176,29 @@ def test_search_many_equals_searching_each_game_alone() -> None:
     assert max(evaluator.sizes) > config.batch_size
 
 
+@pytest.mark.parametrize("config", [MCTSConfig(num_simulations=60, vectorized=False),
+                                    MCTSConfig(num_simulations=60, selection="uct", batch_size=1)])
+def test_list_trees_are_reused_by_game_not_by_batch_position(config: MCTSConfig) -> None:
+    # Three games; after one move the first game leaves the batch. The others must still continue their
+    # own trees (found by move history), not the tree of whichever game used to sit in their slot.
+    mcts = MCTS(HashEvaluator(), config, seed=0)
+    games = [ttt(m) for m in ("", "5", "19")]
+    first = mcts.search_many(games)
+    survivors = []
+    for state, result in zip(games[1:], first[1:]):
+        action = int(np.argmax(result.visit_counts))
+        state.apply_action(action)
+        survivors.append((state, result.visit_counts[action]))
+    second = mcts.search_many([s for s, _ in survivors])
+    for (_, child_visits), result in zip(survivors, second):
+        assert result.visit_counts.sum() == child_visits - 1 + 60       # the subtree was kept
+    # the same position twice in one call: only one of them may take over the old tree
+    mcts = MCTS(HashEvaluator(), config, seed=0)
+    mcts.search(ttt("5"))
+    twins = mcts.search_many([ttt("5"), ttt("5")])
+    assert sorted(r.visit_counts.sum() for r in twins) == [60, 120]
+
+
 # ---- bad input ---------------------------------------------------------------------------------------
 def test_clear_errors() -> None:
     mcts = MCTS(UniformEvaluator(), MCTSConfig(num_simulations=4))
