@@ -41,6 +41,34 @@ it at every place it can, writing the wrong step into the chain of thought and f
 Independently, each column (partial product for `*`) is a random slip with probability
 `slip_rate`: its written digit is replaced by a different one.
 
+Index hints (opt-in knob `index_hints`, addition and subtraction)
+-----------------------------------------------------------------
+Off by default, the policy picks each column's digits by their absolute position in the prompt, so
+a model trained on 1-3 digits reads the wrong digits of a 4-digit operand and stops one column
+early (docs/results.md). With `index_hints = true` every digit carries a letter naming its column,
+as in Zhou et al. 2023 ("What algorithms can transformers learn? A study in length
+generalization"): `47+85=` becomes `h4g7+h8g5=` and the completion
+`g7+5=12 h4+8+1=13 >i1h3g2`. Each column step starts with its letter and copies the digits that
+follow that letter in the prompt -- a lookup by content, not by position -- and the answer names
+its digits' columns the same way (most significant first, so it still reads as 132). The first
+letter is an offset drawn per problem (a stable hash of the problem) from a-z, so every letter
+is seen in every role during training and the held-out lengths use no unseen letter; the operand
+numbers, and so the splits and the eval sets, are the same as without hints.
+
+Hints alone do not stop a model from finding digits by position: with 1-3 digit operands the
+relative positions of each column's digits are fixed per operand length, and that shortcut is
+learned first. The knob `random_gaps = N` puts 0..N spaces (a stable hash of the problem again)
+between the prompt's digits -- or letter-digit pairs -- and around the operator, as the random
+spaces of Shen et al. 2023 ("Positional description matters for transformers arithmetic"), so
+only the letters say which digit belongs to which column: `h4 g7+  h8g5 =`.
+
+`pad_width = W` (opt-in, '+' and '-') writes both operands with leading zeros to W digits, in the
+prompt and in the chain: `0047+0085=` gives `7+5=12 4+8+1=13 0+0+1=1 0+0=0 >132`. Zero padding
+(Lee et al. 2023) gives every problem the same layout, so with W >= heldout_digits_max a held-out
+sum has the chain length seen in training -- only its high columns hold digits never seen there
+(training pads them with 0) -- which separates "the model cannot write a 4th column" from "the
+model cannot add in a 4th column".
+
 Splits: `train` and `test` share one distribution (each operand's digit count uniform in
 [digits_min, digits_max], op uniform over `ops`) and are partitioned by a stable hash of the
 problem with commuted operands identified (so `85+47` is in test iff `47+85` is); `heldout`
@@ -51,14 +79,17 @@ train distribution could produce.
 from __future__ import annotations
 
 import random
+import re
 from typing import ClassVar
 
 from pydantic import Field, field_validator, model_validator
 
-from alphaloop.envs.base import EnvConfig, Problem, TextEnv, in_test_split
+from alphaloop.envs.base import EnvConfig, Problem, TextEnv, in_test_split, stable_unit
 
 MAX_DIGITS = 30
 _SAMPLING_TRIES = 10_000
+HINT_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # column names of the index-hint format, least significant first
+_HINTED_ANSWER = re.compile(r"^(?:[a-z][0-9])+$")
 
 
 class ArithmeticConfig(EnvConfig):
@@ -72,6 +103,12 @@ class ArithmeticConfig(EnvConfig):
                                       description="P(the expert applies its systematic bug to a problem)")
     slip_rate: float = Field(0.0, ge=0, le=1, description="P(a random wrong digit) per column of the expert")
     test_fraction: float = Field(0.1, gt=0, lt=1, description="share of train/test problems that are test")
+    index_hints: bool = Field(False, description="name every digit's column with a letter (h4g7+h8g5=), so "
+                                                 "column steps find digits by content: helps length generalisation")
+    random_gaps: int = Field(0, ge=0, le=3, description="0..N random spaces between the prompt's digits (or "
+                                                        "letter-digit pairs), so positions do not give columns away")
+    pad_width: int = Field(0, ge=0, le=MAX_DIGITS, description="write operands with leading zeros to this many "
+                                                               "digits, in the prompt and the chain (0 = off)")
 
     @field_validator("ops")
     @classmethod
@@ -88,6 +125,15 @@ class ArithmeticConfig(EnvConfig):
         if self.heldout_digits_min > self.heldout_digits_max:
             raise ValueError(f"heldout_digits_min ({self.heldout_digits_min}) must be <= "
                              f"heldout_digits_max ({self.heldout_digits_max})")
+        if self.index_hints and "*" in self.ops:
+            raise ValueError(f"index_hints=true supports ops '+' and '-' (column-by-column chains), got "
+                             f"ops={self.ops!r}")
+        if self.pad_width and "*" in self.ops:
+            raise ValueError(f"pad_width supports ops '+' and '-' (column-by-column chains), got ops={self.ops!r}")
+        if self.index_hints and max(self.digits_max, self.heldout_digits_max, self.pad_width) + 1 > len(HINT_LETTERS):
+            raise ValueError(f"index_hints=true names each column (and the carry) with one of "
+                             f"{len(HINT_LETTERS)} letters, so digits_max and heldout_digits_max must be "
+                             f"<= {len(HINT_LETTERS) - 1}")
         return self
 
 
@@ -107,8 +153,9 @@ def _slipped(rng: random.Random, digit: int) -> int:
     return rng.choice([d for d in range(10) if d != digit])
 
 
-def add_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random) -> str:
-    width = max(len(str(a)), len(str(b)))
+def add_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random, width: int = 0) -> str:
+    """At least `width` columns (zero padding), else as many as the longer operand has digits."""
+    width = max(len(str(a)), len(str(b)), width)
     chunks, written, carry = [], [], 0
     for x, y in zip(digits_of(a, width), digits_of(b, width)):
         left = f"{x}+{y}" + ("+1" if carry else "")
@@ -125,9 +172,9 @@ def add_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Rand
     return " ".join(chunks) + " >" + canonical_int(answer)
 
 
-def sub_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random) -> str:
+def sub_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random, width: int = 0) -> str:
     """a >= b. A column that must borrow shows its top digit plus ten (`12-7=5`)."""
-    width = len(str(a))
+    width = max(len(str(a)), width)
     chunks, written, borrow = [], [], 0
     for t, u in zip(digits_of(a, width), digits_of(b, width)):
         needs = t - u - borrow < 0
@@ -177,9 +224,15 @@ class ArithmeticEnv(TextEnv):
 
     def setup(self) -> None:
         c = self.config
-        n = c.heldout_digits_max if self.split == "heldout" else c.digits_max
+        n = max(c.heldout_digits_max if self.split == "heldout" else c.digits_max, c.pad_width)
         self.max_completion_chars = max(chain_chars(op, n) for op in c.ops)
-        self.max_prompt_chars = 2 * max(c.digits_max, c.heldout_digits_max) + 2
+        widest = max(c.digits_max, c.heldout_digits_max, c.pad_width)  # digits of an operand in a prompt
+        self.max_prompt_chars = 2 * widest + 2
+        if c.index_hints:  # a letter per column step and per answer digit; a letter per prompt digit
+            self.alphabet = type(self).alphabet + HINT_LETTERS
+            self.max_completion_chars += 2 * n + 1
+            self.max_prompt_chars += 2 * widest
+        self.max_prompt_chars += c.random_gaps * (2 * widest + 1)
 
     # --- dataset -------------------------------------------------------------------------------
     def sample_problem(self, rng: random.Random, split: str) -> Problem:
@@ -194,17 +247,32 @@ class ArithmeticEnv(TextEnv):
                 a, b = b, a
             if heldout:
                 if not (c.digits_min <= da <= c.digits_max and c.digits_min <= db <= c.digits_max):
-                    return make_problem(a, b, op)
+                    return self._problem(a, b, op, high)
             elif in_test_split(problem_key(a, b, op), c.test_fraction) == (split == "test"):
-                return make_problem(a, b, op)
+                return self._problem(a, b, op, high)
         raise ValueError(f"env 'arithmetic': split {split!r} has (almost) no problems "
                          f"with knobs {c.model_dump()}")
+
+    def _problem(self, a: int, b: int, op: str, most_digits: int) -> Problem:
+        c = self.config
+        hint_start = default_hint_start(a, b, op, max(most_digits, c.pad_width)) if c.index_hints else None
+        return make_problem(a, b, op, hint_start=hint_start, max_gap=c.random_gaps, pad_width=c.pad_width)
 
     # --- demonstrations ------------------------------------------------------------------------
     def expert(self, problem: Problem, rng: random.Random) -> str:
         a, b, op = operands(problem)
         confused = rng.random() < self.config.misconception_rate
-        return CHAINS[op](a, b, confused, self.config.slip_rate, rng)
+        c = self.config
+        if c.pad_width:
+            chain = CHAINS[op](a, b, confused, c.slip_rate, rng, width=c.pad_width)
+        else:
+            chain = CHAINS[op](a, b, confused, c.slip_rate, rng)
+        if not self.config.index_hints:
+            return chain
+        start = hint_start_of(problem)
+        if start is None:  # a plain prompt given to a hinted env: the start sample_problem would pick
+            start = default_hint_start(a, b, op, max(c.digits_max, c.heldout_digits_max, c.pad_width))
+        return hinted_chain(chain, start)
 
     # --- rubric ----------------------------------------------------------------------------------
     def parse_answer(self, completion: str) -> str | None:
@@ -219,6 +287,8 @@ class ArithmeticEnv(TextEnv):
         if marker < 0:
             return None
         tail = completion[marker + 1 :].strip()
+        if self.config.index_hints:  # `i1h3g2`: letter-digit pairs, the answer is the digits
+            return canonical_int(tail[1::2]) if _HINTED_ANSWER.match(tail) else None
         body = tail[1:] if tail.startswith("-") else tail
         if not body or not (body.isascii() and body.isdigit()):
             return None
@@ -236,18 +306,67 @@ def problem_key(a: int, b: int, op: str) -> str:
     return f"{a}{op}{b}"
 
 
-def make_problem(a: int, b: int, op: str) -> Problem:
+def make_problem(a: int, b: int, op: str, hint_start: int | None = None, max_gap: int = 0,
+                 pad_width: int = 0) -> Problem:
+    """`47+85=`; with index hints starting at letter `hint_start` (6 = 'g') `h4g7+h8g5=`; with
+    `max_gap` > 0, 0..max_gap spaces (a stable hash of the problem) between the prompt's pieces; with
+    `pad_width` W, operands zero-padded to W digits (`0047+0085=`)."""
     value = a + b if op == "+" else a - b if op == "-" else a * b
-    return Problem(prompt=f"{a}{op}{b}=", answer=str(value),
-                   meta={"a": a, "b": b, "op": op, "digits": max(len(str(a)), len(str(b)))})
+    meta = {"a": a, "b": b, "op": op, "digits": max(len(str(a)), len(str(b)))}
+    left, right = str(a).zfill(pad_width), str(b).zfill(pad_width)
+    if hint_start is None:
+        pieces = [*left, op, *right, "="]
+    else:
+        meta["hint_start"] = hint_start
+        pieces = [*hinted_units(left, hint_start), op, *hinted_units(right, hint_start), "="]
+    if max_gap:
+        gaps = random.Random(f"gaps:{a}{op}{b}")
+        pieces = [pieces[0]] + [" " * gaps.randint(0, max_gap) + piece for piece in pieces[1:]]
+    return Problem(prompt="".join(pieces), answer=str(value), meta=meta)
+
+
+def hinted_units(digits: str, start: int) -> list[str]:
+    """'47', 6 -> ['h4', 'g7']: each digit after the letter of its column, the units column being `start`."""
+    n = len(digits)
+    return [HINT_LETTERS[start + n - 1 - i] + d for i, d in enumerate(digits)]
+
+
+def hinted_number(digits: str, start: int) -> str:
+    """'47', 6 -> 'h4g7'."""
+    return "".join(hinted_units(digits, start))
+
+
+def hinted_chain(chain: str, start: int) -> str:
+    """The plain completion with column letters: '7+5=12 4+8+1=13 >132' -> 'g7+5=12 h4+8+1=13 >i1h3g2'."""
+    steps, _, answer = chain.partition(" >")
+    steps = " ".join(HINT_LETTERS[start + i] + step for i, step in enumerate(steps.split(" ")))
+    return f"{steps} >{hinted_number(answer, start)}"
+
+
+def default_hint_start(a: int, b: int, op: str, most_digits: int) -> int:
+    """The letter offset of a problem: a stable hash of it, uniform over the offsets that leave room for
+    `most_digits` columns and a carry, so every letter takes every role across problems."""
+    room = len(HINT_LETTERS) - most_digits  # offsets 0 .. room-1 fit most_digits + 1 letters
+    return int(stable_unit(f"hint:{a}{op}{b}") * room)
+
+
+def hint_start_of(problem: Problem) -> int | None:
+    """The letter of the units column: from meta, or read off a hinted prompt (the letter before
+    the first operand's last digit); None for a plain prompt."""
+    if "hint_start" in problem.meta:
+        return int(problem.meta["hint_start"])
+    left = re.split(r"[-+*]", problem.prompt.replace(" ", ""), maxsplit=1)[0]
+    if len(left) >= 2 and left[-2] in HINT_LETTERS:
+        return HINT_LETTERS.index(left[-2])
+    return None
 
 
 def operands(problem: Problem) -> tuple[int, int, str]:
-    """(a, b, op) from the problem's meta, or parsed from a prompt like `47+85=`."""
+    """(a, b, op) from the problem's meta, or parsed from a prompt like `47+85=` (or `h4 g7+h8g5=`)."""
     meta = problem.meta
     if {"a", "b", "op"} <= meta.keys():
         return int(meta["a"]), int(meta["b"]), str(meta["op"])
-    text = problem.prompt.rstrip("=")
+    text = "".join(c for c in problem.prompt if c not in HINT_LETTERS and c != " ").rstrip("=")
     for op in "+-*":
         left, sep, right = text.partition(op)
         if sep and left.isascii() and left.isdigit() and right.isascii() and right.isdigit():

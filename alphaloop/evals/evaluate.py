@@ -38,6 +38,8 @@ SCORED = ("best", "judge")  # decoders that need a scorer built from an LM polic
 CURVE_FAMILIES = ("maj", "best", "judge", "oracle")  # decoders the test-time compute curve sweeps over k
 EXPERT_SKIP_NOTE = ("not defined for the expert: {name}@K ranks samples by an LM policy's own "
                     "{what}, and the expert is a program with neither")
+NO_VALUE_HEAD_NOTE = ("not defined for this policy: best@K ranks samples by a value head, which only an "
+                      "`rl` stage with algorithm='ppo' trains")
 
 
 def parse_decoder(spec: str) -> tuple[str, int]:
@@ -135,11 +137,16 @@ def evaluate_decoders(
     temperature: float = 1.0,
     batch_size: int = 256,
     curve: Sequence[int] | None = None,
+    skip_missing_value_head: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(records, curve points). One record {policy, split, decoder, metrics} per decoder; oracle records
     carry "upper_bound": True, and the expert's best/judge records carry "skipped" instead of metrics.
     Curve points are {policy, split, decoder (family), k, accuracy} for each k of `curve` and each
-    family of CURVE_FAMILIES present in `decoders`. `policy` None means the env's expert."""
+    family of CURVE_FAMILIES present in `decoders`. `policy` None means the env's expert.
+
+    best@K on a policy without a value head raises, unless `skip_missing_value_head`: then its records
+    carry "skipped" as the expert's do. The eval stage sets it, because one recipe often compares a
+    PPO policy (which has a critic) with the imitation policy it started from (which has none)."""
     parsed = [parse_decoder(d) for d in decoders]
     families = curve_families(decoders) if curve else []
     if curve and not families:
@@ -149,8 +156,14 @@ def evaluate_decoders(
         raise ValueError(f"curve: expected sample counts >= 1, got {list(curve)}")
     n = samples_needed(decoders, curve)
     expert = policy is None
+    skipped: dict[str, str] = {}  # family -> why it is not defined for this policy
+    if expert:
+        skipped = {name: EXPERT_SKIP_NOTE.format(name=name, what="value head" if name == "best" else "likelihoods")
+                   for name in SCORED}
+    elif skip_missing_value_head and getattr(policy, "value_head", None) is None:
+        skipped = {"best": NO_VALUE_HEAD_NOTE}
     # Build scorers before generating, so a policy without a value head fails fast.
-    scored = [] if expert else sorted({name for name, _ in parsed if name in SCORED})
+    scored = sorted({name for name, _ in parsed if name in SCORED and name not in skipped})
     scorers = {name: _scorer(name, policy_name, policy, batch_size) for name in scored}
     greedy_groups = sampled_groups = None
     if expert:
@@ -171,9 +184,8 @@ def evaluate_decoders(
     records = []
     for spec, (name, k) in zip(decoders, parsed):
         record: dict[str, Any] = {"policy": policy_name, "split": env.split, "decoder": spec}
-        if expert and name in SCORED:
-            note = EXPERT_SKIP_NOTE.format(name=name, what="value head" if name == "best" else "likelihoods")
-            records.append({**record, "metrics": {}, "skipped": note})
+        if name in skipped:
+            records.append({**record, "metrics": {}, "skipped": skipped[name]})
             continue
         groups = greedy_groups if name == "greedy" else sampled_groups
         metrics = decoder_metrics(name, k, problems, groups, scores.get(name))
@@ -186,7 +198,7 @@ def evaluate_decoders(
     points = []
     for k in sorted({int(k) for k in curve or []}):
         for family in families:
-            if expert and family in SCORED:
+            if family in skipped:
                 continue
             accuracy = decoder_metrics(family, k, problems, sampled_groups, scores.get(family))["accuracy"]
             point = {"policy": policy_name, "split": env.split, "decoder": family, "k": k,

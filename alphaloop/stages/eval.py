@@ -1,4 +1,9 @@
-"""Stage `eval`: policies x splits x decoders into the run's report card."""
+"""Stage `eval`: policies x splits x decoders into the run's report card.
+
+Policies are named `expert` (the env's own program), `latest` (the newest trained stage), a stage
+name, or `pretrained`: the recipe's `[policy] pretrained` model, i.e. the policy the run started
+from, so an `rl` run that starts from a saved imitation policy can report both side by side.
+"""
 
 from __future__ import annotations
 
@@ -16,13 +21,17 @@ class EvalStageConfig(BaseModel):
     name: str | None = None
     policies: list[str] = Field(
         default_factory=lambda: ["expert", "latest"],
-        description="'expert', 'latest' (the newest trained stage) or any earlier stage's name",
+        description="'expert', 'latest' (the newest trained stage), any earlier stage's name, or "
+                    "'pretrained' (the recipe's [policy] pretrained model the run started from)",
     )
     splits: list[str] = Field(default_factory=lambda: ["test"], description="train | test | heldout")
     decoders: list[str] = Field(default_factory=lambda: ["greedy"],
                                 description="greedy, sample, maj@K, pass@K, oracle@K (upper bound), "
                                             "best@K / best-value@K (value head), judge@K (self-judge)")
     problems: int = Field(500, ge=1, description="problems per split (a fixed, seeded set)")
+    problems_seed: int | None = Field(
+        None, description="seed of the fixed problem sets (default: the recipe's seed); set it to compare runs "
+                          "of different seeds on the very same problems")
     temperature: float = Field(1.0, gt=0, description="temperature of the sampled decoders")
     batch_size: int = Field(256, ge=1)
     curve: list[int] | None = Field(
@@ -71,22 +80,42 @@ def eval_problem_seed(recipe_seed: int, split: str) -> int:
     return derive_seed(recipe_seed, "eval-problems", split) % (2**31)
 
 
+def load_named_policy(ctx, name: str):
+    """None for the expert, else the LM policy `name` refers to (a stage's, or the recipe's pretrained)."""
+    from alphaloop.errors import UserError
+    from alphaloop.policies.lm import LMPolicy
+
+    if name == "expert":
+        return None
+    if name == "pretrained" and name not in ctx.results:
+        source = ctx.recipe.policy.pretrained
+        if not source:
+            raise UserError("eval: policy 'pretrained' needs [policy] pretrained = \"<dir or HF name>\" in the "
+                            "recipe (the policy the run started from)")
+        try:
+            return LMPolicy.from_pretrained(source)
+        except (OSError, ValueError) as exc:
+            raise UserError(f"eval: policy 'pretrained': cannot load {source!r}: {exc}") from None
+    return LMPolicy.load(ctx.policy_dir(name))
+
+
 def run_eval(ctx, cfg: EvalStageConfig) -> dict[str, Any]:
     from alphaloop.evals.evaluate import evaluate_decoders
-    from alphaloop.policies.lm import LMPolicy
 
     records, points = [], []
     names = [ctx.latest_policy_name() if p == "latest" else p for p in cfg.policies]
     names = [n for n in dict.fromkeys(names) if n is not None]
+    problems_seed = ctx.recipe.seed if cfg.problems_seed is None else cfg.problems_seed
     task = ctx.new_progress_task(total=len(names) * len(cfg.splits))
     for name in names:
-        policy = None if name == "expert" else LMPolicy.load(ctx.policy_dir(name))
+        policy = load_named_policy(ctx, name)
         for split in cfg.splits:
             env = ctx.make_env(split)
-            problems = env.problems(split, cfg.problems, seed=eval_problem_seed(ctx.recipe.seed, split))
+            problems = env.problems(split, cfg.problems, seed=eval_problem_seed(problems_seed, split))
             found, curve = evaluate_decoders(name, policy, env, problems, cfg.decoders,
                                              seed=ctx.seed(name, split), temperature=cfg.temperature,
-                                             batch_size=cfg.batch_size, curve=cfg.curve)
+                                             batch_size=cfg.batch_size, curve=cfg.curve,
+                                             skip_missing_value_head=True)
             records += [{"stage": cfg.name, "step": None, **record} for record in found]
             points += curve
             shown = next((r for r in found if "accuracy" in r["metrics"]), None)

@@ -3,6 +3,12 @@
 Each step draws a fresh batch of training problems and expert demonstrations from a seed
 derived from (recipe seed, stage, step): the data cursor *is* the step, so a resumed run sees
 exactly the batches an uninterrupted one would.
+
+`verify_batch_size > 0` adds verification rows to every step (alphaloop.scorers.judge_data):
+`<prompt><candidate><check> -> yes|no`, labelled by the env's verifier, with their own token-mean
+loss added to the imitation loss, so judge@K (the policy rating its own candidates) has a real
+training signal. They come from a separate random stream, so the demonstrations are the same
+batches with or without them.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ class ImitateStageConfig(BaseModel):
     eval_every: int = Field(250, ge=1, description="greedy eval on the test split every N steps")
     eval_problems: int = Field(200, ge=1)
     checkpoint_every: int = Field(250, ge=1)
+    verify_batch_size: int = Field(0, ge=0, description="verification rows per step that train the judge@K "
+                                                        "verdict (0 = none); see alphaloop.scorers.judge_data")
 
 
 def demonstration_batch(env, policy, rng: random.Random, size: int):
@@ -42,6 +50,17 @@ def demonstration_batch(env, policy, rng: random.Random, size: int):
         prompts.append(policy.prompt_ids(problem.prompt))
         completions.append(policy.encode(env.expert(problem, rng)) + [policy.eos_id])
     return pack(prompts, completions, policy.pad_id)
+
+
+def verification_loss(ctx, policy, env, size: int, step: int) -> tuple[torch.Tensor, float]:
+    """Token-mean NLL of the verdicts of `size` fresh verification rows, and the share labelled yes."""
+    from alphaloop.scorers.judge_data import verification_rows
+
+    rng = random.Random(ctx.seed("verify", step))
+    generator = torch.Generator().manual_seed(ctx.seed("verify-sample", step))
+    contexts, verdicts, positive = verification_rows(env, policy, rng, size, generator)
+    input_ids, attention, verdict_mask = pack(contexts, verdicts, policy.pad_id)
+    return imitation_loss(policy, input_ids, attention, verdict_mask), positive
 
 
 def in_training_eval(ctx, policy, env, problems, step: int) -> dict[str, Any]:
@@ -83,16 +102,20 @@ def run_imitate(ctx, cfg: ImitateStageConfig) -> dict[str, Any]:
         for group in optimizer.param_groups:
             group["lr"] = lr
         loss = imitation_loss(policy, input_ids, attention, completion_mask)
+        value, extra = loss.item(), {}  # `loss` in the log is the imitation loss alone
+        if cfg.verify_batch_size:
+            verify_loss, positive = verification_loss(ctx, policy, env, cfg.verify_batch_size, step)
+            loss = loss + verify_loss
+            extra = {"verify_loss": round(verify_loss.item(), 6), "verify_yes_frac": round(positive, 4)}
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
-        value = loss.item()
         loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
         tokens = int(attention.sum())
         done = step + 1
         ctx.log(done, loss=round(value, 6), lr=lr, grad_norm=round(float(grad_norm), 6),
-                tokens_per_s=round(tokens / max(time.time() - began, 1e-9), 1))
+                tokens_per_s=round(tokens / max(time.time() - began, 1e-9), 1), **extra)
         info = f"loss {loss_ema:.3f}"
         if done % cfg.eval_every == 0 or done == cfg.steps:
             evals.append(in_training_eval(ctx, policy, test_env, test_problems, done))

@@ -197,3 +197,148 @@ def test_expert_reads_a_hand_made_problem_without_meta():
     assert env.expert(Problem("52-17=", "35"), random.Random(0)) == "12-7=5 5-1-1=3 >35"
     with pytest.raises(ValueError, match="not an arithmetic prompt"):
         env.expert(Problem("hello", "1"), random.Random(0))
+
+
+# ------------------------------------------------------------------------------- index hints (opt-in)
+
+
+@pytest.mark.parametrize("a,b,op,start,rate,prompt,completion", [
+    (47, 85, "+", 6, 0.0, "h4g7+h8g5=", "g7+5=12 h4+8+1=13 >i1h3g2"),
+    (2931, 9117, "+", 1, 0.0, "e2d9c3b1+e9d1c1b7=", "b1+7=8 c3+1=4 d9+1=10 e2+9+1=12 >f1e2d0c4b8"),
+    (347, 5, "+", 0, 0.0, "c3b4a7+a5=", "a7+5=12 b4+0+1=5 c3+0=3 >c3b5a2"),  # the short operand pads with 0
+    (0, 0, "+", 25, 0.0, "z0+z0=", "z0+0=0 >z0"),
+    (46, 64, "+", 2, 1.0, "d4c6+d6c4=", "c6+4=0 d4+6=0 >c0"),  # the misconception, hinted
+    (52, 17, "-", 3, 0.0, "e5d2-e1d7=", "d12-7=5 e5-1-1=3 >e3d5"),
+    (105, 98, "-", 0, 0.0, "c1b0a5-b9a8=", "a15-8=7 b10-9-1=0 c1-0-1=0 >a7"),
+])
+def test_index_hints_hand_computed(a, b, op, start, rate, prompt, completion):
+    env = make_env("arithmetic", ops=op, misconception_rate=rate, index_hints=True)
+    problem = make_problem(a, b, op, hint_start=start)
+    assert problem.prompt == prompt and env.expert(problem, random.Random(0)) == completion
+    assert env.parse_answer(completion) == canonical(completion) and env.verify(problem, completion) == (rate == 0)
+    # the prompt alone carries the letters: a problem without meta gives the same demonstration
+    assert env.expert(Problem(prompt, problem.answer), random.Random(0)) == completion
+
+
+def canonical(completion: str) -> str:
+    """Independent of the env: the digits after the last '>' with the letters dropped."""
+    digits = "".join(c for c in completion.rpartition(">")[2] if c.isdigit())
+    return str(int(digits))
+
+
+def test_index_hints_are_off_by_default_and_keep_the_numbers():
+    plain, hinted = make_env("arithmetic"), make_env("arithmetic", index_hints=True)
+    assert plain.alphabet == "0123456789+-*=> " and plain.max_completion_chars == 30
+    assert set(hinted.alphabet) == set(plain.alphabet) | set("abcdefghijklmnopqrstuvwxyz")
+    for split in ("train", "test", "heldout"):
+        ours = [p.meta for p in make_env("arithmetic", split=split, index_hints=True).problems(split, 200, seed=3)]
+        theirs = [p.meta for p in make_env("arithmetic", split=split).problems(split, 200, seed=3)]
+        assert [(m["a"], m["b"]) for m in ours] == [(m["a"], m["b"]) for m in theirs]  # same splits, same evals
+        assert all("hint_start" not in m for m in theirs)
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_index_hints_fit_the_alphabet_and_bounds(split):
+    env = make_env("arithmetic", split=split, ops="+-", index_hints=True, misconception_rate=0.5, slip_rate=0.2)
+    rng = random.Random(2)
+    problems = env.problems(split, 400, seed=5)
+    starts = {p.meta["hint_start"] for p in problems}
+    assert len(starts) > 15  # the offset varies, so every letter plays every column
+    for problem in problems + [make_problem(9999, 9999, "+", hint_start=21)] * (split == "heldout"):
+        completion = env.expert(problem, rng)
+        assert set(problem.prompt + completion) <= set(env.alphabet)
+        assert len(completion) <= env.max_completion_chars and len(problem.prompt) <= env.max_prompt_chars
+
+
+@pytest.mark.parametrize("completion,parsed", [
+    ("g7+5=12 h4+8+1=13 >i1h3g2", "132"),
+    (">a0", "0"),
+    (">b0a7", "7"),
+    (">132", None),       # hints on: bare digits are not the format
+    (">i1h3g", None),
+    (">i1h3g22", None),
+    (">1h3g2", None),
+    (">-a5", None),
+])
+def test_index_hints_parse(completion, parsed):
+    assert make_env("arithmetic", index_hints=True).parse_answer(completion) == parsed
+
+
+def test_index_hints_knob_errors():
+    with pytest.raises(ValueError, match="index_hints=true supports ops"):
+        make_env("arithmetic", ops="+*", index_hints=True)
+    with pytest.raises(ValueError, match="must be <= 25"):
+        make_env("arithmetic", heldout_digits_min=26, heldout_digits_max=26, index_hints=True)
+
+
+@pytest.mark.parametrize("split", ["train", "heldout"])
+def test_index_hints_env_passes_check_env(split):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env = make_env("arithmetic", split=split, seed=3, ops="+-", index_hints=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(env, skip_render_check=True)
+    prompt, _ = env.reset(seed=1)
+    assert prompt in env.observation_space
+    _, reward, *_ = env.step(env.expert(env.problem, random.Random(0)))
+    assert reward in (0.0, 1.0)
+
+
+@pytest.mark.parametrize("hints", [False, True])
+def test_random_gaps_only_move_the_prompt_digits(hints):
+    spaced = make_env("arithmetic", split="heldout", index_hints=hints, random_gaps=2, misconception_rate=0.0)
+    tight = make_env("arithmetic", split="heldout", index_hints=hints, misconception_rate=0.0)
+    ours, theirs = spaced.problems("heldout", 100, seed=0), tight.problems("heldout", 100, seed=0)
+    widths = set()
+    for p, q in zip(ours, theirs):
+        assert p.prompt.replace(" ", "") == q.prompt and p.answer == q.answer
+        assert "  " * 2 not in p.prompt and len(p.prompt) <= spaced.max_prompt_chars
+        widths.add(len(p.prompt))
+        # the same demonstration, also when the spaced prompt is all the env is given
+        completion = tight.expert(q, random.Random(0))
+        assert spaced.expert(p, random.Random(0)) == completion
+        assert spaced.expert(Problem(p.prompt, p.answer), random.Random(0)) == completion
+    assert len(widths) > 5  # positions vary from problem to problem
+    assert make_env("arithmetic", random_gaps=1).problems("test", 50, seed=1) == \
+        make_env("arithmetic", random_gaps=1).problems("test", 50, seed=1)  # a stable pattern per problem
+
+
+def test_random_gaps_env_passes_check_env():
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_env(make_env("arithmetic", split="heldout", seed=1, index_hints=True, random_gaps=3),
+                  skip_render_check=True)
+    with pytest.raises(ValueError, match="random_gaps=4 is not allowed"):
+        make_env("arithmetic", random_gaps=4)
+
+
+@pytest.mark.parametrize("a,b,op,completion", [
+    (47, 85, "+", "7+5=12 4+8+1=13 0+0+1=1 0+0=0 >132"),
+    (2931, 9117, "+", "1+7=8 3+1=4 9+1=10 2+9+1=12 >12048"),  # already 4 digits: nothing to pad
+    (93, 58, "-", "13-8=5 9-5-1=3 0-0=0 0-0=0 >35"),
+])
+def test_pad_width_pads_prompt_and_chain(a, b, op, completion):
+    env = make_env("arithmetic", ops="+-", pad_width=4, misconception_rate=0.0, heldout_digits_max=4)
+    problem = make_problem(a, b, op, pad_width=4)
+    assert problem.prompt == f"{a:04d}{op}{b:04d}=" and problem.answer == str(a + b if op == "+" else a - b)
+    assert env.expert(problem, random.Random(0)) == completion and env.verify(problem, completion)
+    assert env.expert(Problem(problem.prompt, problem.answer), random.Random(0)) == completion
+
+
+def test_pad_width_keeps_the_numbers_and_fits_the_bounds():
+    for split in ("train", "heldout"):
+        env = make_env("arithmetic", split=split, pad_width=4, misconception_rate=0.5, slip_rate=0.2)
+        plain = make_env("arithmetic", split=split)
+        rng = random.Random(0)
+        for p, q in zip(env.problems(split, 200, seed=2), plain.problems(split, 200, seed=2)):
+            assert p.meta["a"] == q.meta["a"] and p.meta["b"] == q.meta["b"] and len(p.prompt) == 10
+            assert len(env.expert(p, rng)) <= env.max_completion_chars
+    with pytest.raises(ValueError, match="pad_width supports ops"):
+        make_env("arithmetic", ops="*", pad_width=4)
