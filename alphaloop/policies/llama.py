@@ -6,6 +6,8 @@ every layer in hooks and output dataclasses, and keeps its KV cache in per-layer
 file does the same computation as one flat loop over functional ops with a preallocated cache,
 and keeps HF's parameter names (`model.layers.0.self_attn.q_proj.weight`, ...), so weights
 saved from here load with `AutoModelForCausalLM.from_pretrained` and give the same logits.
+Its matmuls go through `matmul.linear` (oneDNN on CPU); `prefix.py` adds a training forward
+that computes each prompt once for all of its sampled completions.
 
 The architecture (Touvron et al. 2023, "LLaMA"), per layer l with input x:
 
@@ -20,10 +22,24 @@ n_heads / n_kv_heads query heads each) and a SwiGLU MLP (Shazeer 2020).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig
+
+from alphaloop.policies.matmul import linear
+
+# Per layer: (W_qkv, b_qkv, W_o, b_o, W_gate_up, b_gate_up, W_down, b_down); biases may be None.
+LayerWeights = tuple[torch.Tensor | None, ...]
+
+
+class DecodeWeights(NamedTuple):
+    """Every layer's `LayerWeights` and the LM head, snapshotted for decoding (`LeanLlama.decode_weights`)."""
+
+    layers: list[LayerWeights]
+    lm_head: torch.Tensor
 
 
 def lean_supported(config) -> str | None:
@@ -46,28 +62,57 @@ def _rope_theta(config) -> float:
 
 
 class KVCache:
-    """Preallocated keys/values `kv[L, 2, B, kv_heads, max_len, head_dim]`, written in place.
+    """Preallocated keys and values for every layer, written in place, one row per sequence.
 
-    `length` counts the positions filled so far (the same for every row: left padding keeps the
-    batch rectangular). `valid[b, s]` is False at padding positions so that no query attends to
-    them; `padded` records whether any position was ever masked, so an unpadded batch takes
-    SDPA's mask-free path.
+    Keys are stored transposed, `keys[L, B, kv_heads, head_dim, max_len]`, and values as
+    `values[L, B, kv_heads, max_len, head_dim]`: decoding then multiplies the new query by a
+    plain slice of each (q K^T and p V) without a transposing copy. `length` counts the
+    positions filled so far (the same for every row: left padding keeps the batch rectangular).
+    `valid[b, s]` is False at padding positions; `bias` holds the same as an additive mask (0 or
+    -inf) for decoding, and `padded` records whether any position was ever masked, so an
+    unpadded prefill takes SDPA's mask-free causal path. Unwritten positions hold zeros.
 
-    `weights` optionally snapshots each layer's fused projection matrices (see
-    `LeanLlama.fused_weights`) so that decoding does not re-concatenate them at every step; a
-    cache made under `torch.inference_mode()` by `LeanLlama.new_cache` holds such a snapshot and
-    must not outlive an optimizer step.
+    `weights` optionally holds each layer's projection matrices, fused (see
+    `LeanLlama.decode_weights`), so that decoding does not rebuild them at every step; a cache
+    made under `torch.inference_mode()` by `LeanLlama.new_cache` holds such a snapshot and must
+    not outlive an optimizer step. `select(rows)` drops (or repeats) rows.
     """
 
     def __init__(self, num_layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int,
                  dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                 weights: list[tuple] | None = None) -> None:
-        self.kv = torch.zeros(num_layers, 2, batch, kv_heads, max_len, head_dim, dtype=dtype, device=device)
+                 weights: DecodeWeights | None = None) -> None:
+        self.keys = torch.zeros(num_layers, batch, kv_heads, head_dim, max_len, dtype=dtype, device=device)
+        self.values = torch.zeros(num_layers, batch, kv_heads, max_len, head_dim, dtype=dtype, device=device)
         self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
+        # One copy per KV head so that [B*KV, 1, S] is a view, as torch.baddbmm wants it.
+        self.bias = torch.zeros(batch, kv_heads, 1, max_len, dtype=dtype, device=device)
         self.max_len = max_len
         self.length = 0
         self.padded = False
         self.weights = weights
+
+    @property
+    def batch(self) -> int:
+        return self.valid.shape[0]
+
+    def mark(self, start: int, attention_mask: torch.Tensor) -> None:
+        """Record which of positions start.. are real tokens (1) and which are padding (0)."""
+        valid = attention_mask.bool()
+        self.valid[:, start:start + valid.shape[1]] = valid
+        bias = torch.zeros(valid.shape, dtype=self.bias.dtype, device=valid.device)
+        self.bias[..., start:start + valid.shape[1]] = bias.masked_fill_(~valid, float("-inf"))[:, None, None]
+        self.padded = self.padded or not bool(valid.all())
+
+    def select(self, rows: torch.Tensor) -> None:
+        """Keep the sequences `rows` (indices into the current batch, in that order, repeats allowed).
+
+        Finished rows need no more compute: dropping them shrinks every later decoding step to
+        the rows still generating. Repeating a row starts several samples from one prefilled prompt.
+        """
+        self.keys = self.keys.index_select(1, rows)
+        self.values = self.values.index_select(1, rows)
+        self.valid = self.valid.index_select(0, rows)
+        self.bias = self.bias.index_select(0, rows)
 
 
 class RMSNorm(nn.Module):
@@ -165,28 +210,39 @@ class LeanLlama(nn.Module):
         half = self.head_dim // 2
         self.rope_cos, self.rope_sin = emb.cos(), torch.cat((-sin[:, :half], sin[:, half:]), dim=-1)
 
-    def fused_weights(self) -> list[tuple]:
-        """Per layer (W_qkv, b_qkv, W_gate_up, b_gate_up): the q/k/v projections stacked into one
-        matrix and gate/up into another, so a layer runs 2 input matmuls instead of 5. At this
-        size a matmul costs about as much in dispatch as in arithmetic, so fewer, wider ones win.
-        Concatenation is differentiable, so training through these is exact."""
+    def fused_weights(self) -> list[LayerWeights]:
+        """Per layer (W_qkv, b_qkv, W_o, b_o, W_gate_up, b_gate_up, W_down, b_down): the q/k/v
+        projections stacked into one matrix and gate/up into another, so a layer runs 4 matmuls
+        instead of 7. At this size a matmul costs about as much in dispatch as in arithmetic, so
+        fewer, wider ones win. Concatenation is differentiable, so training through these is exact."""
         fused = []
         for layer in self.model.layers:
             a, m = layer.self_attn, layer.mlp
             qkv, gate_up = (a.q_proj, a.k_proj, a.v_proj), (m.gate_proj, m.up_proj)
             fused.append((torch.cat([p.weight for p in qkv]),
                           None if a.q_proj.bias is None else torch.cat([p.bias for p in qkv]),
+                          a.o_proj.weight, a.o_proj.bias,
                           torch.cat([p.weight for p in gate_up]),
-                          None if m.gate_proj.bias is None else torch.cat([p.bias for p in gate_up])))
+                          None if m.gate_proj.bias is None else torch.cat([p.bias for p in gate_up]),
+                          m.down_proj.weight, m.down_proj.bias))
         return fused
+
+    def decode_weights(self) -> DecodeWeights:
+        """`fused_weights` and the LM head, detached: a snapshot for decoding, built once per
+        rollout instead of once per step, and stale after the next optimizer step."""
+        with torch.no_grad():
+            return DecodeWeights([tuple(t if t is None else t.detach() for t in ws) for ws in self.fused_weights()],
+                                 self.lm_head.weight.detach())
 
     def new_cache(self, batch: int, max_len: int) -> KVCache:
         """An empty cache for `batch` rows of up to `max_len` positions (prompt + completion).
 
         Under `torch.inference_mode()` the cache also snapshots the fused weights for decoding.
         """
+        if max_len > self.rope_cos.shape[0]:
+            self._extend_rope(max_len)
         weight = self.lm_head.weight
-        snapshot = self.fused_weights() if torch.is_inference_mode_enabled() else None
+        snapshot = self.decode_weights() if torch.is_inference_mode_enabled() else None
         return KVCache(len(self.model.layers), batch, self.kv_heads, max_len, self.head_dim,
                        dtype=weight.dtype, device=weight.device, weights=snapshot)
 
@@ -239,20 +295,47 @@ class LeanLlama(nn.Module):
         mask = (causal[None] & valid[:, None, :]) | (keys[None, :] == queries[:, None])[None]
         return mask[:, None], False
 
-    def _decode_attention(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
-                          mask: torch.Tensor | None) -> torch.Tensor:
-        """softmax(q k^T / sqrt(d)) v for one new token per row, heads grouped as [B, KV, G, D].
+    def project_qkv(self, layer: _Layer, weights: LayerWeights, x: torch.Tensor, cos: torch.Tensor,
+                    sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries [B,T,H,D], keys and values [B,T,KV,D] of a layer's input x [B,T,C], RoPE applied."""
+        B, T = x.shape[:2]
+        H, KV, D = self.num_heads, self.kv_heads, self.head_dim
+        qkv = linear(layer.input_layernorm(x), weights[0], weights[1]).view(B, T, H + 2 * KV, D)
+        # RoPE on queries and keys at once: x cos + rotate_half(x) sin, rotate_half(x) = [-x2, x1].
+        qk, v = qkv.split((H + KV, KV), dim=2)
+        qk = qk * cos + qk.unflatten(-1, (2, D // 2)).flip(-2).flatten(-2) * sin
+        q, k = qk.split((H, KV), dim=2)
+        return q, k, v
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+               is_causal: bool) -> torch.Tensor:
+        """SDPA over q [B,H,T,D] and k, v [B,KV,S,D], KV heads repeated for grouped-query attention."""
+        if self.kv_heads != self.num_heads:
+            k = k.repeat_interleave(self.num_heads // self.kv_heads, dim=1)
+            v = v.repeat_interleave(self.num_heads // self.kv_heads, dim=1)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
+
+    def finish_layer(self, layer: _Layer, weights: LayerWeights, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
+        """The rest of a layer after attention: h = x + W_o o, then h + W_down (SiLU(W_gate n2(h)) * W_up n2(h))."""
+        x = x + linear(o, weights[2], weights[3])
+        gate, up = linear(layer.post_attention_layernorm(x), weights[4], weights[5]).split(
+            self.config.intermediate_size, dim=-1)
+        return x + linear(F.silu(gate) * up, weights[6], weights[7])
+
+    def _decode_attention(self, q: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
+                          bias: torch.Tensor) -> torch.Tensor:
+        """softmax(q K^T / sqrt(d) + bias) V for one new token per row: q [B,H,1,D], keys_t
+        [B,KV,D,S] (transposed, as cached), values [B,KV,S,D], bias [B,KV,1,S] (0 or -inf).
 
         For a single query SDPA's blocked kernel is pure overhead; two small batched matmuls are
-        faster, and grouping the G query heads of each KV head (GQA) needs no repeated keys.
+        faster (the first one adding the scaled scores to the mask in the same call), and grouping
+        the G = H / KV query heads of each KV head (GQA) as [B*KV, G, D] needs no repeated keys.
         """
         B, H, _, D = q.shape
-        KV = k.shape[1]
-        q = q.reshape(B, KV, H // KV, D)
-        scores = torch.matmul(q, k.transpose(-1, -2)) * (D ** -0.5)  # [B,KV,G,S]
-        if mask is not None:
-            scores = scores.masked_fill(~mask, float("-inf"))
-        return torch.matmul(torch.softmax(scores, dim=-1), v).reshape(B, H, 1, D)
+        KV, S = keys_t.shape[1], keys_t.shape[-1]
+        scores = torch.baddbmm(bias.reshape(B * KV, 1, S), q.reshape(B * KV, H // KV, D),
+                               keys_t.reshape(B * KV, D, S), alpha=D ** -0.5)  # [B*KV,G,S]
+        return torch.bmm(torch.softmax(scores, dim=-1), values.reshape(B * KV, S, D)).reshape(B, H, 1, D)
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None,
@@ -268,59 +351,57 @@ class LeanLlama(nn.Module):
             raise ValueError(f"input_ids: expected a [batch, time] tensor, got {tuple(input_ids.shape)}")
         B, T = input_ids.shape
         start = 0 if kv_cache is None else kv_cache.length
+        S = start + T
         if kv_cache is not None:
-            if start + T > kv_cache.max_len:
-                raise ValueError(f"kv_cache: holds {kv_cache.max_len} positions, {start} used, "
-                                 f"{T} more given")
+            if S > kv_cache.max_len:
+                raise ValueError(f"kv_cache: holds {kv_cache.max_len} positions, {start} used, {T} more given")
+            if B != kv_cache.batch:
+                raise ValueError(f"kv_cache: holds {kv_cache.batch} rows, input_ids has {B}")
             if attention_mask is not None:
-                kv_cache.valid[:, start:start + T] = attention_mask.bool()
-                kv_cache.padded = kv_cache.padded or not bool(attention_mask.all())
+                kv_cache.mark(start, attention_mask)
         if position_ids is None:
             if attention_mask is not None and kv_cache is None:
                 position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
             else:
-                position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
-        needed = int(position_ids.max()) + 1
-        if needed > self.rope_cos.shape[0]:
-            self._extend_rope(2 * needed)
+                position_ids = torch.arange(start, S, device=input_ids.device).expand(B, T)
+        if kv_cache is None or kv_cache.max_len > self.rope_cos.shape[0]:  # a cache's positions are < max_len
+            needed = int(position_ids.max()) + 1
+            if needed > self.rope_cos.shape[0]:
+                self._extend_rope(2 * needed)
         x = self.model.embed_tokens(input_ids)
         cos = self.rope_cos[position_ids].to(x.dtype)[:, :, None]  # [B,T,1,D]
         sin = self.rope_sin[position_ids].to(x.dtype)[:, :, None]
-        mask, is_causal = self._mask(attention_mask, kv_cache, start, T)
         decoding = kv_cache is not None and T == 1
-        if decoding and mask is not None:
-            mask = mask.view(B, 1, 1, -1)  # broadcast over [B,KV,G,S]
-        weights = kv_cache.weights if kv_cache is not None and kv_cache.weights else self.fused_weights()
-        H, KV, D = self.num_heads, self.kv_heads, self.head_dim
-        I = self.config.intermediate_size
+        if decoding:
+            # PyTorch multiplies batches of tiny matrices (under 400 multiply-adds each) with a plain
+            # loop about 3x slower than its BLAS path, so attend over at least that many positions;
+            # the extra ones are masked out (their cached keys and values are zeros, never garbage).
+            window = min(max(S, -(-400 // (self.head_dim * self.num_heads // self.kv_heads))), kv_cache.max_len)
+            bias = kv_cache.bias[..., :window]
+            if window > S or (attention_mask is not None and kv_cache.padded):
+                bias = bias.clone()
+                bias[..., S:] = float("-inf")
+                bias[..., S - 1] = 0.0  # a padding query still attends to itself (see `_mask`)
+        else:
+            mask, is_causal = self._mask(attention_mask, kv_cache, start, T)
+        snapshot = kv_cache is not None and kv_cache.weights is not None
+        weights = kv_cache.weights.layers if snapshot else self.fused_weights()
         for index, layer in enumerate(self.model.layers):
-            attn = layer.self_attn
-            w_qkv, b_qkv, w_gu, b_gu = weights[index]
-            qkv = F.linear(layer.input_layernorm(x), w_qkv, b_qkv).view(B, T, H + 2 * KV, D)
-            # RoPE on queries and keys at once: x cos + rotate_half(x) sin, rotate_half(x) = [-x2, x1].
-            qk, v = qkv.split((H + KV, KV), dim=2)
-            qk = qk * cos + qk.unflatten(-1, (2, D // 2)).flip(-2).flatten(-2) * sin
-            q, k = (t.transpose(1, 2) for t in qk.split((H, KV), dim=2))
-            v = v.transpose(1, 2)
+            q, k, v = (t.transpose(1, 2) for t in self.project_qkv(layer, weights[index], x, cos, sin))
             if kv_cache is not None:
-                kv_cache.kv[index, 0, :, :, start:start + T] = k
-                kv_cache.kv[index, 1, :, :, start:start + T] = v
-                k = kv_cache.kv[index, 0, :, :, :start + T]
-                v = kv_cache.kv[index, 1, :, :, :start + T]
+                kv_cache.keys[index, :, :, :, start:S] = k.transpose(-1, -2)
+                kv_cache.values[index, :, :, start:S] = v
             if decoding:
-                o = self._decode_attention(q, k, v, mask)
+                o = self._decode_attention(q, kv_cache.keys[index, ..., :window], kv_cache.values[index, :, :, :window],
+                                           bias)
             else:
-                if KV != H:
-                    k = k.repeat_interleave(H // KV, dim=1)
-                    v = v.repeat_interleave(H // KV, dim=1)
-                o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=is_causal)
-            x = x + F.linear(o.transpose(1, 2).reshape(B, T, H * D), attn.o_proj.weight, attn.o_proj.bias)
-            gate_up = F.linear(layer.post_attention_layernorm(x), w_gu, b_gu)
-            down = layer.mlp.down_proj
-            gate, up = gate_up.split(I, dim=-1)
-            x = x + F.linear(F.silu(gate) * up, down.weight, down.bias)
+                if start > 0:  # continuing a cached sequence: attend to everything cached so far
+                    k = kv_cache.keys[index, ..., :S].transpose(-1, -2)
+                    v = kv_cache.values[index, :, :, :S]
+                o = self.attend(q, k, v, mask, is_causal)
+            x = self.finish_layer(layer, weights[index], x, o.transpose(1, 2).reshape(B, T, -1))
         hidden = self.model.norm(x)
-        logits = F.linear(hidden, self.lm_head.weight)
+        logits = linear(hidden, kv_cache.weights.lm_head if snapshot else self.lm_head.weight)
         if kv_cache is not None:
-            kv_cache.length = start + T
+            kv_cache.length = S
         return (logits, hidden) if return_hidden else logits

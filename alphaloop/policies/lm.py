@@ -18,7 +18,9 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
+from alphaloop.learners.sequences import CompletionBatch
 from alphaloop.policies.llama import LeanLlama, lean_supported
+from alphaloop.policies.prefix import completion_forward
 from alphaloop.policies.tokenizer import build_char_tokenizer
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -227,6 +229,34 @@ class LMPolicy(nn.Module):
             return logprobs
         values = self.value_head(hidden[:, :-1]).squeeze(-1).float()
         return logprobs, values
+
+    def completion_logprobs(self, batch: CompletionBatch, return_values: bool = False,
+                            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(log pi(c_t | prompt, c_<t) [N,Tc], the logits [N,Tc,V] they come from, values [N,Tc] or
+        None) for every completion token of `batch` (see `learners.sequences.CompletionBatch`).
+
+        Our Llama computes each distinct prompt once for all its completions (`prefix.py`); any
+        other model runs the plain forward over prompt + completion rows and keeps the
+        completion positions. Padding positions hold meaningless values; callers mask them.
+        """
+        if return_values and self.value_head is None:
+            raise ValueError("return_values=True needs a value head: call add_value_head() first")
+        if isinstance(self.model, LeanLlama):
+            logits, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens,
+                                                batch.completion_ids, batch.prompt_of)
+        else:
+            input_ids, attention = batch.full()
+            logits, hidden = self.model(input_ids, attention_mask=attention, return_hidden=True)
+            steps = torch.arange(batch.completion_ids.shape[1])
+            # Completion token t of row n sits at prompt_len + t; the state predicting it one earlier.
+            at = (batch.prompt_lens[batch.prompt_of][:, None] - 1 + steps).clamp_max(input_ids.shape[1] - 1)
+            logits = logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1]))
+            hidden = hidden.gather(1, at[:, :, None].expand(-1, -1, hidden.shape[-1]))
+        logits = logits.float()
+        targets = batch.completion_ids[:, :, None]
+        logprobs = logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
+        values = self.value_head(hidden).squeeze(-1).float() if return_values else None
+        return logprobs, logits, values
 
 
 def build_tiny_hf_model(directory: str | Path, alphabet: str = "0123456789+= ", seed: int = 0) -> Path:

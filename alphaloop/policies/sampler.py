@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import torch
 
+from alphaloop.policies.llama import LeanLlama
+
 
 @dataclass
 class Samples:
@@ -57,47 +59,77 @@ def _choose(logits: torch.Tensor, temperature: float, top_k: int, generator: tor
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
+def _logprob_and_choice(logits: torch.Tensor, temperature: float, top_k: int,
+                        generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(next token per row, its raw log-prob log softmax(logits)[token])."""
+    token = _choose(logits, temperature, top_k, generator)
+    return token, logits.gather(-1, token[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+
+
 def sample(policy, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float = 1.0,
            top_k: int = 0, generator: torch.Generator | None = None) -> Samples:
     """Complete every prompt (token ids, BOS included) with up to `max_new_tokens` tokens.
 
     temperature 0 is greedy decoding (and then matches HF `generate(do_sample=False)`); for a
     fixed `generator` seed, sampling is reproducible.
+
+    With our Llama, repeated prompts are prefilled once, and rows that have produced EOS are
+    dropped from the batch (and from the KV cache) once at least an eighth of the rows still in
+    it have finished, so later steps only compute the rows still generating (copying the cache
+    costs a fraction of a step, so it waits for several rows rather than going one at a time).
     """
     _check(prompts, max_new_tokens, temperature, top_k)
     model, eos, pad = policy.model, policy.eos_id, policy.pad_id
     device = next(model.parameters()).device
     batch, width = len(prompts), max(len(p) for p in prompts)
+    lean = isinstance(model, LeanLlama)  # its cache can drop and repeat rows
 
-    ids = torch.full((batch, width), pad, dtype=torch.long)
-    mask = torch.zeros((batch, width), dtype=torch.long)
-    for row, prompt in enumerate(prompts):
-        ids[row, width - len(prompt):] = torch.as_tensor(list(prompt), dtype=torch.long)
+    # Repeated prompts (G samples per prompt in RL, k in pass@k) are prefilled once; the cache
+    # rows are then repeated, so the prompt's forward pass is not redone G times.
+    unique: dict[tuple[int, ...], int] = {}
+    source = [unique.setdefault(tuple(p), len(unique)) for p in prompts] if lean else list(range(batch))
+    firsts = list(unique) if lean else [tuple(p) for p in prompts]
+    ids = torch.full((len(firsts), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(firsts), width), dtype=torch.long)
+    for row, prompt in enumerate(firsts):
+        ids[row, width - len(prompt):] = torch.as_tensor(prompt, dtype=torch.long)
         mask[row, width - len(prompt):] = 1
     ids, mask = ids.to(device), mask.to(device)
+    source = torch.as_tensor(source, dtype=torch.long, device=device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)  # left padding: real tokens count from 0
-    next_position = positions[:, -1:] + 1
+    next_position = positions[source, -1:] + 1
 
     tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=device)
     logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
-    finished = torch.zeros(batch, dtype=torch.bool, device=device)
+    rows = torch.arange(batch, device=device)  # original row of each row still in the batch
+    finished = torch.zeros(batch, dtype=torch.bool, device=device)  # ... and whether it has stopped
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            cache = model.new_cache(batch, width + max_new_tokens)
+            cache = model.new_cache(len(firsts), width + max_new_tokens)
             logits = model(ids, position_ids=positions, attention_mask=mask, kv_cache=cache)[:, -1].float()
+            if len(firsts) < batch:
+                cache.select(source)
+                logits = logits[source]
             steps = 0
             for step in range(max_new_tokens):
-                token = _choose(logits, temperature, top_k, generator)
+                token, raw = _logprob_and_choice(logits, temperature, top_k, generator)
                 token = token.masked_fill(finished, pad)
-                raw = logits.gather(-1, token[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
-                tokens[:, step] = token
-                logprobs[:, step] = raw
+                tokens[rows, step] = token
+                logprobs[rows, step] = raw
                 finished |= token == eos
                 steps = step + 1
-                if steps == max_new_tokens or bool(finished.all()):
+                if steps == max_new_tokens:
                     break
+                done = int(finished.sum())
+                if done == len(rows):
+                    break
+                if lean and done and 8 * done >= len(rows):
+                    keep = (~finished).nonzero().squeeze(1)
+                    cache.select(keep)
+                    rows, token, next_position = rows[keep], token[keep], next_position[keep]
+                    finished = finished[keep]
                 logits = model(token[:, None], position_ids=next_position, kv_cache=cache)[:, -1].float()
                 next_position = next_position + 1
     finally:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import time
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -63,13 +64,19 @@ class RLStageConfig(BaseModel):
     checkpoint_every: int = Field(25, ge=1)
 
 
-def completion_tensor(rows: list[list[float]], prompt_lens: list[int], shape: tuple[int, int]) -> torch.Tensor:
-    """Place per-completion-token values at their next-token positions [B, T-1] (see `pack`)."""
+def completion_tensor(rows: list[list[float]], shape: tuple[int, int]) -> torch.Tensor:
+    """Per-completion-token values (e.g. the sampler's log-probs) as a right-padded [N, Tc] tensor."""
     out = torch.zeros(shape)
-    for row, (values, start) in enumerate(zip(rows, prompt_lens)):
+    for row, values in enumerate(rows):
         if values:
-            out[row, start - 1 : start - 1 + len(values)] = torch.tensor(values)
+            out[row, : len(values)] = torch.tensor(values)
     return out
+
+
+def minibatch_of(t: torch.Tensor, rows: torch.Tensor, width: int) -> torch.Tensor:
+    """Rows `rows` of a per-sequence [N] or per-token [N, Tc] tensor, per-token ones cut to `width`
+    columns (`CompletionBatch.rows` drops the padding columns no row of a minibatch needs)."""
+    return t[rows, :width] if t.dim() == 2 else t[rows]
 
 
 def rewards_of(groups: list[list[Episode]], format_reward: float) -> torch.Tensor:
@@ -105,20 +112,10 @@ def collect_groups(ctx, cfg: RLStageConfig, policy, env, step: int, max_new_toke
     return groups, zero_frac
 
 
-def token_logprobs(policy, input_ids, attention, with_values: bool):
-    """Log-probs of each next token [B, T-1], the logits (for entropy) and optional values."""
-    out = policy.model(input_ids, attention_mask=attention, return_hidden=with_values)
-    logits, hidden = out if with_values else (out, None)
-    logits = logits[:, :-1].float()
-    logprobs = logits.gather(-1, input_ids[:, 1:, None]).squeeze(-1) - torch.logsumexp(logits, dim=-1)
-    values = policy.value_head(hidden[:, :-1]).squeeze(-1).float() if with_values else None
-    return logprobs, logits, values
-
-
 def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
     from alphaloop.learners.advantages import compute_advantages, gae, update_baseline
     from alphaloop.learners.policy_gradient import clipped_value_loss, entropy_from_logits, policy_gradient_loss
-    from alphaloop.learners.sequences import pack
+    from alphaloop.learners.sequences import pack_completions
     from alphaloop.policies.lm import LMPolicy
     from alphaloop.stages.eval import eval_problem_seed
     from alphaloop.stages.imitate import in_training_eval
@@ -138,7 +135,9 @@ def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
     if ppo:
         policy.add_value_head()
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    # fused: one kernel for every parameter's update instead of a Python loop of small ops.
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
+                                  fused=params[0].device.type in ("cpu", "cuda"))
     start, baseline, evals = 0, 0.0, []
     if resumed:
         state = resumed[1]
@@ -155,19 +154,20 @@ def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
         sampled_at = time.time()
         episodes = [e for g in groups for e in g]
         rewards = rewards_of(groups, cfg.format_reward)
-        input_ids, attention, mask = pack([e.prompt_ids for e in episodes],
-                                          [e.action_ids for e in episodes], policy.pad_id)
-        prompt_lens = [len(e.prompt_ids) for e in episodes]
-        old_logprobs = completion_tensor([e.logprobs for e in episodes], prompt_lens, tuple(mask.shape))
+        # Completion tokens only, each prompt stored once (see learners/sequences.py and policies/prefix.py).
+        batch = pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], policy.pad_id)
+        mask = batch.mask
+        # The sampler's log-probs are pi_old's (the raw model at this step's weights): no extra forward.
+        old_logprobs = completion_tensor([e.logprobs for e in episodes], tuple(mask.shape))
         if cfg.mask_truncated:
             mask = mask * torch.tensor([0.0 if e.truncated else 1.0 for e in episodes])[:, None]
         ref_logprobs = None
         if reference is not None:
             with torch.no_grad():
-                ref_logprobs = reference.sequence_logprobs(input_ids, attention)
+                ref_logprobs = reference.completion_logprobs(batch)[0]
         if ppo:
             with torch.no_grad():
-                old_values = token_logprobs(policy, input_ids, attention, True)[2]
+                old_values = policy.completion_logprobs(batch, return_values=True)[2]
             last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)  # each row's final token
             token_rewards = last.float() * rewards.reshape(-1, 1)
             advantages, returns = gae(token_rewards, old_values, mask, cfg.gamma, cfg.lam)
@@ -189,19 +189,20 @@ def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
         for _ in range(cfg.epochs):
             order = torch.randperm(len(episodes), generator=order_gen)
             for rows in order.chunk(cfg.minibatches):
-                logprobs, logits, values = token_logprobs(policy, input_ids[rows], attention[rows], ppo)
+                logprobs, logits, values = policy.completion_logprobs(batch.rows(rows), return_values=ppo)
+                take = partial(minibatch_of, rows=rows, width=logprobs.shape[1])
                 loss, stats = policy_gradient_loss(
-                    logprobs, old_logprobs[rows], advantages[rows], mask[rows],
-                    ref_logprobs=None if ref_logprobs is None else ref_logprobs[rows], beta=cfg.beta,
+                    logprobs, take(old_logprobs), take(advantages), take(mask),
+                    ref_logprobs=None if ref_logprobs is None else take(ref_logprobs), beta=cfg.beta,
                     clip_low=cfg.clip_low, clip_high=cfg.clip_high, aggregation=cfg.aggregation,
                     max_tokens=max_new_tokens)
                 if ppo:
-                    value_loss = clipped_value_loss(values, old_values[rows], returns[rows], mask[rows],
+                    value_loss = clipped_value_loss(values, take(old_values), take(returns), take(mask),
                                                     clip=cfg.value_clip)
                     loss = loss + cfg.value_coef * value_loss
-                    stats["value_loss"] = float(value_loss)
+                    stats["value_loss"] = float(value_loss.detach())
                 with torch.no_grad():
-                    stats["entropy"] = float(entropy_from_logits(logits.detach(), mask[rows]))
+                    stats["entropy"] = float(entropy_from_logits(logits.detach(), take(mask)))
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))

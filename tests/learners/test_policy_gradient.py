@@ -217,3 +217,57 @@ def test_entropy_from_logits():
     assert torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError, match="logits"):
         entropy_from_logits(logits[0], mask)
+
+
+# ---------------------------------------------------------------- layouts
+
+
+@pytest.mark.parametrize("aggregation", ["token-mean", "sequence-mean", "constant"])
+def test_loss_and_gradient_do_not_depend_on_the_batch_layout(aggregation):
+    """The learner's [N, Tc] completion-only layout (each prompt computed once) gives the loss and
+    gradients of the plain [N, T-1] prompt + completion layout, on a minibatch of the rows."""
+    from alphaloop.learners.sequences import pack, pack_completions
+    from alphaloop.policies.lm import LMArch, LMPolicy
+
+    policy = LMPolicy.build(LMArch(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64,
+                                   tie_embeddings=False), "0123456789+= ", seed=0)
+    g = torch.Generator().manual_seed(0)
+    prompts, completions = [], []
+    for n in (2, 6, 4):
+        prompt = [1] + torch.randint(4, 17, (n,), generator=g).tolist()
+        for _ in range(4):
+            prompts.append(prompt)
+            completions.append(torch.randint(2, 17, (int(torch.randint(1, 6, (1,), generator=g)),),
+                                             generator=g).tolist())
+    advantages = torch.randn(len(prompts), generator=g)
+    # log pi_old = log pi - delta: ratios exp(delta) around 1 +- 0.2, so clipping is live.
+    deltas = [(torch.randn(len(c), generator=g) * 0.2).tolist() for c in completions]
+    rows = torch.tensor([7, 0, 3, 10, 11])
+
+    def run(layout: str) -> tuple[torch.Tensor, dict]:
+        policy.zero_grad()
+        if layout == "plain":
+            ids, attention, mask = pack(prompts, completions, policy.pad_id)
+            delta = torch.zeros(mask.shape)
+            for i, (p, d) in enumerate(zip(prompts, deltas)):
+                delta[i, len(p) - 1: len(p) - 1 + len(d)] = torch.tensor(d)
+            logprobs = policy.sequence_logprobs(ids[rows], attention[rows])
+            mask, delta = mask[rows], delta[rows]
+        else:
+            batch = pack_completions(prompts, completions, policy.pad_id)
+            delta = torch.zeros(batch.mask.shape)
+            for i, d in enumerate(deltas):
+                delta[i, : len(d)] = torch.tensor(d)
+            logprobs = policy.completion_logprobs(batch.rows(rows))[0]
+            width = logprobs.shape[1]
+            mask, delta = batch.mask[rows, :width], delta[rows, :width]
+        loss, _ = clipped_policy_loss(logprobs, logprobs.detach() - delta, advantages[rows], mask,
+                                      aggregation=aggregation, max_tokens=8)
+        loss.backward()
+        return loss.detach(), {name: p.grad.clone() for name, p in policy.named_parameters()}
+
+    plain_loss, plain_grads = run("plain")
+    shared_loss, shared_grads = run("completions")
+    assert abs(plain_loss - shared_loss) < 1e-5 and plain_loss.abs() > 1e-3
+    for name, grad in plain_grads.items():
+        assert (shared_grads[name] - grad).abs().max() <= 1e-4 * grad.abs().max().clamp_min(1e-3), name

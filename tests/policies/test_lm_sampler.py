@@ -131,3 +131,40 @@ def test_tiny_gpt2_policy_samples(tmp_path):
     drawn = sample(policy, prompts, 6, generator=torch.Generator().manual_seed(1))
     assert drawn == sample(policy, prompts, 6, generator=torch.Generator().manual_seed(1))
     assert all(len(ids) == len(lp) for ids, lp in zip(drawn.completion_ids, drawn.logprobs))
+
+
+def test_repeated_prompts_prefill_once_and_finished_rows_leave_the_batch():
+    """Four copies of each prompt: the prefill runs on the distinct prompts only, later steps on
+    fewer rows as rows stop, and every row's log-probs still equal a full forward's."""
+    policy = make_policy(1)
+    prompts = [policy.prompt_ids(t) for t in TEXTS for _ in range(4)]
+    batches = []
+    hook = policy.model.register_forward_pre_hook(lambda module, args, kwargs: batches.append(
+        (kwargs.get("input_ids", args[0] if args else None)).shape), with_kwargs=True)
+    try:
+        out = sample(policy, prompts, 10, temperature=1.5, generator=torch.Generator().manual_seed(0))
+    finally:
+        hook.remove()
+    assert batches[0] == (len(TEXTS), max(map(len, prompts)))  # prefill: distinct prompts
+    rows = [shape[0] for shape in batches[1:]]
+    assert rows[-1] < len(prompts) and rows == sorted(rows, reverse=True)
+    assert any(ids and ids[-1] == policy.eos_id for ids in out.completion_ids)
+    sequences = [p + c for p, c in zip(prompts, out.completion_ids)]
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), policy.pad_id)
+    mask = torch.zeros_like(ids)
+    for i, row in enumerate(sequences):
+        ids[i, : len(row)] = torch.tensor(row)
+        mask[i, : len(row)] = 1
+    with torch.no_grad():
+        full = policy.sequence_logprobs(ids, mask)
+    for i, (prompt, logps) in enumerate(zip(prompts, out.logprobs)):
+        assert torch.allclose(torch.tensor(logps), full[i, len(prompt) - 1: len(prompt) - 1 + len(logps)], atol=1e-5)
+
+
+def test_greedy_with_repeated_prompts_equals_greedy_alone():
+    policy = make_policy(0)
+    prompts = [policy.prompt_ids(t) for t in TEXTS]
+    alone = sample(policy, prompts, 12, temperature=0).completion_ids
+    repeated = sample(policy, [p for p in prompts for _ in range(3)], 12, temperature=0).completion_ids
+    assert repeated == [ids for ids in alone for _ in range(3)]

@@ -1,0 +1,112 @@
+"""The training forward with each prompt computed once equals the plain forward, values and gradients."""
+
+import pytest
+import torch
+
+from alphaloop.learners.sequences import pack, pack_completions
+from alphaloop.policies.lm import LMArch, LMPolicy, build_tiny_hf_model
+
+ALPHABET = "0123456789+= "
+
+
+def make_policy(tie: bool, kv_heads: int, seed: int = 0) -> LMPolicy:
+    arch = LMArch(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=kv_heads, intermediate_size=64,
+                  max_seq_len=64, tie_embeddings=tie)
+    policy = LMPolicy.build(arch, ALPHABET, seed=seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        policy.model.reset_parameters(0.2)  # wide weights: outputs vary by position and prompt
+    return policy
+
+
+def groups(seed: int = 1, lengths=(3, 7, 1, 5), group: int = 3) -> tuple[list[list[int]], list[list[int]]]:
+    """`group` completions of varying length (1-5 tokens) for each of four prompts of different lengths."""
+    g = torch.Generator().manual_seed(seed)
+    prompts, completions = [], []
+    for n in lengths:
+        prompt = [1] + torch.randint(4, 17, (n,), generator=g).tolist()
+        for _ in range(group):
+            prompts.append(prompt)
+            length = int(torch.randint(1, 6, (1,), generator=g))
+            completions.append(torch.randint(2, 17, (length,), generator=g).tolist())
+    return prompts, completions
+
+
+def plain(policy: LMPolicy, prompts, completions) -> tuple[torch.Tensor, torch.Tensor]:
+    """Log-probs of the plain forward over prompt + completion rows, and the completion mask."""
+    ids, attention, mask = pack(prompts, completions, policy.pad_id)
+    return policy.sequence_logprobs(ids, attention), mask
+
+
+@pytest.mark.parametrize("tie,kv_heads", [(True, 4), (False, 2)])
+def test_shared_prompt_forward_equals_plain_forward(tie, kv_heads):
+    policy = make_policy(tie, kv_heads)
+    prompts, completions = groups()
+    batch = pack_completions(prompts, completions, policy.pad_id)
+    assert batch.prompt_ids.shape[0] == 4 and len(batch) == 12  # each prompt stored once
+    logprobs, logits, values = policy.completion_logprobs(batch)
+    assert values is None and logits.shape == (*logprobs.shape, policy.model.config.vocab_size)
+    full, mask = plain(policy, prompts, completions)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        expected = full[row, len(prompt) - 1: len(prompt) - 1 + len(completion)]
+        assert torch.allclose(logprobs[row, : len(completion)], expected, atol=1e-5)
+    assert torch.equal(batch.mask.sum(1), torch.tensor([float(len(c)) for c in completions]))
+
+    # Same loss, same gradient: each prompt's G copies' contributions are summed.
+    (logprobs * batch.mask).sum().backward()
+    shared = {name: p.grad.clone() for name, p in policy.named_parameters()}
+    policy.zero_grad()
+    (full * mask).sum().backward()
+    for name, p in policy.named_parameters():
+        scale = p.grad.abs().max().clamp_min(1e-3)
+        assert ((shared[name] - p.grad).abs().max() / scale) < 1e-4, name
+
+
+def test_values_come_from_the_states_that_predict_each_completion_token():
+    policy = make_policy(False, 2)
+    torch.nn.init.normal_(policy.add_value_head().weight, std=0.5)
+    prompts, completions = groups(seed=2)
+    logprobs, _, values = policy.completion_logprobs(pack_completions(prompts, completions, policy.pad_id),
+                                                     return_values=True)
+    ids, attention, _ = pack(prompts, completions, policy.pad_id)
+    _, full_values = policy.sequence_logprobs(ids, attention, return_values=True)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        expected = full_values[row, len(prompt) - 1: len(prompt) - 1 + len(completion)]
+        assert torch.allclose(values[row, : len(completion)], expected, atol=1e-5)
+    with pytest.raises(ValueError, match="value head"):
+        make_policy(True, 4).completion_logprobs(pack_completions(prompts, completions, 0), return_values=True)
+
+
+def test_other_hf_models_take_the_plain_path(tmp_path):
+    policy = LMPolicy.from_pretrained(str(build_tiny_hf_model(tmp_path, alphabet=ALPHABET)))
+    prompts, completions = groups(seed=3)
+    logprobs, _, _ = policy.completion_logprobs(pack_completions(prompts, completions, policy.pad_id))
+    full, _ = plain(policy, prompts, completions)
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        expected = full[row, len(prompt) - 1: len(prompt) - 1 + len(completion)]
+        assert torch.allclose(logprobs[row, : len(completion)], expected, atol=1e-5)
+
+
+def test_minibatch_rows_keep_only_their_prompts_and_columns():
+    policy = make_policy(False, 2)
+    prompts, completions = groups(seed=4)
+    batch = pack_completions(prompts, completions, policy.pad_id)
+    index = torch.tensor([5, 0, 4, 11])
+    sub = batch.rows(index)
+    used = {tuple(prompts[i]) for i in index.tolist()}
+    assert sub.prompt_ids.shape[0] == len(used)
+    assert sub.completion_ids.shape[1] == max(len(completions[i]) for i in index.tolist())
+    assert sub.prompt_ids.shape[1] == max(len(p) for p in used)
+    for row, i in enumerate(index.tolist()):
+        assert sub.prompt_ids[sub.prompt_of[row], : sub.prompt_lens[sub.prompt_of[row]]].tolist() == prompts[i]
+    whole = policy.completion_logprobs(batch)[0]
+    part = policy.completion_logprobs(sub)[0]
+    width = part.shape[1]
+    assert torch.allclose((part * sub.mask), (whole[index, :width] * batch.mask[index, :width]), atol=1e-5)
+
+
+@pytest.mark.parametrize("prompts,completions,name", [([[1]], [], "completions"), ([], [], "prompts"),
+                                                      ([[]], [[3]], "prompts")])
+def test_bad_batches_are_clear_errors(prompts, completions, name):
+    with pytest.raises(ValueError, match=name):
+        pack_completions(prompts, completions, 0)
