@@ -12,6 +12,17 @@ def test_smoke_and_quickstart_recipes_validate(repo_root):
         assert recipe.stages[0].kind == "imitate"
 
 
+def test_every_shipped_recipe_validates(repo_root):
+    """A recipe in recipes/ that no longer matches the schema is a broken promise to users."""
+    from pathlib import Path
+
+    paths = sorted(Path(repo_root, "recipes").glob("*.toml"))
+    assert len(paths) >= 5
+    for path in paths:
+        recipe = load_recipe(path)
+        assert recipe.stages, path.name
+
+
 def test_unknown_key_is_named(tmp_path):
     path = tmp_path / "r.toml"
     path.write_text('[[stages]]\nkind = "imitate"\nstepz = 3\n')
