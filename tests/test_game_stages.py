@@ -1,11 +1,8 @@
 """Board-game stages end to end: tiny recipe, resume after kill -9, `move`/`play`, clear errors."""
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,25 +54,10 @@ def test_tiny_recipe_end_to_end(reference):
     assert net.num_actions == 9
 
 
-def test_resume_after_kill_9_matches(repo_root, reference, tmp_path):
+def test_resume_after_kill_9_matches(repo_root, reference, tmp_path, kill_then_resume):
     _, ref_dir = reference
     out = tmp_path / "killed"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "alphaloop.cli", "run", f"{repo_root}/{SMOKE}", "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = out / "stages" / "1-alphazero" / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir()):
-            break
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "stages" / "1-alphazero" / "result.json").exists(), "killed too late to test resume"
-    result = subprocess.run([sys.executable, "-m", "alphaloop.cli", "run", "--resume", str(out), "--no-progress"],
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    kill_then_resume(f"{repo_root}/{SMOKE}", out, "1-alphazero", deadline_s=120)
     assert (out / "summary.json").read_text() == (ref_dir / "summary.json").read_text()
     assert metrics_without_time(out) == metrics_without_time(ref_dir)
 

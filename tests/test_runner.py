@@ -1,12 +1,7 @@
 """End to end: the smoke recipe runs, is reproducible, and resumes after kill -9 / corruption."""
 
 import json
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -59,26 +54,11 @@ def test_same_seed_gives_identical_summary(repo_root, reference, tmp_path):
     assert metrics_without_time(again_dir) == metrics_without_time(run_dir)
 
 
-def test_resume_after_kill_9_matches(repo_root, reference, tmp_path):
+def test_resume_after_kill_9_matches(repo_root, reference, tmp_path, kill_then_resume):
     _, ref_dir = reference
     out = tmp_path / "killed"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "alphaloop.cli", "run", f"{repo_root}/recipes/smoke.toml", "--out", str(out),
-           "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = out / "stages" / "0-imitate" / "checkpoints"
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None:
-        if ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir()):
-            break
-        time.sleep(0.05)
-    time.sleep(0.3)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    result = subprocess.run([sys.executable, "-m", "alphaloop.cli", "run", "--resume", str(out), "--no-progress"],
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
+    kill_then_resume(f"{repo_root}/recipes/smoke.toml", out, "0-imitate", settle=0.3, must_interrupt=False,
+                     deadline_s=120)
     assert (out / "summary.json").read_text() == (ref_dir / "summary.json").read_text()
     assert metrics_without_time(out) == metrics_without_time(ref_dir)
 

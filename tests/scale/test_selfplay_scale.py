@@ -1,11 +1,7 @@
 """AlphaZero self-play through `alphaloop.scale`: chunking and seeds, local == Ray, resume after kill -9."""
 
 import json
-import os
-import signal
-import subprocess
 import sys
-import time
 import tomllib
 from pathlib import Path
 
@@ -106,35 +102,15 @@ def test_scale_address_needs_the_ray_backend(repo_root):
         validate_recipe(alphazero_recipe(repo_root, workers=0))
 
 
-def kill_and_resume(recipe_path: Path, out: Path, rounds: int) -> None:
-    """Start `alphaloop run`, kill -9 it after the first alphazero checkpoint, resume to the end."""
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    cmd = [sys.executable, "-m", "alphaloop.cli", "run", str(recipe_path), "--out", str(out), "--no-progress"]
-    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    ckpts = out / "stages" / "0-alphazero" / "checkpoints"
-    deadline = time.time() + 180
-    while time.time() < deadline and proc.poll() is None:
-        if ckpts.is_dir() and any(p.name.startswith("step-") for p in ckpts.iterdir()):
-            break
-        time.sleep(0.02)
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not (out / "stages" / "0-alphazero" / "result.json").exists(), "killed too late to test resume"
-    result = subprocess.run([sys.executable, "-m", "alphaloop.cli", "run", "--resume", str(out), "--no-progress"],
-                            env=env, capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr
-
-
 @pytest.mark.parametrize("backend", ["local", pytest.param("ray", marks=pytest.mark.slow)])
-def test_resume_after_kill_9_with_two_workers_matches(repo_root, tmp_path, backend):
+def test_resume_after_kill_9_with_two_workers_matches(repo_root, tmp_path, backend, kill_then_resume):
     if backend == "ray":
         pytest.importorskip("ray")
     rounds = 8
     data = alphazero_recipe(repo_root, rounds=rounds, backend=backend, workers=2)
     recipe_path = tmp_path / "recipe.toml"
     recipe_path.write_text(dumps_toml(data))
-    kill_and_resume(recipe_path, tmp_path / "killed", rounds)
+    kill_then_resume(recipe_path, tmp_path / "killed", "0-alphazero")
     # The uninterrupted reference runs in-process on the local backend: same split, same seeds.
     summary, metrics = run_recipe(alphazero_recipe(repo_root, rounds=rounds, workers=2), tmp_path / "ref")
     assert (tmp_path / "killed" / "summary.json").read_text() == summary
