@@ -135,6 +135,36 @@ def test_match_results_and_opponents():
         make_opponent("perfect", "connect4", 0)
     with pytest.raises(ValueError, match="alphabeta@D"):
         make_opponent("alphabeta@x", None, 0)
+    with pytest.raises(ValueError, match="uct@N"):
+        make_opponent("uct@0", None, 0)
+
+
+def test_uct_opponent_is_search_without_learning():
+    """uct@N plays a legal, searched move: it takes an immediate connect-four win and beats random."""
+    from alphaloop.games.players import RandomPlayer
+    from alphaloop.learners.alphazero import play_match
+
+    uct = make_opponent("uct@200", "connect4", 0)
+    assert uct.choose(from_moves("connect4", "112233")) == 3  # column 4 completes the bottom row
+    wins, draws, losses = play_match(uct, RandomPlayer(1), "connect4", 4, seed=0)
+    assert wins >= 3 and losses == 0
+
+
+def test_match_opening_spreads_deterministic_games():
+    """With eval_opening plies of random moves, two deterministic players stop replaying one game."""
+    from alphaloop.learners.alphazero import play_match
+
+    class FirstLegal:
+        def choose(self, state):
+            return state.legal_actions()[0]
+
+    class LastLegal:
+        def choose(self, state):
+            return state.legal_actions()[-1]
+
+    same = {play_match(FirstLegal(), LastLegal(), "tictactoe", 2, seed=s) for s in range(4)}
+    spread = {play_match(FirstLegal(), LastLegal(), "tictactoe", 2, seed=s, random_opening=2) for s in range(8)}
+    assert len(same) == 1 and len(spread) > 1
 
 
 def test_perfect_lines_of_a_net_that_always_loses_to_a_fork():

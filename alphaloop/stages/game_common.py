@@ -21,9 +21,13 @@ class GameEvalFields(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     opponents: list[str] | None = Field(
-        None, description="random | perfect (tic-tac-toe) | alphabeta@D; default: random and the strongest")
+        None, description="random | perfect (tic-tac-toe) | alphabeta@D | uct@N (plain UCT, random roll-outs); "
+        "default: random and the strongest")
     alphabeta_depth: int = Field(4, ge=1, description="depth of the default connect-four opponent")
     eval_games: int = Field(20, ge=2, description="games per opponent and decoder (half as each colour)")
+    eval_opening: int = Field(0, ge=0, description="random plies opening every match game: deterministic players "
+                              "would otherwise replay the same two games (keep 0 where a random opening can be "
+                              "lost, e.g. against perfect tic-tac-toe)")
     eval_sims: list[int] = Field(default_factory=lambda: [0, 32],
                                  description="0 = raw net (argmax over legal moves); N = MCTS, N simulations")
     position_sets: list[str] = Field(
@@ -68,7 +72,9 @@ class GameEvalFields(BaseModel):
 # ---------------------------------------------------------------- evaluation
 
 def make_opponent(name: str, game: str | None, seed: int):
-    """The reference player `name` (random | perfect | alphabeta@D) for `game`; game None only checks it."""
+    """The reference player `name` (random | perfect | alphabeta@D | uct@N) for `game`; game None only
+    checks the name. `uct@N` is search without learning: UCT (Kocsis & Szepesvari 2006) with one
+    uniformly random roll-out per leaf and N simulations per move, the most visited move played."""
     from alphaloop.games.alphabeta import AlphaBetaPlayer
     from alphaloop.games.players import PerfectTicTacToe, RandomPlayer
 
@@ -81,7 +87,12 @@ def make_opponent(name: str, game: str | None, seed: int):
         return None if game is None else PerfectTicTacToe(seed)
     if kind == "alphabeta" and depth.isdigit() and int(depth) >= 1:
         return None if game is None else AlphaBetaPlayer(int(depth), seed=seed)
-    raise ValueError(f"opponent {name!r}: expected random, perfect (tic-tac-toe) or alphabeta@D (D >= 1)")
+    if kind == "uct" and depth.isdigit() and int(depth) >= 1:
+        from alphaloop.search import MCTS, MCTSConfig, RandomRolloutEvaluator
+
+        config = MCTSConfig(num_simulations=int(depth), selection="uct")
+        return None if game is None else MCTS(RandomRolloutEvaluator(seed), config, seed=seed)
+    raise ValueError(f"opponent {name!r}: expected random, perfect (tic-tac-toe), alphabeta@D or uct@N (D, N >= 1)")
 
 
 def default_opponents(game: str, depth: int) -> list[str]:
@@ -93,7 +104,7 @@ Tally = tuple[str, str, int, int, int]  # (player, opponent, wins, draws, losses
 
 
 def evaluate_net(policy: str, net, game: str, opponents: list[str] | None, depth: int, games: int,
-                 sims: list[int], seed: int) -> tuple[list[dict[str, Any]], list[Tally]]:
+                 sims: list[int], seed: int, opening: int = 0) -> tuple[list[dict[str, Any]], list[Tally]]:
     """Matches of `net` (raw for sims 0, else MCTS@sims) against each opponent, half the games as
     each colour (`play_match` alternates). Returns the eval records and the (player, opponent, wins,
     draws, losses) tallies that Elo is fitted on."""
@@ -107,7 +118,8 @@ def evaluate_net(policy: str, net, game: str, opponents: list[str] | None, depth
                 opponent = make_opponent(opponent_name, game, seed)
             except ValueError as exc:
                 raise UserError(f"opponents: {exc}") from None
-            w, d, l = play_match(NetPlayer(net, sims=n_sims, seed=seed), opponent, game, games, seed=seed)
+            w, d, l = play_match(NetPlayer(net, sims=n_sims, seed=seed), opponent, game, games, seed=seed,
+                                 random_opening=opening)
             n = w + d + l
             metrics = {"win_rate": round(w / n, 6), "draw_rate": round(d / n, 6),
                        "loss_rate": round(l / n, 6), "score": round((w + 0.5 * d) / n, 6), "n": n}
@@ -261,7 +273,7 @@ def in_training_eval(ctx, cfg, net, game: str, step: int) -> list[dict[str, Any]
 
     seed = ctx.seed("eval", step) % (2**31)
     records, _ = evaluate_net(ctx.stage.name, net, game, cfg.opponents, cfg.alphabeta_depth, cfg.eval_games,
-                              cfg.eval_sims, seed=seed)
+                              cfg.eval_sims, seed=seed, opening=cfg.eval_opening)
     if game == "tictactoe":
         records.append(lost_lines_record(ctx.stage.name, net))
     records += net_position_records(ctx.stage.name, net, position_sets_for(ctx, cfg, game), cfg.position_sims, seed)

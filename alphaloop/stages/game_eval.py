@@ -93,7 +93,7 @@ def run_game_eval(ctx, cfg: GameEvalStageConfig) -> dict[str, Any]:
         net = PolicyValueNet.load(ctx.policy_dir(name))
         seed = ctx.seed("eval", name) % (2**31)
         found, results = evaluate_net(name, net, game, cfg.opponents, cfg.alphabeta_depth, cfg.eval_games,
-                                      cfg.eval_sims, seed=seed)
+                                      cfg.eval_sims, seed=seed, opening=cfg.eval_opening)
         if game == "tictactoe" and cfg.perfect_lines:
             found.append(lost_lines_record(name, net))
         found += net_position_records(name, net, sets, cfg.position_sims, seed)
