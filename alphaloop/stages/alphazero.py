@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from alphaloop.stages.game_common import GameEvalFields, eval_info, finish, game_of, in_training_eval, resume_training
+from alphaloop.stages.game_common import GameEvalFields, close_step, finish, game_of, resume_training
 
 
 class AlphaZeroStageConfig(GameEvalFields):
@@ -116,13 +116,7 @@ def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
                     buffer=len(buffer), positions_per_s=round(positions / max(played - began, 1e-9), 1),
                     selfplay_s=round(played - began, 3), train_s=round(time.time() - played, 3))
             info = f"loss {stats.get('loss', float('nan')):.3f}  draws {float((outcomes == 0).mean()):.0%}"
-            if done % cfg.eval_every == 0 or done == cfg.rounds:
-                fresh = in_training_eval(ctx, cfg, net, game, done)
-                evals.extend(fresh)
-                info += "  " + eval_info(fresh)
-            ctx.progress.update(task, completed=done, info=info)
-            if done % cfg.checkpoint_every == 0 or done == cfg.rounds:
-                ctx.save_checkpoint(done, net, {"optimizer": optimizer.state_dict(), "evals": evals,
-                                                "stats": stats, "buffer": buffer.state_dict(),
-                                                "generator": rng.bit_generator.state})
+            close_step(ctx, cfg, net, game, done, cfg.rounds, task, info, evals,
+                       lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
+                                            "buffer": buffer.state_dict(), "generator": rng.bit_generator.state})
     return finish(ctx, net, cfg.rounds, evals, stats)

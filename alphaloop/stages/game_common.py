@@ -287,6 +287,20 @@ def in_training_eval(ctx, cfg, net, game: str, step: int) -> list[dict[str, Any]
     return records
 
 
+def close_step(ctx, cfg, net, game: str, done: int, total: int, task: int, info: str, evals: list,
+               trainer_state) -> None:
+    """The end of a training step or round, shared by the game stages: the in-training eval (every
+    `eval_every` and at the end, appended to `evals`), the progress line, and the checkpoint (every
+    `checkpoint_every` and at the end) holding `evals` plus `trainer_state()` (called only then)."""
+    if done % cfg.eval_every == 0 or done == total:
+        fresh = in_training_eval(ctx, cfg, net, game, done)
+        evals.extend(fresh)
+        info += "  " + eval_info(fresh)
+    ctx.progress.update(task, completed=done, info=info)
+    if done % cfg.checkpoint_every == 0 or done == total:
+        ctx.save_checkpoint(done, net, {"evals": evals, **trainer_state()})
+
+
 def eval_info(records: list[dict[str, Any]]) -> str:
     parts = []
     for r in records:

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from alphaloop.errors import UserError
-from alphaloop.stages.game_common import GameEvalFields, eval_info, finish, game_of, in_training_eval, resume_training
+from alphaloop.stages.game_common import GameEvalFields, close_step, finish, game_of, resume_training
 
 
 class GameImitateStageConfig(GameEvalFields):
@@ -73,12 +73,7 @@ def run_game_imitate(ctx, cfg: GameImitateStageConfig) -> dict[str, Any]:
         done = step + 1
         ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"})
         info = f"loss {stats['loss']:.3f}"
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            fresh = in_training_eval(ctx, cfg, net, game, done)
-            evals.extend(fresh)
-            info += "  " + eval_info(fresh)
-        ctx.progress.update(task, completed=done, info=info)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            ctx.save_checkpoint(done, net, {"optimizer": optimizer.state_dict(), "evals": evals,
-                                            "stats": stats, "generator": rng.bit_generator.state})
+        close_step(ctx, cfg, net, game, done, cfg.steps, task, info, evals,
+                   lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
+                                        "generator": rng.bit_generator.state})
     return finish(ctx, net, cfg.steps, evals, stats)
