@@ -77,35 +77,39 @@ def test_verdict_accuracy():
 
 def test_verification_rows_teach_the_verdict_on_held_out_candidates():
     """Imitation plus the verdict loss on verification rows makes the judge's log-odds separate
-    right from wrong candidates of *test* problems (1-digit sums; half the candidates are
-    one-character corruptions of the expert's answer). The rows are the expert's (own_share=0, to
-    keep the test fast; the stage also judges the policy's own samples)."""
+    right from wrong candidates of *test* problems (1-2 digit sums, whose column facts also occur
+    in training problems; half the candidates are one-character corruptions of the expert's
+    answer). The rows are the expert's (own_share=0, to keep the test fast; the stage also judges
+    the policy's own samples). Measured: 0.80-0.85 after 800 steps for policy seeds 0-4."""
     from alphaloop.stages.imitate import demonstration_batch
 
-    knobs = {"digits_min": 1, "digits_max": 1, "misconception_rate": 0.0, "test_fraction": 0.3}
+    knobs = {"digits_min": 1, "digits_max": 2, "misconception_rate": 0.0, "test_fraction": 0.3}
     env = make_env("arithmetic", **knobs)
     policy = LMPolicy.build(LMArch(hidden_size=48, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=96,
                                    max_seq_len=48), env.alphabet, seed=1)
     test = make_env("arithmetic", split="test", **knobs)
     check = random.Random(1)
     candidates = [(p, corrupt(c, test.alphabet, check) if i % 2 else c)
-                  for p in test.problems("test", 100, seed=0) for i, c in enumerate([test.expert(p, check)] * 2)]
+                  for p in test.problems("test", 150, seed=0) for i, c in enumerate([test.expert(p, check)] * 2)]
     labels = [test.verify(p, c) for p, c in candidates]
     assert 0.4 < sum(labels) / len(labels) < 0.6  # balanced: one verdict for all scores ~50%
     episodes = [Episode(observations=[p.prompt], actions=[c]) for p, c in candidates]
     before = verdict_accuracy(JudgeScorer(policy).score(episodes), labels)
 
+    steps = 800
     optimizer = torch.optim.AdamW(policy.parameters(), lr=3e-3)
+    decay = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1 - step / steps)
     rng, generator = random.Random(0), torch.Generator().manual_seed(0)
-    for _ in range(800):
+    for _ in range(steps):
         contexts, verdicts, _ = verification_rows(env, policy, rng, 32, generator, own_share=0.0)
         loss = imitation_loss(policy, *demonstration_batch(env, policy, rng, 32))
         loss = loss + imitation_loss(policy, *pack(contexts, verdicts, policy.pad_id))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        decay.step()
     after = verdict_accuracy(JudgeScorer(policy).score(episodes), labels)
-    assert before < 0.65 and after > 0.85, (before, after)
+    assert before < 0.65 and after > 0.72, (before, after)
 
 
 def test_imitate_stage_logs_the_verification_loss(tmp_path):
