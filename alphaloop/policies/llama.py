@@ -3,11 +3,13 @@
 At ~1M parameters a forward pass is a few dozen tiny matmuls, so wall time is set by Python
 overhead, not FLOPs: HF's model builds 4-D masks through a generic masking module, wraps
 every layer in hooks and output dataclasses, and keeps its KV cache in per-layer objects. This
-file does the same computation as one flat loop over functional ops with a preallocated cache,
-and keeps HF's parameter names (`model.layers.0.self_attn.q_proj.weight`, ...), so weights
-saved from here load with `AutoModelForCausalLM.from_pretrained` and give the same logits.
-Its matmuls go through `matmul.linear` (oneDNN on CPU); `prefix.py` adds a training forward
-that computes each prompt once for all of its sampled completions.
+file does the same computation as one flat loop over functional ops, and keeps HF's parameter
+names (`model.layers.0.self_attn.q_proj.weight`, ...), so weights saved from here load with
+`AutoModelForCausalLM.from_pretrained` and give the same logits. Its matmuls go through
+`matmul.linear` (the faster of MKL and oneDNN on this CPU). With a `kv_cache` (`new_cache`) the
+forward is the inference path in `decode.py` (prompt prefill and one-token decoding steps into a
+preallocated cache); `prefix.py` adds a training forward that computes each prompt once for all
+of its sampled completions.
 
 The architecture (Touvron et al. 2023, "LLaMA"), per layer l with input x:
 
@@ -22,24 +24,16 @@ n_heads / n_kv_heads query heads each) and a SwiGLU MLP (Shazeer 2020).
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 from transformers import LlamaConfig
 
+from alphaloop.policies.decode import DecodeWeights, KVCache, cached_forward
 from alphaloop.policies.matmul import linear
 
 # Per layer: (W_qkv, b_qkv, W_o, b_o, W_gate_up, b_gate_up, W_down, b_down); biases may be None.
 LayerWeights = tuple[torch.Tensor | None, ...]
-
-
-class DecodeWeights(NamedTuple):
-    """Every layer's `LayerWeights` and the LM head, snapshotted for decoding (`LeanLlama.decode_weights`)."""
-
-    layers: list[LayerWeights]
-    lm_head: torch.Tensor
 
 
 def lean_supported(config) -> str | None:
@@ -59,60 +53,6 @@ def lean_supported(config) -> str | None:
 def _rope_theta(config) -> float:
     rope = getattr(config, "rope_parameters", None) or {}
     return float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
-
-
-class KVCache:
-    """Preallocated keys and values for every layer, written in place, one row per sequence.
-
-    Keys are stored transposed, `keys[L, B, kv_heads, head_dim, max_len]`, and values as
-    `values[L, B, kv_heads, max_len, head_dim]`: decoding then multiplies the new query by a
-    plain slice of each (q K^T and p V) without a transposing copy. `length` counts the
-    positions filled so far (the same for every row: left padding keeps the batch rectangular).
-    `valid[b, s]` is False at padding positions; `bias` holds the same as an additive mask (0 or
-    -inf) for decoding, and `padded` records whether any position was ever masked, so an
-    unpadded prefill takes SDPA's mask-free causal path. Unwritten positions hold zeros.
-
-    `weights` optionally holds each layer's projection matrices, fused (see
-    `LeanLlama.decode_weights`), so that decoding does not rebuild them at every step; a cache
-    made under `torch.inference_mode()` by `LeanLlama.new_cache` holds such a snapshot and must
-    not outlive an optimizer step. `select(rows)` drops (or repeats) rows.
-    """
-
-    def __init__(self, num_layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int,
-                 dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu",
-                 weights: DecodeWeights | None = None) -> None:
-        self.keys = torch.zeros(num_layers, batch, kv_heads, head_dim, max_len, dtype=dtype, device=device)
-        self.values = torch.zeros(num_layers, batch, kv_heads, max_len, head_dim, dtype=dtype, device=device)
-        self.valid = torch.ones(batch, max_len, dtype=torch.bool, device=device)
-        # One copy per KV head so that [B*KV, 1, S] is a view, as torch.baddbmm wants it.
-        self.bias = torch.zeros(batch, kv_heads, 1, max_len, dtype=dtype, device=device)
-        self.max_len = max_len
-        self.length = 0
-        self.padded = False
-        self.weights = weights
-
-    @property
-    def batch(self) -> int:
-        return self.valid.shape[0]
-
-    def mark(self, start: int, attention_mask: torch.Tensor) -> None:
-        """Record which of positions start.. are real tokens (1) and which are padding (0)."""
-        valid = attention_mask.bool()
-        self.valid[:, start:start + valid.shape[1]] = valid
-        bias = torch.zeros(valid.shape, dtype=self.bias.dtype, device=valid.device)
-        self.bias[..., start:start + valid.shape[1]] = bias.masked_fill_(~valid, float("-inf"))[:, None, None]
-        self.padded = self.padded or not bool(valid.all())
-
-    def select(self, rows: torch.Tensor) -> None:
-        """Keep the sequences `rows` (indices into the current batch, in that order, repeats allowed).
-
-        Finished rows need no more compute: dropping them shrinks every later decoding step to
-        the rows still generating. Repeating a row starts several samples from one prefilled prompt.
-        """
-        self.keys = self.keys.index_select(1, rows)
-        self.values = self.values.index_select(1, rows)
-        self.valid = self.valid.index_select(0, rows)
-        self.bias = self.bias.index_select(0, rows)
 
 
 class RMSNorm(nn.Module):
@@ -204,7 +144,7 @@ class LeanLlama(nn.Module):
         positions = torch.arange(length, dtype=torch.float, device=self.inv_freq.device)
         freqs = positions[:, None] * self.inv_freq[None, :]
         emb = torch.cat((freqs, freqs), dim=-1)
-        # rotate_half(x) * sin == flip_halves(x) * [-sin, sin]: same products, but no slicing, whose
+        # rotate_half(x) * sin == roll(x, D/2) * [-sin, sin]: same products, but no slicing, whose
         # backward allocates and fills zeros.
         sin = emb.sin()
         half = self.head_dim // 2
@@ -227,24 +167,15 @@ class LeanLlama(nn.Module):
                           m.down_proj.weight, m.down_proj.bias))
         return fused
 
-    def decode_weights(self) -> DecodeWeights:
-        """`fused_weights` and the LM head, detached: a snapshot for decoding, built once per
-        rollout instead of once per step, and stale after the next optimizer step."""
-        with torch.no_grad():
-            return DecodeWeights([tuple(t if t is None else t.detach() for t in ws) for ws in self.fused_weights()],
-                                 self.lm_head.weight.detach())
-
     def new_cache(self, batch: int, max_len: int) -> KVCache:
-        """An empty cache for `batch` rows of up to `max_len` positions (prompt + completion).
-
-        Under `torch.inference_mode()` the cache also snapshots the fused weights for decoding.
-        """
+        """An empty cache for `batch` rows of up to `max_len` positions (prompt + completion),
+        holding a snapshot of the weights for the cached forward (inference only: make it under
+        `torch.no_grad()` or `torch.inference_mode()`, and not across an optimizer step)."""
         if max_len > self.rope_cos.shape[0]:
             self._extend_rope(max_len)
         weight = self.lm_head.weight
-        snapshot = self.decode_weights() if torch.is_inference_mode_enabled() else None
-        return KVCache(len(self.model.layers), batch, self.kv_heads, max_len, self.head_dim,
-                       dtype=weight.dtype, device=weight.device, weights=snapshot)
+        return KVCache(len(self.model.layers), batch, self.kv_heads, max_len, self.head_dim, DecodeWeights.of(self),
+                       dtype=weight.dtype, device=weight.device)
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
         """The state dict as HF saves it: without `lm_head.weight` when embeddings are tied."""
@@ -261,9 +192,8 @@ class LeanLlama(nn.Module):
             raise ValueError(f"state dict does not match the Llama config: missing {missing}, "
                              f"unexpected {unexpected}")
 
-    def _mask(self, attention_mask: torch.Tensor | None, cache: KVCache | None, start: int, T: int,
-              ) -> tuple[torch.Tensor | None, bool]:
-        """(boolean attention mask [B,1,T,S] or None, is_causal) for SDPA.
+    def _mask(self, attention_mask: torch.Tensor | None, T: int) -> tuple[torch.Tensor | None, bool]:
+        """(boolean attention mask [B,1,T,T] or None, is_causal) for SDPA.
 
         Causality is combined with key padding. Each query may also always attend to itself, so
         padding queries (left padding) never see an all-masked row, whose softmax would be NaN
@@ -272,27 +202,14 @@ class LeanLlama(nn.Module):
         only ever looks left, where every token is real, so SDPA's fast causal kernel gives the
         exact result at every real position.
         """
-        S = start + T
-        if cache is not None:
-            valid = cache.valid[:, :S] if cache.padded else None
-        elif attention_mask is None:
-            valid = None
-        else:
-            valid = attention_mask.bool()
-            right_padded = start == 0 and bool((valid[:, 1:] <= valid[:, :-1]).all())
-            valid = None if right_padded else valid
-        if valid is None:
-            if T == 1:
-                return None, False
-            if start == 0:
-                return None, True
-        device = self.inv_freq.device
-        keys = torch.arange(S, device=device)
-        queries = torch.arange(start, S, device=device)
-        causal = keys[None, :] <= queries[:, None]  # [T,S]
-        if valid is None:
-            return causal, False
-        mask = (causal[None] & valid[:, None, :]) | (keys[None, :] == queries[:, None])[None]
+        if attention_mask is None:
+            return None, True
+        valid = attention_mask.bool()
+        if bool((valid[:, 1:] <= valid[:, :-1]).all()):  # right padded
+            return None, True
+        positions = torch.arange(T, device=valid.device)
+        causal = positions[None, :] <= positions[:, None]  # [T,T]
+        mask = (causal[None] & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=valid.device)[None]
         return mask[:, None], False
 
     def project_qkv(self, layer: _Layer, weights: LayerWeights, x: torch.Tensor, cos: torch.Tensor,
@@ -303,7 +220,7 @@ class LeanLlama(nn.Module):
         qkv = linear(layer.input_layernorm(x), weights[0], weights[1]).view(B, T, H + 2 * KV, D)
         # RoPE on queries and keys at once: x cos + rotate_half(x) sin, rotate_half(x) = [-x2, x1].
         qk, v = qkv.split((H + KV, KV), dim=2)
-        qk = qk * cos + qk.unflatten(-1, (2, D // 2)).flip(-2).flatten(-2) * sin
+        qk = torch.addcmul(qk * cos, torch.roll(qk, D // 2, dims=-1), sin)
         q, k = qk.split((H, KV), dim=2)
         return q, k, v
 
@@ -322,21 +239,6 @@ class LeanLlama(nn.Module):
             self.config.intermediate_size, dim=-1)
         return x + linear(F.silu(gate) * up, weights[6], weights[7])
 
-    def _decode_attention(self, q: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor,
-                          bias: torch.Tensor) -> torch.Tensor:
-        """softmax(q K^T / sqrt(d) + bias) V for one new token per row: q [B,H,1,D], keys_t
-        [B,KV,D,S] (transposed, as cached), values [B,KV,S,D], bias [B,KV,1,S] (0 or -inf).
-
-        For a single query SDPA's blocked kernel is pure overhead; two small batched matmuls are
-        faster (the first one adding the scaled scores to the mask in the same call), and grouping
-        the G = H / KV query heads of each KV head (GQA) as [B*KV, G, D] needs no repeated keys.
-        """
-        B, H, _, D = q.shape
-        KV, S = keys_t.shape[1], keys_t.shape[-1]
-        scores = torch.baddbmm(bias.reshape(B * KV, 1, S), q.reshape(B * KV, H // KV, D),
-                               keys_t.reshape(B * KV, D, S), alpha=D ** -0.5)  # [B*KV,G,S]
-        return torch.bmm(torch.softmax(scores, dim=-1), values.reshape(B * KV, S, D)).reshape(B, H, 1, D)
-
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None,
                 return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -344,64 +246,39 @@ class LeanLlama(nn.Module):
 
         `attention_mask` [B,T] marks real tokens (1) and padding (0) among `input_ids`; it is
         combined with causality. With `kv_cache`, `input_ids` continue the cached sequence and
-        are written into it in place. Default positions count real tokens only
-        (cumsum(mask) - 1), which is right for both right and left padding.
+        are written into it in place (`decode.cached_forward`, inference only; default positions
+        then continue from the cache's length). Otherwise default positions count real tokens
+        only (cumsum(mask) - 1), which is right for both right and left padding.
         """
         if input_ids.dim() != 2:
             raise ValueError(f"input_ids: expected a [batch, time] tensor, got {tuple(input_ids.shape)}")
         B, T = input_ids.shape
-        start = 0 if kv_cache is None else kv_cache.length
-        S = start + T
         if kv_cache is not None:
-            if S > kv_cache.max_len:
+            start = kv_cache.length
+            if start + T > kv_cache.max_len:
                 raise ValueError(f"kv_cache: holds {kv_cache.max_len} positions, {start} used, {T} more given")
             if B != kv_cache.batch:
                 raise ValueError(f"kv_cache: holds {kv_cache.batch} rows, input_ids has {B}")
-            if attention_mask is not None:
-                kv_cache.mark(start, attention_mask)
+            if torch.is_grad_enabled():
+                raise ValueError("kv_cache: the cached forward is inference only; run it under torch.no_grad() "
+                                 "or torch.inference_mode()")
+            if position_ids is None:
+                position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
+            return cached_forward(self, kv_cache, input_ids, position_ids, attention_mask, return_hidden)
         if position_ids is None:
-            if attention_mask is not None and kv_cache is None:
-                position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
-            else:
-                position_ids = torch.arange(start, S, device=input_ids.device).expand(B, T)
-        if kv_cache is None or kv_cache.max_len > self.rope_cos.shape[0]:  # a cache's positions are < max_len
-            needed = int(position_ids.max()) + 1
-            if needed > self.rope_cos.shape[0]:
-                self._extend_rope(2 * needed)
+            position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0) if attention_mask is not None else \
+                torch.arange(T, device=input_ids.device).expand(B, T)
+        needed = int(position_ids.max()) + 1
+        if needed > self.rope_cos.shape[0]:
+            self._extend_rope(2 * needed)
         x = self.model.embed_tokens(input_ids)
         cos = self.rope_cos[position_ids].to(x.dtype)[:, :, None]  # [B,T,1,D]
         sin = self.rope_sin[position_ids].to(x.dtype)[:, :, None]
-        decoding = kv_cache is not None and T == 1
-        if decoding:
-            # PyTorch multiplies batches of tiny matrices (under 400 multiply-adds each) with a plain
-            # loop about 3x slower than its BLAS path, so attend over at least that many positions;
-            # the extra ones are masked out (their cached keys and values are zeros, never garbage).
-            window = min(max(S, -(-400 // (self.head_dim * self.num_heads // self.kv_heads))), kv_cache.max_len)
-            bias = kv_cache.bias[..., :window]
-            if window > S or (attention_mask is not None and kv_cache.padded):
-                bias = bias.clone()
-                bias[..., S:] = float("-inf")
-                bias[..., S - 1] = 0.0  # a padding query still attends to itself (see `_mask`)
-        else:
-            mask, is_causal = self._mask(attention_mask, kv_cache, start, T)
-        snapshot = kv_cache is not None and kv_cache.weights is not None
-        weights = kv_cache.weights.layers if snapshot else self.fused_weights()
-        for index, layer in enumerate(self.model.layers):
-            q, k, v = (t.transpose(1, 2) for t in self.project_qkv(layer, weights[index], x, cos, sin))
-            if kv_cache is not None:
-                kv_cache.keys[index, :, :, :, start:S] = k.transpose(-1, -2)
-                kv_cache.values[index, :, :, start:S] = v
-            if decoding:
-                o = self._decode_attention(q, kv_cache.keys[index, ..., :window], kv_cache.values[index, :, :, :window],
-                                           bias)
-            else:
-                if start > 0:  # continuing a cached sequence: attend to everything cached so far
-                    k = kv_cache.keys[index, ..., :S].transpose(-1, -2)
-                    v = kv_cache.values[index, :, :, :S]
-                o = self.attend(q, k, v, mask, is_causal)
-            x = self.finish_layer(layer, weights[index], x, o.transpose(1, 2).reshape(B, T, -1))
+        mask, is_causal = self._mask(attention_mask, T)
+        for layer, weights in zip(self.model.layers, self.fused_weights()):
+            q, k, v = (t.transpose(1, 2) for t in self.project_qkv(layer, weights, x, cos, sin))
+            o = self.attend(q, k, v, mask, is_causal)
+            x = self.finish_layer(layer, weights, x, o.transpose(1, 2).reshape(B, T, -1))
         hidden = self.model.norm(x)
-        logits = linear(hidden, kv_cache.weights.lm_head if snapshot else self.lm_head.weight)
-        if kv_cache is not None:
-            kv_cache.length = S
+        logits = linear(hidden, self.lm_head.weight)
         return (logits, hidden) if return_hidden else logits

@@ -1,35 +1,55 @@
-"""Linear layers through oneDNN on CPU: the same fp32 product as `F.linear`, on a faster kernel.
+"""Linear layers on the faster of PyTorch's two CPU kernels: the same fp32 product as `F.linear`.
 
-PyTorch sends a CPU `F.linear` to MKL's sgemm. On the AMD EPYC machines this project is built
-and measured on, MKL runs the shapes of a 1M-parameter Llama (64-1000 rows x 128-768 columns)
-at about 70 GFLOP/s on one core, while oneDNN, which PyTorch also ships (it backs the
-`torch.ops.mkldnn._linear_pointwise` op that `torch.compile` emits for CPU linears), runs the
-same products at 120-175 GFLOP/s: benchmarks/rollout.py and benchmarks/rl_step.py measure the
-difference. Both accumulate in fp32; results agree to fp32 rounding.
+PyTorch sends a CPU `F.linear` to MKL's sgemm. PyTorch also ships oneDNN (it backs the
+`torch.ops.mkldnn._linear_pointwise` op that `torch.compile` emits for CPU linears), and which
+is faster depends on the CPU. Measured at the shapes of a 1M-parameter Llama (64-1000 rows x
+128-768 columns) on one core:
+
+* AMD EPYC: MKL about 70 GFLOP/s, oneDNN 120-175 GFLOP/s -- oneDNN, about 2x;
+* Intel Xeon (Sapphire Rapids): MKL 130-190 GFLOP/s, oneDNN 70-170 GFLOP/s -- MKL.
+
+So oneDNN is used on AMD CPUs and MKL elsewhere; `ALPHALOOP_ONEDNN=1` or `=0` forces the
+choice (to compare the two: benchmarks/rollout.py, benchmarks/train.py). The choice depends on
+the machine and the shapes only, so runs on one machine stay reproducible. Both accumulate in
+fp32; results agree to fp32 rounding.
 
 `linear(x, w, b)` picks oneDNN for fp32 CPU products big enough to repay its higher per-call
-cost (MIN_MACS; the choice depends on shapes only, so runs stay reproducible), with a hand-written
-backward (oneDNN has no autograd formula registered):
+cost (MIN_MACS), with a hand-written backward (oneDNN has no autograd formula registered):
 
     y = x W^T + b,   dL/dx = g W,   dL/dW = g^T x,   dL/db = sum_rows g
 
-each product again through oneDNN. (Reordering weights into oneDNN's blocked layout once per
-rollout did not pay for itself at 8-32 decoding steps, so weights stay plain tensors.)
-Everything falls back to `F.linear` when oneDNN is missing, for other dtypes and devices, and
-when `ALPHALOOP_ONEDNN=0` is set (to compare the two).
+each product again through oneDNN. `prepare(w)` and `product(x, prepared, ...)` are the
+inference-only pair that decoding uses: the weight is laid out once for the kernel that will
+multiply it (transposed for MKL, whose sgemm is fastest without a transpose flag) and the
+residual add rides on the product (x + y W^T in one call).
+Everything falls back to `F.linear` when oneDNN is missing or not chosen, and for other
+dtypes and devices.
 """
 
 from __future__ import annotations
 
 import os
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
 
 
-def _resolve():
+def _cpu_vendor() -> str:
+    """The CPU's vendor string ('AuthenticAMD', 'GenuineIntel', ...), or '' if unknown."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return ""
+
+
+def _available():
     """The oneDNN linear op if this PyTorch build has it and it reproduces `F.linear`, else None."""
-    if os.environ.get("ALPHALOOP_ONEDNN", "1") == "0" or not torch.backends.mkldnn.is_available():
+    if not torch.backends.mkldnn.is_available():
         return None
     op = getattr(getattr(torch.ops, "mkldnn", None), "_linear_pointwise", None)
     if op is None:
@@ -45,6 +65,19 @@ def _resolve():
     return op
 
 
+def _resolve():
+    """oneDNN's op if it is available and chosen (forced by ALPHALOOP_ONEDNN, else on AMD CPUs)."""
+    choice = os.environ.get("ALPHALOOP_ONEDNN", "")
+    if choice == "0" or (choice != "1" and _cpu_vendor() != "AuthenticAMD"):
+        return None
+    return _available()
+
+
+def available() -> bool:
+    """Whether this PyTorch build has a working oneDNN linear (chosen or not)."""
+    return _available() is not None
+
+
 _OP = _resolve()
 
 
@@ -56,7 +89,7 @@ def enabled() -> bool:
 def set_enabled(on: bool) -> None:
     """Switch oneDNN on (if this build has it) or off, e.g. to measure what it brings."""
     global _OP
-    _OP = _resolve() if on else None
+    _OP = _available() if on else None
 
 
 # oneDNN costs about 10 us more per call than MKL; below about a million multiply-adds (one
@@ -97,3 +130,35 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     if torch.is_grad_enabled() and (x.requires_grad or w.requires_grad or (b is not None and b.requires_grad)):
         return _Linear.apply(x, w, b)
     return _OP(x, w, b, "none", [], "")
+
+
+class Prepared(NamedTuple):
+    """A weight laid out for `product`: [in, out] for MKL (`transposed`), [out, in] for oneDNN."""
+
+    weight: torch.Tensor
+    transposed: bool
+
+
+def prepare(w: torch.Tensor) -> Prepared:
+    """Lay out `w` [out, in] once for repeated inference products (`product`)."""
+    if _OP is None or w.dtype != torch.float32 or w.device.type != "cpu":
+        return Prepared(w.t().contiguous(), True)
+    return Prepared(w.contiguous(), False)
+
+
+def product(x: torch.Tensor, w: Prepared, bias: torch.Tensor | None = None,
+            residual: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T (+ bias) for a 2-D x [rows, in], without autograd (inference only). With `residual`,
+    the product is added to it in place and it is returned: a residual stream stays in one buffer
+    (a fresh one per product would have to be fetched into cache before every write)."""
+    if w.transposed:
+        if residual is None:
+            return torch.mm(x, w.weight) if bias is None else torch.addmm(bias, x, w.weight)
+        if bias is not None:
+            residual.add_(bias)
+        return residual.addmm_(x, w.weight)
+    if _OP is None or x.shape[0] * w.weight.numel() < MIN_MACS:
+        y = F.linear(x, w.weight, bias)
+    else:
+        y = _OP(x, w.weight, bias, "none", [], "")
+    return y if residual is None else residual.add_(y)

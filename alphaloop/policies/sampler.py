@@ -46,24 +46,30 @@ def _check(prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: f
         raise ValueError(f"top_k: expected >= 0 (0 = no truncation), got {top_k}")
 
 
-def _choose(logits: torch.Tensor, temperature: float, top_k: int, generator: torch.Generator | None,
-            ) -> torch.Tensor:
-    """Next token per row: argmax at temperature 0, else a draw from softmax(logits / T) over the top k."""
-    if temperature == 0:
-        return logits.argmax(dim=-1)
-    scaled = logits / temperature if temperature != 1.0 else logits
-    if 0 < top_k < scaled.shape[-1]:
-        kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
-        scaled = scaled.masked_fill(scaled < kth, float("-inf"))
-    probs = torch.softmax(scaled, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(1)
-
-
 def _logprob_and_choice(logits: torch.Tensor, temperature: float, top_k: int,
                         generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
-    """(next token per row, its raw log-prob log softmax(logits)[token])."""
-    token = _choose(logits, temperature, top_k, generator)
-    return token, logits.gather(-1, token[:, None]).squeeze(1) - torch.logsumexp(logits, dim=-1)
+    """(next token per row, its raw log-prob log softmax(logits)[token]).
+
+    The token is the argmax at temperature 0, else a draw from softmax(logits / T) over the top
+    k, by the exponential race: argmax_i p_i / E_i with E_i ~ Exp(1) i.i.d. picks i with
+    probability p_i (the same trick `torch.multinomial` uses for one sample; E = -log U from
+    uniforms is several times cheaper here than `Tensor.exponential_`).
+    """
+    logp = torch.log_softmax(logits, dim=-1)
+    if temperature == 0:
+        token = logits.argmax(dim=-1)
+    else:
+        if temperature == 1.0 and not 0 < top_k < logits.shape[-1]:
+            probs = logp.exp()
+        else:
+            scaled = logits / temperature if temperature != 1.0 else logits
+            if 0 < top_k < scaled.shape[-1]:
+                kth = torch.topk(scaled, top_k, dim=-1).values[:, -1:]
+                scaled = scaled.masked_fill(scaled < kth, float("-inf"))
+            probs = torch.softmax(scaled, dim=-1)
+        race = torch.rand(probs.shape, generator=generator, device=probs.device).log_().neg_()
+        token = (probs / race).argmax(dim=-1)
+    return token, logp.gather(-1, token[:, None]).squeeze(1)
 
 
 def sample(policy, prompts: Sequence[Sequence[int]], max_new_tokens: int, temperature: float = 1.0,

@@ -15,7 +15,10 @@ def restore():
 
 
 @pytest.mark.parametrize("shape,bias", [((600, 128), True), ((8, 75, 128), False)])
-def test_values_and_gradients_match_f_linear(shape, bias):
+def test_values_and_gradients_match_f_linear(shape, bias, restore):
+    if not matmul.available():
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    matmul.set_enabled(True)  # whatever this CPU would choose
     g = torch.Generator().manual_seed(0)
     x = torch.randn(*shape, generator=g, requires_grad=True)
     w = torch.randn(384, 128, generator=g, requires_grad=True)
@@ -44,3 +47,19 @@ def test_small_products_other_dtypes_and_disabled_fall_back(restore):
     assert not matmul.enabled()
     big_x, big_w = torch.randn(600, 128), torch.randn(384, 128)
     assert torch.equal(matmul.linear(big_x, big_w), F.linear(big_x, big_w))
+
+
+@pytest.mark.parametrize("on", [True, False])
+def test_prepared_products_match_f_linear(on, restore):
+    """The decoding pair: x W^T + b, added in place to a residual stream, for either kernel's weight layout."""
+    matmul.set_enabled(on and matmul.available())
+    g = torch.Generator().manual_seed(1)
+    x, w, b, r = (torch.randn(64, 128, generator=g), torch.randn(384, 128, generator=g),
+                  torch.randn(384, generator=g), torch.randn(64, 384, generator=g))
+    prepared = matmul.prepare(w)
+    assert prepared.transposed == (not matmul.enabled())
+    assert torch.allclose(matmul.product(x, prepared), F.linear(x, w), atol=1e-4)
+    stream = r.clone()
+    out = matmul.product(x, prepared, b, residual=stream)
+    assert out is stream and torch.allclose(stream, F.linear(x, w, b) + r, atol=1e-4)  # added in place
+    assert torch.allclose(matmul.product(x[:2], prepared, b), F.linear(x[:2], w, b), atol=1e-4)  # below MIN_MACS
