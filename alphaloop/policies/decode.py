@@ -6,8 +6,8 @@ the cache, and a per-op cost of a few microseconds for everything else. So this 
 for few, cheap ops, with the weights rearranged once per rollout (`DecodeWeights.of`) rather
 than at every step:
 
-* RMSNorm's gain folds into the next matrix: W (w ⊙ x r) = (W diag(w)) (x r), so a norm is
-  `F.rms_norm` without a weight (r = 1 / sqrt(mean(x²) + eps), Zhang & Sennrich 2019).
+* RMSNorm's gain folds into the next matrix: W (w ⊙ x r) = (W diag(w)) (x r), so a norm is a
+  row norm and one multiply (r = 1 / sqrt(mean(x²) + eps), Zhang & Sennrich 2019).
 * q/k/v are one product; the residual stream is one buffer that each product adds into in place
   (x += o W_o^T), and each weight is laid out once for the kernel that multiplies it
   (`matmul.prepare`). Gate and up stay two products, so SiLU(gate) ⊙ up (the SwiGLU MLP,
@@ -25,9 +25,10 @@ than at every step:
   times slower below 16 columns (measured on MKL: 12 positions cost 2-3x what 16 do), and the
   slots past the sequence are masked (-inf bias) and hold zeros, never garbage.
 
-Keys and values are cached as `[L, B, KV, capacity, D]` (keys in the pair order above): a new
-slot is a contiguous write (a transposed key cache reads faster in q K^T but costs more to
-write one column at a time; measured in place, this layout wins). Slots are zeroed lazily,
+Keys and values are cached together, `kv[L, 2, B, KV, capacity, D]` (keys in the pair order
+above): a new slot's keys and values are one contiguous write, next to each other in the q/k/v
+product (a transposed key cache reads faster in q K^T but costs more to write one column at a
+time; measured in place, this layout wins). Slots are zeroed lazily,
 just before a window first covers them: a fresh cache is not filled with zeros it may never use.
 This path is inference only (no gradients flow through the snapshot); the maths is the model's,
 and logits equal `LeanLlama.forward` and HF's Llama to fp32 rounding.
@@ -42,7 +43,7 @@ import torch.nn.functional as F
 
 from alphaloop.policies.matmul import Prepared, prepare, product
 
-WINDOW_QUANTUM = 16  # attend over a multiple of this many cached positions
+MIN_WINDOW = 16  # attend over at least this many cached positions
 
 
 class LayerDecodeWeights(NamedTuple):
@@ -104,7 +105,8 @@ class DecodeWeights(NamedTuple):
 class KVCache:
     """Keys and values of every layer for `batch` sequences of up to `max_len` positions.
 
-    `capacity` is `max_len` rounded up to WINDOW_QUANTUM. `length` counts the positions filled
+    `kv[layer, 0]` holds keys and `kv[layer, 1]` values, [B, KV, capacity, D] each; `capacity`
+    is `max_len`, but at least MIN_WINDOW. `length` counts the positions filled
     so far (the same for every row: left padding keeps the batch rectangular). `bias[b, kv, 0, s]`
     is the additive attention mask of key slot s: 0 at real tokens, -inf at padding and at slots
     not yet written (one copy per KV head, so that [B*KV, 1, W] is a view, as torch.baddbmm
@@ -116,9 +118,9 @@ class KVCache:
     def __init__(self, num_layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int,
                  weights: DecodeWeights, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> None:
-        capacity = -(-max_len // WINDOW_QUANTUM) * WINDOW_QUANTUM
-        self.keys = torch.empty(num_layers, batch, kv_heads, capacity, head_dim, dtype=dtype, device=device)
-        self.values = torch.empty(num_layers, batch, kv_heads, capacity, head_dim, dtype=dtype, device=device)
+        capacity = max(max_len, MIN_WINDOW)
+        self.kv = torch.empty(num_layers, 2, batch, kv_heads, capacity, head_dim, dtype=dtype, device=device)
+        self._index_layers()
         self.bias = torch.full((batch, kv_heads, 1, capacity), float("-inf"), dtype=dtype, device=device)
         self.max_len, self.capacity = max_len, capacity
         self.length = self.zeroed = 0
@@ -134,15 +136,20 @@ class KVCache:
         bias.masked_fill_(~attention_mask.bool(), float("-inf"))
         self.bias[..., start:start + bias.shape[1]] = bias[:, None, None]
 
+    def _index_layers(self) -> None:
+        """Per layer: (kv [2, B, KV, capacity, D], keys and values as [B*KV, capacity, D]), so
+        that a step slices views made once rather than rebuilding them every time."""
+        L, _, B, KV, capacity, D = self.kv.shape
+        self.layers = [(kv, kv[0].view(B * KV, capacity, D), kv[1].view(B * KV, capacity, D)) for kv in self.kv]
+
     def prepare_window(self, filled: int) -> int:
         """The window of slots a forward over the first `filled` slots attends to, after zeroing
         the slots of it that neither hold a key yet nor will be written by that forward."""
-        window = min(-(-filled // WINDOW_QUANTUM) * WINDOW_QUANTUM, self.capacity)
-        if window > self.zeroed:
-            fresh = max(self.zeroed, filled)
-            self.keys[:, :, :, fresh:window].zero_()
-            self.values[:, :, :, fresh:window].zero_()
-            self.zeroed = window
+        window = min(max(filled, MIN_WINDOW), self.capacity)
+        fresh = max(self.zeroed, filled)
+        if window > fresh:
+            self.kv[..., fresh:window, :].zero_()
+        self.zeroed = max(self.zeroed, window)
         return window
 
     def select(self, rows: torch.Tensor) -> None:
@@ -151,14 +158,16 @@ class KVCache:
         Finished rows need no more compute: dropping them shrinks every later decoding step to
         the rows still generating. Repeating a row starts several samples from one prefilled prompt.
         """
-        self.keys = self.keys.index_select(1, rows)
-        self.values = self.values.index_select(1, rows)
+        self.kv = self.kv.index_select(2, rows)
+        self._index_layers()
         self.bias = self.bias.index_select(0, rows)
 
 
 def _normalize(x: torch.Tensor, eps: float) -> torch.Tensor:
     """x / sqrt(mean(x²) + eps) per row: RMSNorm without its gain (folded into the next product)."""
-    return F.rms_norm(x, (x.shape[-1],), None, eps)
+    # (F.rms_norm computes the same with more internal ops: measured slower at these sizes)
+    ms = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().mul_(1.0 / x.shape[-1])
+    return x * ms.add_(eps).rsqrt_()
 
 
 def _attention_bias(cache: KVCache, start: int, T: int, window: int, groups: int,
@@ -182,17 +191,22 @@ def _attention_bias(cache: KVCache, start: int, T: int, window: int, groups: int
 
 def cached_forward(model, cache: KVCache, input_ids: torch.Tensor, position_ids: torch.Tensor,
                    attention_mask: torch.Tensor | None = None, return_hidden: bool = False,
-                   ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                   logits_to_keep: int = 0) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """Logits [B, T, V] (and the final normed hidden states if `return_hidden`) of `input_ids`
     [B, T] at RoPE positions `position_ids` [B, T], continuing the sequences in `cache` and
     appending their keys and values at slots `cache.length`..: the prompt prefill (T > 1,
     `attention_mask` marking left padding) and each decoding step (T = 1).
+
+    `logits_to_keep` = n > 0 returns only the last n positions (as HF's argument of that name).
+    A prefill needs just the last position's logits, and then the last layer only needs its
+    keys and values at the other positions: its attention and MLP run for the kept ones alone.
     """
     B, T = input_ids.shape
     H, KV, D = model.num_heads, model.kv_heads, model.head_dim
     G = H // KV
     start, weights = cache.length, cache.weights
     S = start + T
+    keep = T if logits_to_keep <= 0 else min(logits_to_keep, T)
     if attention_mask is not None or T > 1:
         cache.mark(start, attention_mask if attention_mask is not None else torch.ones_like(input_ids))
     else:
@@ -201,16 +215,19 @@ def cached_forward(model, cache: KVCache, input_ids: torch.Tensor, position_ids:
     bias = _attention_bias(cache, start, T, W, G, attention_mask)
     rotary = weights.rotary[position_ids][:, :, None]  # [B, T, 1, D/2]
     x = F.embedding(input_ids.reshape(-1), weights.embed)  # [B*T, C]
+    last = len(weights.layers) - 1
     for index, w in enumerate(weights.layers):
         qkv = product(_normalize(x, weights.eps), w.qkv, w.qkv_bias).view(B, T, H + 2 * KV, D)
         qk = qkv[:, :, : H + KV]
         torch.view_as_complex(qk.unflatten(-1, (D // 2, 2))).mul_(rotary)  # RoPE, in place
-        cache.keys[index, :, :, start:S] = qk[:, :, H:].transpose(1, 2)
-        cache.values[index, :, :, start:S] = qkv[:, :, H + KV:].transpose(1, 2)
-        q = qk[:, :, :H].view(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B * KV, G * T, D)
-        scores = torch.baddbmm(bias, q, cache.keys[index, :, :, :W].reshape(B * KV, W, D).transpose(1, 2),
-                               alpha=D ** -0.5)
-        attended = torch.bmm(torch.softmax(scores, dim=-1), cache.values[index, :, :, :W].reshape(B * KV, W, D))
+        kv, keys, values = cache.layers[index]
+        kv[:, :, :, start:S] = qkv[:, :, H:].view(B, T, 2, KV, D).permute(2, 0, 3, 1, 4)
+        if index == last and keep < T:  # only the kept positions' outputs are needed from here on
+            qk, bias = qk[:, T - keep:], bias.view(B * KV, G, T, W)[:, :, T - keep:].reshape(B * KV, G * keep, W)
+            x, T = x.view(B, T, -1)[:, T - keep:].reshape(B * keep, -1), keep
+        q = qk[:, :, :H].reshape(B, T, KV, G, D).permute(0, 2, 3, 1, 4).reshape(B * KV, G * T, D)
+        scores = torch.baddbmm(bias, q, keys[:, :W].transpose(1, 2), alpha=D ** -0.5)
+        attended = torch.bmm(torch.softmax(scores, dim=-1), values[:, :W])
         attended = attended.view(B, KV, G, T, D).permute(0, 3, 1, 2, 4).reshape(B * T, H * D)
         x = product(attended, w.o, w.o_bias, residual=x)
         normed = _normalize(x, weights.eps)

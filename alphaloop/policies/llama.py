@@ -241,8 +241,10 @@ class LeanLlama(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None,
-                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Logits [B,T,V] (and the final, normed hidden states [B,T,H] if `return_hidden`).
+                return_hidden: bool = False, logits_to_keep: int = 0,
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Logits [B,T,V] (and the final, normed hidden states [B,T,H] if `return_hidden`); with
+        `logits_to_keep` = n > 0, of the last n positions only (as HF's argument of that name).
 
         `attention_mask` [B,T] marks real tokens (1) and padding (0) among `input_ids`; it is
         combined with causality. With `kv_cache`, `input_ids` continue the cached sequence and
@@ -264,7 +266,8 @@ class LeanLlama(nn.Module):
                                  "or torch.inference_mode()")
             if position_ids is None:
                 position_ids = torch.arange(start, start + T, device=input_ids.device).expand(B, T)
-            return cached_forward(self, kv_cache, input_ids, position_ids, attention_mask, return_hidden)
+            return cached_forward(self, kv_cache, input_ids, position_ids, attention_mask, return_hidden,
+                                  logits_to_keep)
         if position_ids is None:
             position_ids = (attention_mask.long().cumsum(-1) - 1).clamp_min(0) if attention_mask is not None else \
                 torch.arange(T, device=input_ids.device).expand(B, T)
@@ -279,6 +282,6 @@ class LeanLlama(nn.Module):
             q, k, v = (t.transpose(1, 2) for t in self.project_qkv(layer, weights, x, cos, sin))
             o = self.attend(q, k, v, mask, is_causal)
             x = self.finish_layer(layer, weights, x, o.transpose(1, 2).reshape(B, T, -1))
-        hidden = self.model.norm(x)
+        hidden = self.model.norm(x if logits_to_keep <= 0 else x[:, -logits_to_keep:])
         logits = linear(hidden, self.lm_head.weight)
         return (logits, hidden) if return_hidden else logits

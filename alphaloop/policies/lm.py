@@ -71,7 +71,8 @@ class HFCausalLM(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, kv_cache: dict | None = None,
-                return_hidden: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                return_hidden: bool = False, logits_to_keep: int = 0,
+                ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         mask = torch.ones_like(input_ids) if attention_mask is None else attention_mask.long()
         kwargs = {}
         if kv_cache is not None:
@@ -84,7 +85,11 @@ class HFCausalLM(nn.Module):
         out = self.hf(input_ids=input_ids, attention_mask=mask, output_hidden_states=return_hidden, **kwargs)
         if kv_cache is not None:
             kv_cache["past"] = out.past_key_values
-        return (out.logits, out.hidden_states[-1]) if return_hidden else out.logits
+        logits, hidden = out.logits, out.hidden_states[-1] if return_hidden else None
+        if logits_to_keep > 0:
+            logits = logits[:, -logits_to_keep:]
+            hidden = None if hidden is None else hidden[:, -logits_to_keep:]
+        return (logits, hidden) if return_hidden else logits
 
 
 def _wrap(hf_model: nn.Module) -> nn.Module:
@@ -98,7 +103,7 @@ def _wrap(hf_model: nn.Module) -> nn.Module:
 
 class LMPolicy(nn.Module):
     """What acts and what learns: `model` (forward(input_ids, position_ids, attention_mask,
-    kv_cache, return_hidden) -> logits), `tokenizer`, optional `value_head` (PPO critic)."""
+    kv_cache, return_hidden, logits_to_keep) -> logits), `tokenizer`, optional `value_head` (PPO critic)."""
 
     def __init__(self, model: nn.Module, tokenizer, value_head: nn.Linear | None = None) -> None:
         super().__init__()

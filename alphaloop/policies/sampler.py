@@ -95,54 +95,65 @@ def sample(policy, prompts: Sequence[Sequence[int]], max_new_tokens: int, temper
     unique: dict[tuple[int, ...], int] = {}
     source = [unique.setdefault(tuple(p), len(unique)) for p in prompts] if lean else list(range(batch))
     firsts = list(unique) if lean else [tuple(p) for p in prompts]
-    ids = torch.full((len(firsts), width), pad, dtype=torch.long)
-    mask = torch.zeros((len(firsts), width), dtype=torch.long)
-    for row, prompt in enumerate(firsts):
-        ids[row, width - len(prompt):] = torch.as_tensor(prompt, dtype=torch.long)
-        mask[row, width - len(prompt):] = 1
-    ids, mask = ids.to(device), mask.to(device)
+    ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in firsts], dtype=torch.long, device=device)
+    mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in firsts], dtype=torch.long, device=device)
     source = torch.as_tensor(source, dtype=torch.long, device=device)
     positions = (mask.cumsum(-1) - 1).clamp_min(0)  # left padding: real tokens count from 0
     next_position = positions[source, -1:] + 1
 
-    tokens = torch.full((batch, max_new_tokens), pad, dtype=torch.long, device=device)
-    logprobs = torch.zeros((batch, max_new_tokens), dtype=torch.float32, device=device)
-    rows = torch.arange(batch, device=device)  # original row of each row still in the batch
+    # Per step: the tokens drawn, their log-probs, and which original rows they belong to (None
+    # while no row has been dropped); scattered into [batch, steps] once at the end.
+    drawn: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]] = []
+    rows: torch.Tensor | None = None  # original row of each row still in the batch, once some are dropped
     finished = torch.zeros(batch, dtype=torch.bool, device=device)  # ... and whether it has stopped
+    done = 0  # finished rows still in the batch
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
             cache = model.new_cache(len(firsts), width + max_new_tokens)
-            logits = model(ids, position_ids=positions, attention_mask=mask, kv_cache=cache)[:, -1].float()
+            logits = model(ids, position_ids=positions, attention_mask=mask, kv_cache=cache, logits_to_keep=1)[:, -1]
             if len(firsts) < batch:
                 cache.select(source)
                 logits = logits[source]
-            steps = 0
             for step in range(max_new_tokens):
-                token, raw = _logprob_and_choice(logits, temperature, top_k, generator)
-                token = token.masked_fill(finished, pad)
-                tokens[rows, step] = token
-                logprobs[rows, step] = raw
+                token, raw = _logprob_and_choice(logits.float(), temperature, top_k, generator)
+                if done:
+                    token = token.masked_fill(finished, pad)
+                drawn.append((token, raw, rows))
                 finished |= token == eos
-                steps = step + 1
-                if steps == max_new_tokens:
+                if step + 1 == max_new_tokens:
                     break
                 done = int(finished.sum())
-                if done == len(rows):
+                if done == len(finished):
                     break
-                if lean and done and 8 * done >= len(rows):
+                if lean and done and 8 * done >= len(finished):
                     keep = (~finished).nonzero().squeeze(1)
                     cache.select(keep)
-                    rows, token, next_position = rows[keep], token[keep], next_position[keep]
-                    finished = finished[keep]
-                logits = model(token[:, None], position_ids=next_position, kv_cache=cache)[:, -1].float()
+                    rows = keep if rows is None else rows[keep]
+                    token, next_position, finished, done = token[keep], next_position[keep], finished[keep], 0
+                logits = model(token[:, None], position_ids=next_position, kv_cache=cache)[:, -1]
                 next_position = next_position + 1
     finally:
         model.train(was_training)
 
+    steps = len(drawn)
+    tokens = torch.full((batch, steps), pad, dtype=torch.long, device=device)
+    logprobs = torch.zeros((batch, steps), dtype=torch.float32, device=device)
+    full = [step for step, (_, _, rows) in enumerate(drawn) if rows is None]  # a prefix of the steps
+    if full:
+        tokens[:, : len(full)] = torch.stack([token for token, _, _ in drawn[: len(full)]], dim=1)
+        logprobs[:, : len(full)] = torch.stack([raw for _, raw, _ in drawn[: len(full)]], dim=1)
+    if len(full) < steps:
+        rest = drawn[len(full):]
+        row_index = torch.cat([rows for _, _, rows in rest])
+        step_index = torch.repeat_interleave(torch.arange(len(full), steps, device=device),
+                                             torch.tensor([len(rows) for _, _, rows in rest], device=device))
+        tokens[row_index, step_index] = torch.cat([token for token, _, _ in rest])
+        logprobs[row_index, step_index] = torch.cat([raw for _, raw, _ in rest])
+
     completion_ids, completion_logprobs, truncated = [], [], []
-    for row_tokens, row_logprobs in zip(tokens[:, :steps].tolist(), logprobs[:, :steps].tolist()):
+    for row_tokens, row_logprobs in zip(tokens.tolist(), logprobs.tolist()):
         end = row_tokens.index(eos) + 1 if eos in row_tokens else len(row_tokens)
         completion_ids.append(row_tokens[:end])
         completion_logprobs.append(row_logprobs[:end])

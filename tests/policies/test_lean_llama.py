@@ -68,6 +68,27 @@ def test_kv_cache_decoding_equals_full_forward():
     assert (incremental - full).abs()[mask.bool()].max() < 1e-5
 
 
+@pytest.mark.parametrize("kv_heads", [4, 2])
+def test_cached_prefill_keeping_the_last_logits_equals_full_forward(kv_heads):
+    """logits_to_keep=1 skips the last layer's attention and MLP at every other position; the
+    kept logits, and every later decoding step (which reads all cached keys), are unchanged."""
+    ours, _ = pair(config(False, kv_heads))
+    ids = torch.randint(0, 23, (3, 9), generator=torch.Generator().manual_seed(5))
+    mask = torch.ones(3, 9, dtype=torch.long)
+    mask[1, :2] = 0
+    positions = (mask.cumsum(-1) - 1).clamp_min(0)
+    with torch.inference_mode():
+        full = ours(ids, position_ids=positions, attention_mask=mask)
+        cache = ours.new_cache(3, 12)
+        last = ours(ids[:, :7], position_ids=positions[:, :7], attention_mask=mask[:, :7], kv_cache=cache,
+                    logits_to_keep=1)
+        steps = [ours(ids[:, t:t + 1], position_ids=positions[:, t:t + 1], kv_cache=cache) for t in (7, 8)]
+        assert ours(ids, position_ids=positions, attention_mask=mask, logits_to_keep=2).shape == (3, 2, 23)
+    assert last.shape == (3, 1, 23)
+    assert (last[:, 0] - full[:, 6]).abs().max() < 1e-5
+    assert (torch.cat(steps, dim=1) - full[:, 7:]).abs().max() < 1e-5
+
+
 def test_cache_overflow_and_bad_shapes_are_clear_errors():
     ours, _ = pair(config())
     cache = ours.new_cache(1, 4)
