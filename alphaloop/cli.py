@@ -58,6 +58,9 @@ def run(
         resolved = load_recipe(recipe or _default_recipe(), set_ or [])
         run_dir = runner.prepare_run_dir(resolved, out)
         console.print(f"run directory: {run_dir}")
+    warning = runner.warn_if_oversubscribed(resolved.threads)
+    if warning:
+        console.print(f"[yellow]{warning}")
     runner.run(resolved, run_dir, show_progress=progress)
     _finish(run_dir)
 

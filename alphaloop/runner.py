@@ -225,6 +225,27 @@ def load_run_recipe(run_dir: Path) -> Recipe:
     return load_recipe(path)
 
 
+def warn_if_oversubscribed(threads: int, cores: int | None = None, busy: float | None = None) -> str | None:
+    """A warning when `threads` exceeds the cores other processes leave free, else None.
+
+    torch splits every product across its threads and waits for the slowest: when one of them
+    shares a core with another busy process it runs only in that process's scheduler slices, and
+    a step of small products slows down many times over (measured: the sampler at 2 threads on 2
+    cores with one busy fell from ~30k to under 1k tokens/s; at 1 thread it kept its speed).
+    `busy` is the 1-minute load average (cores in use), read before this run starts working.
+    """
+    if busy is None and not hasattr(os, "getloadavg"):
+        return None
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    busy = busy if busy is not None else os.getloadavg()[0]
+    free = max(cores - round(busy), 1)
+    if threads > free:
+        return (f"threads = {threads}, but other processes already keep about {round(busy)} of this machine's "
+                f"{cores} cores busy: expect large slowdowns; `--set threads={free}` avoids them "
+                "(results depend on the thread count, so compare runs made with the same one)")
+    return None
+
+
 def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
     """Run (or continue) every stage of `recipe` in `run_dir`; return summary.json's content."""
     torch.set_num_threads(recipe.threads)

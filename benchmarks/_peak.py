@@ -11,13 +11,15 @@ from alphaloop.policies import matmul
 
 def matmul_peak_flops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -> float:
     """Best FLOP/s of a square fp32 product (2 n^3 FLOPs) over sizes and repeats, at the current
-    `torch.get_num_threads()`, through both kernels the model may use: MKL (`torch.mm`) and, when
-    enabled, oneDNN (`alphaloop.policies.matmul`, about twice MKL on AMD CPUs). Best-of, not mean:
-    the peak is what the hardware can do when nothing else interferes, with the faster library."""
+    `torch.get_num_threads()`, through both kernels the model may use, whichever this CPU was
+    given: MKL (`torch.mm`) and oneDNN (`alphaloop.policies.matmul`, about twice MKL on AMD
+    CPUs) when this build has it. Best-of, not mean: the peak is what the hardware can do when
+    nothing else interferes, with the faster library."""
     best = 0.0
     products = [torch.mm]
-    if matmul.enabled():
-        products.append(lambda a, b: matmul.linear(a, b.t()))  # a @ b as x W^T with W = b^T
+    if matmul.available():
+        onednn = torch.ops.mkldnn._linear_pointwise
+        products.append(lambda a, b: onednn(a, b.t(), None, "none", [], ""))  # a @ b as x W^T with W = b^T
     for n in sizes:
         a, b = torch.randn(n, n), torch.randn(n, n)
         for product in products:
@@ -31,4 +33,4 @@ def matmul_peak_flops(sizes: tuple[int, ...] = (1024, 2048), repeats: int = 5) -
 
 if __name__ == "__main__":
     print(f"fp32 matmul peak: {matmul_peak_flops() / 1e9:.1f} GFLOP/s at {torch.get_num_threads()} threads "
-          f"(best of MKL{' and oneDNN' if matmul.enabled() else ''})")
+          f"(best of MKL{' and oneDNN' if matmul.available() else ''})")

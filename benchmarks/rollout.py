@@ -18,7 +18,7 @@ on a shared machine) and the median of the per-round ratios (the paired ratio).
 
     .venv/bin/python benchmarks/rollout.py [--threads 2] [--batch 64] [--new 32] [--repeats 7]
                                            [--stop fixed eos]
-    ALPHALOOP_ONEDNN=0 .venv/bin/python benchmarks/rollout.py   # without oneDNN linears
+    ALPHALOOP_ONEDNN=1 .venv/bin/python benchmarks/rollout.py   # force oneDNN linears (=0: force MKL)
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ def main() -> None:
         ids[row, width - len(prompt):] = torch.tensor(prompt)
         mask[row, width - len(prompt):] = 1
     print(f"{policy.num_parameters / 1e6:.2f}M-param Llama, batch {args.batch}, up to {args.new} new tokens, "
-          f"temperature 1, {args.threads} threads, oneDNN linears {'on' if matmul.enabled() else 'off'}")
+          f"temperature 1, {args.threads} threads, linears on {'oneDNN' if matmul.enabled() else 'MKL'}")
 
     for stop in args.stop:
         eos = -1 if stop == "fixed" else policy.eos_id

@@ -83,3 +83,13 @@ def test_resume_skips_corrupted_checkpoint(repo_root, reference, tmp_path):
     summary = runner.run(recipe, run_dir, show_progress=False)
     assert json.dumps(summary, sort_keys=True, indent=2) + "\n" == (ref_dir / "summary.json").read_text()
     assert metrics_without_time(run_dir) == metrics_without_time(ref_dir)
+
+
+def test_oversubscription_warning_names_the_fix():
+    from alphaloop.runner import warn_if_oversubscribed
+
+    assert warn_if_oversubscribed(2, cores=2, busy=0.1) is None
+    assert warn_if_oversubscribed(1, cores=2, busy=1.2) is None
+    message = warn_if_oversubscribed(2, cores=2, busy=1.2)
+    assert message and "threads = 2" in message and "--set threads=1" in message
+    assert "--set threads=1" in warn_if_oversubscribed(4, cores=2, busy=3.0)  # never suggests 0
