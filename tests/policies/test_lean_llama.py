@@ -51,8 +51,15 @@ def test_left_padding_mask_matches_unpadded_rows():
     assert (padded[1, 3:] - alone[0]).abs().max() < 1e-5
 
 
-def test_kv_cache_decoding_equals_full_forward():
-    ours, _ = pair(config(False, 2))
+@pytest.mark.parametrize("kv_heads,bias", [(2, False), (1, True), (4, True)])
+def test_kv_cache_decoding_equals_full_forward(kv_heads, bias):
+    """Prefill + one-token steps (decode.py: folded norms, pair-ordered RoPE, grouped-query
+    windows) give the full forward's logits, with and without projection biases."""
+    ours, _ = pair(config(False, kv_heads, attention_bias=bias, mlp_bias=bias))
+    with torch.no_grad():  # the init zeroes biases and sets unit norms: make both matter
+        for name, param in ours.named_parameters():
+            if name.endswith("bias") or "norm" in name:
+                param.add_(0.3 * torch.randn(param.shape, generator=torch.Generator().manual_seed(len(name))))
     ids = torch.randint(0, 23, (3, 10), generator=torch.Generator().manual_seed(4))
     mask = torch.ones(3, 10, dtype=torch.long)
     mask[0, :4] = 0  # left padding in the prompt part
