@@ -6,7 +6,7 @@ PIP     := $(BIN)/pip install -c constraints.txt
 STAMP   := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo test test-slow bench bench-openspiel lint clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -36,9 +36,20 @@ bench: install
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/mcts.py
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/selfplay.py
 
+# OpenSpiel's Python AlphaZero side by side with our self-play (benchmark only: its own venv,
+# since it brings JAX and flax).
+OS_VENV ?= .venv-openspiel
+$(OS_VENV)/.installed:
+	$(PY) -m venv $(OS_VENV)
+	$(OS_VENV)/bin/pip install -q open_spiel==2.0.2 jax flax optax
+	touch $@
+
+bench-openspiel: install $(OS_VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/selfplay.py --threads 1 --openspiel-python $(OS_VENV)/bin/python
+
 lint: install
 	$(BIN)/ruff check alphaloop tests benchmarks docs/examples
 	$(BIN)/ruff format --check alphaloop tests benchmarks
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(OS_VENV) runs .pytest_cache

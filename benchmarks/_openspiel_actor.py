@@ -1,0 +1,73 @@
+"""OpenSpiel's Python AlphaZero self-play actor, timed: runs under an interpreter that has OpenSpiel.
+
+Not part of alphaloop (it imports neither alphaloop nor torch): `benchmarks/selfplay.py
+--openspiel-python PYTHON` runs it in a subprocess, so that the comparison is side by side on one
+machine. It builds OpenSpiel's own model, evaluator and bots exactly as its actor process does
+(`open_spiel.python.algorithms.alpha_zero.alpha_zero`: `_init_model_from_config`,
+`AlphaZeroEvaluator` with its LRU cache, two `MCTSBot`s with PUCT and Dirichlet noise) and plays
+games with its `_play_game`, the actor's loop without the replay queue, counting states (moves
+played). The config mirrors OpenSpiel's example defaults (uct_c 2, Dirichlet 0.25 / alpha 1,
+temperature 1 for the first 10 moves) at the simulation count and net given. Prints one JSON line.
+
+    PYTHON benchmarks/_openspiel_actor.py --sims 100 --width 64 --depth 2 --seconds 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+
+class _Quiet:
+    def print(self, *args) -> None:
+        pass
+
+    opt_print = print
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--game", default="connect_four")
+    parser.add_argument("--sims", type=int, default=100)
+    parser.add_argument("--model", default="mlp", choices=["mlp", "conv2d", "resnet"])
+    parser.add_argument("--width", type=int, default=64)
+    parser.add_argument("--depth", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=60.0, help="play whole games until this much time has passed")
+    args = parser.parse_args()
+
+    import jax
+    import numpy as np
+    import pyspiel
+    from open_spiel.python.algorithms.alpha_zero import alpha_zero as az
+    from open_spiel.python.algorithms.alpha_zero import evaluator as evaluator_lib
+
+    game = pyspiel.load_game(args.game)
+    np.random.seed(0)
+    with tempfile.TemporaryDirectory() as path:
+        config = az.Config(
+            game=args.game, path=path, learning_rate=0.001, weight_decay=1e-4, decouple_weight_decay=False,
+            train_batch_size=256, replay_buffer_size=2**14, replay_buffer_reuse=False, max_steps=0,
+            checkpoint_freq=100, actors=1, evaluators=0, evaluation_window=100, eval_levels=7, uct_c=2.0,
+            max_simulations=args.sims, policy_alpha=1.0, policy_epsilon=0.25, temperature=1.0,
+            temperature_drop=10, nn_model=args.model, nn_width=args.width, nn_depth=args.depth,
+            observation_shape=game.observation_tensor_shape(), output_size=game.num_distinct_actions(),
+            verbose=False, quiet=True)
+        model = az._init_model_from_config(config)
+        evaluator = evaluator_lib.AlphaZeroEvaluator(game, model)
+        bots = (az._init_bot(config, game, evaluator, False), az._init_bot(config, game, evaluator, False))
+        az._play_game(_Quiet(), 0, game, bots, config.temperature, config.temperature_drop)  # warm-up
+        games = states = 0
+        start, cpu_start = time.perf_counter(), time.process_time()
+        while time.perf_counter() - start < args.seconds:
+            trajectory = az._play_game(_Quiet(), games + 1, game, bots, config.temperature, config.temperature_drop)
+            games, states = games + 1, states + len(trajectory.states)
+        wall, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+    print(json.dumps({"games": games, "states": states, "wall_s": wall, "cpu_s": cpu,
+                      "states_per_s": states / wall, "states_per_cpu_s": states / cpu,
+                      "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}))
+
+
+if __name__ == "__main__":
+    main()
