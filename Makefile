@@ -45,6 +45,7 @@ $(OS_VENV)/.installed:
 	touch $@
 
 bench-openspiel: install $(OS_VENV)/.installed
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/mcts.py --openspiel-python $(OS_VENV)/bin/python
 	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/selfplay.py --threads 1 --openspiel-python $(OS_VENV)/bin/python
 
 lint: install

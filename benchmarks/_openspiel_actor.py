@@ -1,4 +1,4 @@
-"""OpenSpiel's Python AlphaZero self-play actor, timed: runs under an interpreter that has OpenSpiel.
+"""OpenSpiel's Python AlphaZero actor and MCTSBot, timed: runs under an interpreter that has OpenSpiel.
 
 Not part of alphaloop (it imports neither alphaloop nor torch): `benchmarks/selfplay.py
 --openspiel-python PYTHON` runs it in a subprocess, so that the comparison is side by side on one
@@ -9,7 +9,13 @@ games with its `_play_game`, the actor's loop without the replay queue, counting
 played). The config mirrors OpenSpiel's example defaults (uct_c 2, Dirichlet 0.25 / alpha 1,
 temperature 1 for the first 10 moves) at the simulation count and net given. Prints one JSON line.
 
+`--uct MOVES` instead times OpenSpiel's Python `MCTSBot` with random roll-outs (UCT, c = sqrt(2),
+one roll-out per leaf, `RandomRolloutEvaluator`) searching the connect-four position reached by
+MOVES (1-based columns, "" = the initial position): best simulations/s over `--repeat` searches
+(`benchmarks/mcts.py --openspiel-python PYTHON`, for the same search of ours).
+
     PYTHON benchmarks/_openspiel_actor.py --sims 100 --width 64 --depth 2 --seconds 60
+    PYTHON benchmarks/_openspiel_actor.py --uct "" --sims 5000 --repeat 3
 """
 
 from __future__ import annotations
@@ -35,7 +41,12 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=64)
     parser.add_argument("--depth", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=60.0, help="play whole games until this much time has passed")
+    parser.add_argument("--uct", metavar="MOVES", help="time MCTSBot + random roll-outs from this position instead")
+    parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
+    if args.uct is not None:
+        print(json.dumps(uct_rate(args.uct, args.sims, args.repeat)))
+        return
 
     import jax
     import numpy as np
@@ -67,6 +78,29 @@ def main() -> None:
     print(json.dumps({"games": games, "states": states, "wall_s": wall, "cpu_s": cpu,
                       "states_per_s": states / wall, "states_per_cpu_s": states / cpu,
                       "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}))
+
+
+def uct_rate(moves: str, sims: int, repeat: int) -> dict:
+    """Best simulations/s (wall, CPU) of one MCTSBot search from the position after `moves`."""
+    import math
+
+    import numpy as np
+    import pyspiel
+    from open_spiel.python.algorithms import mcts
+
+    game = pyspiel.load_game("connect_four")
+    state = game.new_initial_state()
+    for move in moves:
+        state.apply_action(int(move) - 1)
+    rng = np.random.RandomState(0)
+    bot = mcts.MCTSBot(game, math.sqrt(2), sims, mcts.RandomRolloutEvaluator(1, rng), random_state=rng)
+    wall = cpu = 0.0
+    for _ in range(repeat):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        bot.mcts_search(state)
+        wall = max(wall, sims / (time.perf_counter() - start))
+        cpu = max(cpu, sims / max(time.process_time() - cpu_start, 1e-9))
+    return {"sims_per_s": wall, "sims_per_cpu_s": cpu}
 
 
 if __name__ == "__main__":

@@ -2,8 +2,11 @@
 
 1. Plain UCT with random rollouts (UCB1, c = sqrt(2), one child expanded per visit, one random
    play-out per leaf) from the initial position and from a mid-game position: the textbook
-   algorithm, comparable with OpenSpiel's Python `MCTSBot` (about 10-17k simulations/s on
-   connect four; its game logic is C++, ours is Python).
+   algorithm, comparable with OpenSpiel's Python `MCTSBot` (its game logic is C++, ours is
+   Python). With `--openspiel-python PYTHON` (an interpreter with open_spiel, e.g. the venv of
+   `make bench-openspiel`) the same searches run with MCTSBot side by side
+   (`benchmarks/_openspiel_actor.py --uct`); without it the reference is 10-17k simulations/s,
+   measured on a machine of this kind.
 2. PUCT with a `UniformEvaluator` (priors uniform, value 0): the tree's own overhead, first for one
    game (per-game list trees), then for many games in lock-step (`search_many`, numpy trees),
    the path self-play takes. Simulations/s there bounds self-play states/s from above:
@@ -13,13 +16,17 @@
 Rates are best-of-`--repeat`, by wall clock and by this process's CPU time (on a shared machine the
 wall clock also counts time spent waiting for a core).
 
-    .venv/bin/python benchmarks/mcts.py [--sims 5000] [--games 256] [--repeat 3]
+    .venv/bin/python benchmarks/mcts.py [--sims 5000] [--games 256] [--repeat 3] [--openspiel-python PYTHON]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
 import time
+from pathlib import Path
 
 from alphaloop.games.connect4 import Connect4State
 from alphaloop.search import (
@@ -47,12 +54,21 @@ def best_rate(run, sims: int, repeat: int) -> tuple[float, float]:
     return wall, cpu
 
 
+def openspiel_uct(python: str, moves: str, sims: int, repeat: int) -> dict:
+    """OpenSpiel's Python MCTSBot with random roll-outs, timed in a subprocess under `python`."""
+    script = Path(__file__).resolve().parent / "_openspiel_actor.py"
+    out = subprocess.run([python, str(script), "--uct", moves, "--sims", str(sims), "--repeat", str(repeat)],
+                         env=dict(os.environ, OMP_NUM_THREADS="1"), capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sims", type=int, default=5000, help="simulations per single-game search")
     parser.add_argument("--games", type=int, default=256, help="games searched in lock-step")
     parser.add_argument("--many-sims", type=int, default=100, help="simulations per move in lock-step")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--openspiel-python", help="interpreter with open_spiel: run its MCTSBot side by side")
     args = parser.parse_args()
 
     lo, hi = OPENSPIEL_MCTSBOT_SIMS_PER_S
@@ -64,6 +80,11 @@ def main() -> None:
         search = MCTS(RandomRolloutEvaluator(seed=0), uct, seed=0)
         rate, cpu = best_rate(lambda s=search, st=state: s.search(st), args.sims, args.repeat)
         print(f"{'UCT + random rollout, ' + label:58s} {rate:10,.0f} {cpu:10,.0f}")
+        if args.openspiel_python:
+            theirs = openspiel_uct(args.openspiel_python, moves, args.sims, args.repeat)
+            print(f"{'  OpenSpiel Python MCTSBot, same search':58s} {theirs['sims_per_s']:10,.0f} "
+                  f"{theirs['sims_per_cpu_s']:10,.0f}   ours / theirs: {rate / theirs['sims_per_s']:.2f}x wall, "
+                  f"{cpu / theirs['sims_per_cpu_s']:.2f}x CPU")
 
     state = Connect4State()
     for batch in (1, 8):
