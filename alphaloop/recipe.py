@@ -82,6 +82,17 @@ class Recipe(Strict):
             seen.add(stage.name)
         return self
 
+    @model_validator(mode="after")
+    def _scale_has_a_stage_to_scale(self) -> Recipe:
+        # Only AlphaZero self-play is spread over workers; a setting that would change nothing is an
+        # error, like an unknown key, rather than a silent no-op.
+        spread = self.scale.backend != "local" or self.scale.workers > 1
+        if spread and not any(stage.kind == "alphazero" for stage in self.stages):
+            raise ValueError(f"scale: backend {self.scale.backend!r} with {self.scale.workers} worker(s) spreads "
+                             "AlphaZero self-play only, and this recipe has no 'alphazero' stage (its stages run in "
+                             "this process); remove [scale] or add an alphazero stage")
+        return self
+
 
 def parse_value(text: str) -> Any:
     """Parse an override value as TOML (numbers, booleans, strings, lists); bare words are strings."""

@@ -115,3 +115,11 @@ def test_resume_after_kill_9_with_two_workers_matches(repo_root, tmp_path, backe
     summary, metrics = run_recipe(alphazero_recipe(repo_root, rounds=rounds, workers=2), tmp_path / "ref")
     assert (tmp_path / "killed" / "summary.json").read_text() == summary
     assert metrics_without_time(tmp_path / "killed") == metrics
+
+
+def test_scale_without_an_alphazero_stage_is_an_error(repo_root):
+    """[scale] spreads self-play only: on a recipe with nothing to spread it is a clear error, not a no-op."""
+    data = tomllib.loads(Path(f"{repo_root}/recipes/smoke.toml").read_text())
+    data["scale"] = {"backend": "ray", "workers": 2}
+    with pytest.raises(UserError, match="scale: .*spreads AlphaZero self-play only"):
+        validate_recipe(data)
