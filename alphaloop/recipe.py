@@ -41,13 +41,15 @@ class PolicySpec(Strict):
 
 
 class ScaleSpec(Strict):
-    """Where self-play runs (`alphaloop.scale`, docs/scaling.md). Results depend on `workers` (how a
-    round's games are split and seeded) and the threads per worker, not on `backend`."""
+    """Where self-play and RL rollouts run (`alphaloop.scale`, docs/scaling.md). Results depend on
+    `workers` (how a round's games or a step's prompts are split and seeded) and the threads per
+    worker, not on `backend`."""
 
     backend: Literal["local", "ray"] = Field("local", description="'local': in this process; 'ray': Ray actors")
     address: str | None = Field(None, description="existing Ray cluster address ('auto', 'ray://host:10001'); "
                                                   "None starts a local Ray")
-    workers: int = Field(1, ge=1, description="chunks a self-play round is split into; Ray actors to run them")
+    workers: int = Field(1, ge=1, description="chunks a self-play round (or an RL step's prompts) is split into; "
+                                              "Ray actors to run them")
     worker_threads: int | None = Field(None, ge=1, description="torch threads per worker; default: threads // "
                                                                 "workers (at least 1)")
 
@@ -84,13 +86,13 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _scale_has_a_stage_to_scale(self) -> Recipe:
-        # Only AlphaZero self-play is spread over workers; a setting that would change nothing is an
-        # error, like an unknown key, rather than a silent no-op.
+        # Only AlphaZero self-play and RL rollouts are spread over workers; a setting that would change
+        # nothing is an error, like an unknown key, rather than a silent no-op.
         spread = self.scale.backend != "local" or self.scale.workers > 1
-        if spread and not any(stage.kind == "alphazero" for stage in self.stages):
+        if spread and not any(stage.kind in ("alphazero", "rl") for stage in self.stages):
             raise ValueError(f"scale: backend {self.scale.backend!r} with {self.scale.workers} worker(s) spreads "
-                             "AlphaZero self-play only, and this recipe has no 'alphazero' stage (its stages run in "
-                             "this process); remove [scale] or add an alphazero stage")
+                             "AlphaZero self-play and RL rollouts only, and this recipe has no 'alphazero' or 'rl' "
+                             "stage (its stages run in this process); remove [scale] or add such a stage")
         return self
 
 

@@ -13,6 +13,7 @@ seeded the same way, so a resumed run samples exactly what an uninterrupted one 
 
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from functools import partial
@@ -85,17 +86,31 @@ def rewards_of(groups: list[list[Episode]], format_reward: float) -> torch.Tenso
                          for g in groups])
 
 
-def collect_groups(ctx, cfg: RLStageConfig, policy, env, step: int, max_new_tokens: int):
-    """Sample prompts_per_step groups; with dynamic sampling, replace all-equal-reward groups (DAPO)."""
+def collect_groups(ctx, cfg: RLStageConfig, policy, env, step: int, max_new_tokens: int, workers=None):
+    """Sample prompts_per_step groups; with dynamic sampling, replace all-equal-reward groups (DAPO).
+
+    With `workers` (the recipe's `[scale]`, `scale/rollouts.py`) the sampling of each draw is split
+    into one seeded chunk per worker; without, it runs here from one generator.
+    """
     from alphaloop.learners.advantages import zero_variance_groups
+    from alphaloop.scale.rollouts import rollout, rollout_jobs
 
     rng = random.Random(ctx.seed("prompts", step))
     generator = torch.Generator().manual_seed(ctx.seed("sample", step))
+    weights = None if workers is None else {k: v.detach() for k, v in policy.state_dict().items()}
+    draws = 0
 
     def draw(count: int) -> list[list[Episode]]:
+        nonlocal draws
         problems = [env.sample_problem(rng, "train") for _ in range(count)]
-        return policy_episodes(policy, env, problems, cfg.group_size, temperature=cfg.temperature, top_k=cfg.top_k,
-                               max_new_tokens=max_new_tokens, generator=generator)
+        draws += 1
+        if workers is None:
+            return policy_episodes(policy, env, problems, cfg.group_size, temperature=cfg.temperature,
+                                   top_k=cfg.top_k, max_new_tokens=max_new_tokens, generator=generator)
+        seeds = [ctx.seed("sample", step, draws, chunk) for chunk in range(workers.workers)]
+        jobs = rollout_jobs(problems, workers.workers, seeds, cfg.group_size, cfg.temperature, cfg.top_k,
+                            max_new_tokens)
+        return [group for chunk in workers.map(rollout, jobs, weights) for group in chunk]
 
     groups = draw(cfg.prompts_per_step)
     flat = zero_variance_groups(rewards_of(groups, cfg.format_reward))
@@ -110,6 +125,24 @@ def collect_groups(ctx, cfg: RLStageConfig, policy, env, step: int, max_new_toke
             kept += [g for g, f in zip(fresh, flags) if not f]
         groups = kept[: cfg.prompts_per_step] or groups  # nothing informative at all: keep the batch
     return groups, zero_frac
+
+
+@contextlib.contextmanager
+def _rollout_workers(ctx, policy):
+    """The recipe's `[scale]` workers for this stage's rollouts (scale/rollouts.py), or None when it
+    spreads nothing (the default: one local worker, i.e. this process samples)."""
+    scale = ctx.recipe.scale
+    if scale.backend == "local" and scale.workers == 1:
+        yield None
+        return
+    from alphaloop.scale import make_workers, worker_threads
+    from alphaloop.scale.rollouts import RolloutFactory, load_policy_weights
+
+    factory = RolloutFactory(policy, ctx.recipe.env.name, dict(ctx.recipe.env.knobs))
+    with make_workers(factory, backend=scale.backend, workers=scale.workers, address=scale.address,
+                      threads=worker_threads(ctx.recipe.threads, scale.workers, scale.worker_threads),
+                      load=load_policy_weights) as workers:
+        yield workers
 
 
 def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
@@ -147,92 +180,93 @@ def run_rl(ctx, cfg: RLStageConfig) -> dict[str, Any]:
         evals.append(in_training_eval(ctx, policy, test_env, test_problems, 0))
 
     task = ctx.new_progress_task(cfg.steps, completed=start)
-    for step in range(start, cfg.steps):
-        began = time.time()
-        policy.model.eval()
-        groups, zero_frac = collect_groups(ctx, cfg, policy, env, step, max_new_tokens)
-        sampled_at = time.time()
-        episodes = [e for g in groups for e in g]
-        rewards = rewards_of(groups, cfg.format_reward)
-        # Completion tokens only, each prompt stored once (see learners/sequences.py and policies/prefix.py).
-        batch = pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], policy.pad_id)
-        mask = batch.mask
-        # The sampler's log-probs are pi_old's (the raw model at this step's weights): no extra forward.
-        old_logprobs = completion_tensor([e.logprobs for e in episodes], tuple(mask.shape))
-        if cfg.mask_truncated:
-            mask = mask * torch.tensor([0.0 if e.truncated else 1.0 for e in episodes])[:, None]
-        ref_logprobs = None
-        if reference is not None:
-            with torch.no_grad():
-                ref_logprobs = reference.completion_logprobs(batch)[0]
-        if ppo:
-            with torch.no_grad():
-                old_values = policy.completion_logprobs(batch, return_values=True)[2]
-            last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)  # each row's final token
-            token_rewards = last.float() * rewards.reshape(-1, 1)
-            advantages, returns = gae(token_rewards, old_values, mask, cfg.gamma, cfg.lam)
-            valid = advantages[mask > 0]
-            advantages = (advantages - valid.mean()) / (valid.std() + 1e-8) * mask
-        else:
-            advantages = compute_advantages(cfg.algorithm, rewards, baseline=baseline).reshape(-1)
-            if cfg.algorithm == "reinforce":
-                baseline = update_baseline(baseline, rewards.reshape(-1), cfg.baseline_momentum)
-
-        lr = cfg.lr * (warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-                       if cfg.schedule == "cosine" else min(1.0, (step + 1) / max(1, cfg.warmup_steps)))
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        policy.model.train()
-        order_gen = torch.Generator().manual_seed(ctx.seed("minibatch", step))
-        stats_sum: dict[str, float] = {}
-        updates = 0
-        for _ in range(cfg.epochs):
-            order = torch.randperm(len(episodes), generator=order_gen)
-            for rows in order.chunk(cfg.minibatches):
-                logprobs, logits, values = policy.completion_logprobs(batch.rows(rows), return_values=ppo)
-                take = partial(minibatch_of, rows=rows, width=logprobs.shape[1])
-                loss, stats = policy_gradient_loss(
-                    logprobs, take(old_logprobs), take(advantages), take(mask),
-                    ref_logprobs=None if ref_logprobs is None else take(ref_logprobs), beta=cfg.beta,
-                    clip_low=cfg.clip_low, clip_high=cfg.clip_high, aggregation=cfg.aggregation,
-                    max_tokens=max_new_tokens)
-                if ppo:
-                    value_loss = clipped_value_loss(values, take(old_values), take(returns), take(mask),
-                                                    clip=cfg.value_clip)
-                    loss = loss + cfg.value_coef * value_loss
-                    stats["value_loss"] = float(value_loss.detach())
-                with torch.no_grad():
-                    stats["entropy"] = float(entropy_from_logits(logits.detach(), take(mask)))
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
-                optimizer.step()
-                stats["loss"] = float(loss.detach())
-                for key, value in stats.items():
-                    stats_sum[key] = stats_sum.get(key, 0.0) + value
-                updates += 1
-        done = step + 1
-        elapsed = max(time.time() - began, 1e-9)
-        new_tokens = sum(len(e.action_ids) for e in episodes)
-        metrics = {k: round(v / updates, 6) for k, v in stats_sum.items()}
-        metrics.update(
-            reward_mean=round(float(rewards.mean()), 6), pass_rate=round(sum(e.success for e in episodes) /
-                                                                          len(episodes), 6),
-            response_length=round(new_tokens / len(episodes), 3), zero_variance_frac=round(zero_frac, 6),
-            truncated_frac=round(sum(e.truncated for e in episodes) / len(episodes), 6), lr=lr,
-            tokens_per_s=round(new_tokens / elapsed, 1), samples_per_s=round(len(episodes) / elapsed, 1),
-            generation_s=round(sampled_at - began, 4),
-        )
-        ctx.log(done, **metrics)
-        info = f"reward {metrics['reward_mean']:.3f}"
-        if done % cfg.eval_every == 0 or done == cfg.steps:
+    with _rollout_workers(ctx, policy) as workers:  # None: sample in this process
+        for step in range(start, cfg.steps):
+            began = time.time()
             policy.model.eval()
-            evals.append(in_training_eval(ctx, policy, test_env, test_problems, done))
-            info += f"  test greedy {evals[-1]['metrics']['accuracy']:.1%}"
-        ctx.progress.update(task, completed=done, info=info)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            ctx.save_checkpoint(done, policy, {"optimizer": optimizer.state_dict(), "baseline": baseline,
-                                               "evals": evals})
+            groups, zero_frac = collect_groups(ctx, cfg, policy, env, step, max_new_tokens, workers)
+            sampled_at = time.time()
+            episodes = [e for g in groups for e in g]
+            rewards = rewards_of(groups, cfg.format_reward)
+            # Completion tokens only, each prompt stored once (see learners/sequences.py and policies/prefix.py).
+            batch = pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], policy.pad_id)
+            mask = batch.mask
+            # The sampler's log-probs are pi_old's (the raw model at this step's weights): no extra forward.
+            old_logprobs = completion_tensor([e.logprobs for e in episodes], tuple(mask.shape))
+            if cfg.mask_truncated:
+                mask = mask * torch.tensor([0.0 if e.truncated else 1.0 for e in episodes])[:, None]
+            ref_logprobs = None
+            if reference is not None:
+                with torch.no_grad():
+                    ref_logprobs = reference.completion_logprobs(batch)[0]
+            if ppo:
+                with torch.no_grad():
+                    old_values = policy.completion_logprobs(batch, return_values=True)[2]
+                last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)  # each row's final token
+                token_rewards = last.float() * rewards.reshape(-1, 1)
+                advantages, returns = gae(token_rewards, old_values, mask, cfg.gamma, cfg.lam)
+                valid = advantages[mask > 0]
+                advantages = (advantages - valid.mean()) / (valid.std() + 1e-8) * mask
+            else:
+                advantages = compute_advantages(cfg.algorithm, rewards, baseline=baseline).reshape(-1)
+                if cfg.algorithm == "reinforce":
+                    baseline = update_baseline(baseline, rewards.reshape(-1), cfg.baseline_momentum)
+
+            lr = cfg.lr * (warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
+                           if cfg.schedule == "cosine" else min(1.0, (step + 1) / max(1, cfg.warmup_steps)))
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            policy.model.train()
+            order_gen = torch.Generator().manual_seed(ctx.seed("minibatch", step))
+            stats_sum: dict[str, float] = {}
+            updates = 0
+            for _ in range(cfg.epochs):
+                order = torch.randperm(len(episodes), generator=order_gen)
+                for rows in order.chunk(cfg.minibatches):
+                    logprobs, logits, values = policy.completion_logprobs(batch.rows(rows), return_values=ppo)
+                    take = partial(minibatch_of, rows=rows, width=logprobs.shape[1])
+                    loss, stats = policy_gradient_loss(
+                        logprobs, take(old_logprobs), take(advantages), take(mask),
+                        ref_logprobs=None if ref_logprobs is None else take(ref_logprobs), beta=cfg.beta,
+                        clip_low=cfg.clip_low, clip_high=cfg.clip_high, aggregation=cfg.aggregation,
+                        max_tokens=max_new_tokens)
+                    if ppo:
+                        value_loss = clipped_value_loss(values, take(old_values), take(returns), take(mask),
+                                                        clip=cfg.value_clip)
+                        loss = loss + cfg.value_coef * value_loss
+                        stats["value_loss"] = float(value_loss.detach())
+                    with torch.no_grad():
+                        stats["entropy"] = float(entropy_from_logits(logits.detach(), take(mask)))
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+                    optimizer.step()
+                    stats["loss"] = float(loss.detach())
+                    for key, value in stats.items():
+                        stats_sum[key] = stats_sum.get(key, 0.0) + value
+                    updates += 1
+            done = step + 1
+            elapsed = max(time.time() - began, 1e-9)
+            new_tokens = sum(len(e.action_ids) for e in episodes)
+            metrics = {k: round(v / updates, 6) for k, v in stats_sum.items()}
+            metrics.update(
+                reward_mean=round(float(rewards.mean()), 6), pass_rate=round(sum(e.success for e in episodes) /
+                                                                              len(episodes), 6),
+                response_length=round(new_tokens / len(episodes), 3), zero_variance_frac=round(zero_frac, 6),
+                truncated_frac=round(sum(e.truncated for e in episodes) / len(episodes), 6), lr=lr,
+                tokens_per_s=round(new_tokens / elapsed, 1), samples_per_s=round(len(episodes) / elapsed, 1),
+                generation_s=round(sampled_at - began, 4),
+            )
+            ctx.log(done, **metrics)
+            info = f"reward {metrics['reward_mean']:.3f}"
+            if done % cfg.eval_every == 0 or done == cfg.steps:
+                policy.model.eval()
+                evals.append(in_training_eval(ctx, policy, test_env, test_problems, done))
+                info += f"  test greedy {evals[-1]['metrics']['accuracy']:.1%}"
+            ctx.progress.update(task, completed=done, info=info)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                ctx.save_checkpoint(done, policy, {"optimizer": optimizer.state_dict(), "baseline": baseline,
+                                                   "evals": evals})
 
     final = {"test_greedy_accuracy": evals[-1]["metrics"]["accuracy"]} if evals else {}
     return {"steps": cfg.steps, "final": final, "evals": evals,

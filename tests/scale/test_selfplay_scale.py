@@ -118,8 +118,10 @@ def test_resume_after_kill_9_with_two_workers_matches(repo_root, tmp_path, backe
 
 
 def test_scale_without_an_alphazero_stage_is_an_error(repo_root):
-    """[scale] spreads self-play only: on a recipe with nothing to spread it is a clear error, not a no-op."""
+    """[scale] spreads self-play and RL rollouts only: on a recipe with nothing to spread it is a
+    clear error, not a no-op."""
     data = tomllib.loads(Path(f"{repo_root}/recipes/smoke.toml").read_text())
+    data["stages"] = [stage for stage in data["stages"] if stage["kind"] != "rl"]
     data["scale"] = {"backend": "ray", "workers": 2}
-    with pytest.raises(UserError, match="scale: .*spreads AlphaZero self-play only"):
+    with pytest.raises(UserError, match="scale: .*spreads AlphaZero self-play and RL rollouts only"):
         validate_recipe(data)
