@@ -191,3 +191,23 @@ def test_wrong_policy_kind_or_env_is_a_clear_error(repo_root, tmp_path):
         runner.run(recipe, run_dir, show_progress=False)
     with pytest.raises(UserError, match="opponents"):
         load_recipe(f"{repo_root}/{SMOKE}", ["stages.2.opponents=['minimax']"])
+
+
+def test_alphazero_lr_schedule_and_playout_cap_settings():
+    """Cosine lr from `lr` (first round) to `lr_final` (last); playout-cap settings are checked."""
+    from pydantic import ValidationError
+
+    from alphaloop.stages.alphazero import AlphaZeroStageConfig, round_lr
+
+    cfg = AlphaZeroStageConfig(kind="alphazero", rounds=5, lr=1e-3, lr_final=1e-4)
+    rates = [round_lr(cfg, r) for r in range(5)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(1e-4)
+    assert rates[2] == pytest.approx(5.5e-4) and rates == sorted(rates, reverse=True)
+    constant = AlphaZeroStageConfig(kind="alphazero", rounds=5, lr=2e-3)
+    assert {round_lr(constant, r) for r in range(5)} == {2e-3}
+    assert round_lr(AlphaZeroStageConfig(kind="alphazero", rounds=1, lr=1e-3, lr_final=1e-5), 0) == 1e-3
+    AlphaZeroStageConfig(kind="alphazero", simulations=200, fast_simulations=50, full_fraction=0.25)
+    with pytest.raises(ValidationError, match="below simulations"):
+        AlphaZeroStageConfig(kind="alphazero", simulations=50, fast_simulations=50)
+    with pytest.raises(ValidationError, match="Gumbel"):
+        AlphaZeroStageConfig(kind="alphazero", search="gumbel", simulations=50, fast_simulations=10)

@@ -38,7 +38,9 @@ from alphaloop.scale.base import split_evenly
 
 @dataclass
 class GameRecord:
-    """One finished game: per move the mover's observation, policy target, player and action."""
+    """One finished game: every move played (`actions`), and per recorded position (every move, or
+    with playout-cap randomisation the full searches only) the mover's observation, policy target,
+    player and the search's root value for the mover (`root_values`, self-play only)."""
 
     game_name: str
     observations: list[np.ndarray] = field(default_factory=list)
@@ -46,13 +48,30 @@ class GameRecord:
     players: list[int] = field(default_factory=list)
     actions: list[int] = field(default_factory=list)
     returns: tuple[float, float] = (0.0, 0.0)
+    root_values: list[float] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.actions)
 
-    def value_targets(self) -> np.ndarray:
-        """z_t = outcome for the player who moved at t: +1 win, -1 loss, 0 draw."""
-        return np.array([self.returns[p] for p in self.players], dtype=np.float32)
+    def value_targets(self, q_weight: float = 0.0) -> np.ndarray:
+        """z_t = outcome for the player who moved at t (+1 win, -1 loss, 0 draw), or with `q_weight`
+        = w > 0 the mix (1 - w) z_t + w q_t with q_t the search's root value at t.
+
+        The outcome is an unbiased but noisy target: one blunder late in a game (or a temperature-1
+        move early on) flips z for every earlier position. The root value q is the search's own
+        estimate, less noisy but biased by the net it came from. Averaging the two trades a little
+        bias for much less variance (Willemsen, Baier & Kaisers 2021, "Value targets in off-policy
+        AlphaZero: a new greedy backup", compare z, q and their average on connect four and find the
+        mix learns fastest)."""
+        if not 0.0 <= q_weight <= 1.0:
+            raise ValueError(f"q_weight must be in [0, 1], got {q_weight}")
+        z = np.array([self.returns[p] for p in self.players], dtype=np.float32)
+        if q_weight == 0.0:
+            return z
+        if len(self.root_values) != len(self.players):
+            raise ValueError(f"value_targets: q_weight > 0 needs one root value per position, got "
+                             f"{len(self.root_values)} for {len(self.players)} (expert games have none)")
+        return ((1.0 - q_weight) * z + q_weight * np.asarray(self.root_values, dtype=np.float32)).astype(np.float32)
 
 
 def _check_count(name: str, value: int) -> None:
@@ -73,29 +92,48 @@ def select_action(visit_counts: np.ndarray, temperature: float, rng: np.random.G
 
 
 def play_games(game_name: str, search, num_games: int, temperature_moves: int,
-               rng: np.random.Generator) -> list[GameRecord]:
+               rng: np.random.Generator, fast_simulations: int = 0, full_fraction: float = 1.0) -> list[GameRecord]:
     """Play `num_games` self-play games in lock-step with `search.search_many`.
 
     `search` is an MCTS-like object (`alphaloop.search.mcts.MCTS`) whose `search_many(states)` returns
     one `SearchResult` per state with `visit_counts` (float[A], what the move is drawn from),
-    `policy_target` (float[A], what the net learns) and `action` (a move the search chose itself, as
-    Gumbel search does, or None). Each call gets only the unfinished games, so finished games cost
-    nothing. Root exploration noise, if any, is the search config's business (Dirichlet 0.25).
+    `policy_target` (float[A], what the net learns), `root_value` and `action` (a move the search
+    chose itself, as Gumbel search does, or None). Each call gets only the unfinished games, so
+    finished games cost nothing. Root exploration noise, if any, is the search config's business
+    (Dirichlet 0.25).
+
+    Playout-cap randomisation (Wu 2019, "Accelerating Self-Play Learning in Go", section 3.1) when
+    `fast_simulations` > 0: at every move of every game, independently, with probability
+    `full_fraction` the search is a full one (the config's simulations, root noise) and the position
+    is recorded for training; otherwise a fast one (`fast_simulations`, no noise) that only moves the
+    game on and is not recorded. Policy targets then all come from full searches, while games --
+    and with them value targets -- come several times cheaper than at the full budget everywhere.
     """
     _check_count("num_games", num_games)
     _check_count("temperature_moves", temperature_moves)
+    _check_count("fast_simulations", fast_simulations)
+    if not 0.0 < full_fraction <= 1.0:
+        raise ValueError(f"full_fraction must be in (0, 1], got {full_fraction}")
     states = [new_game(game_name) for _ in range(num_games)]
     records = [GameRecord(game_name) for _ in range(num_games)]
     active = [i for i, s in enumerate(states) if not s.is_terminal()]
     while active:
-        results = search.search_many([states[i] for i in active])
+        if fast_simulations:
+            full = (rng.random(len(active)) < full_fraction).tolist()
+            sims = [search.config.num_simulations if f else fast_simulations for f in full]
+            results = search.search_many([states[i] for i in active], simulations=sims, explore=full)
+        else:
+            full = [True] * len(active)
+            results = search.search_many([states[i] for i in active])
         if len(results) != len(active):
             raise RuntimeError(f"search_many returned {len(results)} results for {len(active)} states")
-        for i, result in zip(active, results):
+        for i, result, recorded in zip(active, results, full):
             state, record = states[i], records[i]
-            record.observations.append(np.asarray(state.observation_tensor(), dtype=np.float32))
-            record.policies.append(np.asarray(result.policy_target, dtype=np.float32))
-            record.players.append(state.current_player())
+            if recorded:
+                record.observations.append(np.asarray(state.observation_tensor(), dtype=np.float32))
+                record.policies.append(np.asarray(result.policy_target, dtype=np.float32))
+                record.players.append(state.current_player())
+                record.root_values.append(float(result.root_value))
             if result.action is not None:  # the search picked the move itself (Gumbel sequential halving)
                 action = int(result.action)
             else:
@@ -126,14 +164,17 @@ class SelfPlayJob:
     search: Any
     temperature_moves: int
     seed: int
+    fast_simulations: int = 0      # playout-cap randomisation (`play_games`); 0 = off
+    full_fraction: float = 1.0
 
 
 def self_play_jobs(game_name: str, num_games: int, parts: int, search: Any, temperature_moves: int,
-                   seed: int) -> list[SelfPlayJob]:
+                   seed: int, fast_simulations: int = 0, full_fraction: float = 1.0) -> list[SelfPlayJob]:
     """Split `num_games` into `parts` chunks of near-equal size (no empty chunk), chunk i seeded with
     derive_seed(seed, i): the split depends only on (num_games, parts, seed), never on the backend."""
     _check_count("num_games", num_games)
-    return [SelfPlayJob(game_name, size, search, temperature_moves, derive_seed(seed, i))
+    return [SelfPlayJob(game_name, size, search, temperature_moves, derive_seed(seed, i), fast_simulations,
+                        full_fraction)
             for i, size in enumerate(split_evenly(num_games, parts))]
 
 
@@ -146,11 +187,13 @@ def play_job(net, job: SelfPlayJob) -> list[GameRecord]:
     search_class = GumbelMCTS if isinstance(job.search, GumbelConfig) else MCTS
     search = search_class(NetEvaluator(net, cache_size=SELFPLAY_CACHE), job.search, seed=derive_seed(job.seed, 0))
     rng = np.random.default_rng(derive_seed(job.seed, 1))
-    return play_games(job.game, search, job.num_games, job.temperature_moves, rng)
+    return play_games(job.game, search, job.num_games, job.temperature_moves, rng, job.fast_simulations,
+                      job.full_fraction)
 
 
-def to_examples(records: list[GameRecord], augment: bool = True) -> Examples:
-    """Flatten games into (obs, policy target, value target) examples.
+def to_examples(records: list[GameRecord], augment: bool = True, q_weight: float = 0.0) -> Examples:
+    """Flatten games into (obs, policy target, value target) examples; value targets as
+    `GameRecord.value_targets(q_weight)` (the outcome z, or its mix with the search's root value).
 
     With `augment`, every position also yields its images under the game's symmetries (8 for the
     square tic-tac-toe board, 2 for the left-right mirror of connect four) -- free data, and it
@@ -158,10 +201,12 @@ def to_examples(records: list[GameRecord], augment: bool = True) -> Examples:
     """
     if not records:
         raise ValueError("records must hold at least one GameRecord")
+    if not any(record.observations for record in records):
+        raise ValueError("records hold no recorded position")
     obs, pol, val = [], [], []
     for record in records:
         sym = symmetries_fn(record.game_name) if augment else None
-        for o, p, z in zip(record.observations, record.policies, record.value_targets()):
+        for o, p, z in zip(record.observations, record.policies, record.value_targets(q_weight)):
             pairs = sym(o, p) if sym is not None else [(o, p)]
             for o2, p2 in pairs:
                 obs.append(o2)

@@ -116,7 +116,7 @@ class GumbelMCTS(MCTS):
     def _previous_trees(self) -> dict[tuple, _Tree]:
         return {}                               # sequential halving needs a root without visits
 
-    def _begin(self, tree: _Tree) -> None:
+    def _begin(self, tree: _Tree, explore: bool = True) -> None:
         cfg = self.config
         prior = tree.prior[tree.root]
         n = len(prior)

@@ -126,14 +126,19 @@ class Lockstep:
             self.count[g] = order.size
 
     # ---- the search ----------------------------------------------------------------------------
-    def run(self, states: Sequence[GameState]) -> list[SearchResult]:
+    def run(self, states: Sequence[GameState], sims: Sequence[int] | None = None,
+            noise: Sequence[bool] | None = None) -> list[SearchResult]:
+        """Search `states` (`sims[g]` simulations for game g, root noise where `noise[g]`; default:
+        the config's count and noise for all), reusing the previous search's subtrees."""
         owner, cfg = self.owner, self.owner.config
+        sims = [cfg.num_simulations] * len(states) if sims is None else list(sims)
+        noise = [True] * len(states) if noise is None else list(noise)
         G, A = len(states), states[0].num_actions
         for i, state in enumerate(states):
             if state.num_actions != A:
                 raise ValueError(f"states[{i}]: expected {A} actions (one game), got {state.num_actions}")
         reuse = [self._find_prev(s) if cfg.reuse_tree else None for s in states]
-        self._alloc(G, max(r[1].size if r else 1 for r in reuse) + cfg.num_simulations, A)
+        self._alloc(G, max(r[1].size if r else 1 for r in reuse) + max(sims), A)
         found = [(g, *r) for g, r in enumerate(reuse) if r]
         if found:
             self._copy_prev(found)
@@ -146,11 +151,13 @@ class Lockstep:
         saved = self.P[roots].copy()
         if cfg.dirichlet_fraction > 0:
             eps = cfg.dirichlet_fraction
-            for root in roots.tolist():
+            for root, explore in zip(roots.tolist(), noise):
+                if not explore:
+                    continue
                 legal = np.flatnonzero(self.L[root])
-                noise = owner.rng.dirichlet([cfg.dirichlet_alpha] * len(legal))
-                self.P[root, legal] = (1 - eps) * self.P[root, legal] + eps * noise
-        remaining = np.full(G, cfg.num_simulations)
+                dirichlet = owner.rng.dirichlet([cfg.dirichlet_alpha] * len(legal))
+                self.P[root, legal] = (1 - eps) * self.P[root, legal] + eps * dirichlet
+        remaining = np.array(sims, np.int64)
         while remaining.any():
             self._step(remaining)
         results = [self._result(root) for root in roots.tolist()]

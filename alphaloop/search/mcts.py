@@ -255,24 +255,33 @@ class MCTS:
         self._trees = []
         self._lockstep.prev = None
 
-    def search_many(self, states: Sequence[GameState]) -> list[SearchResult]:
+    def search_many(self, states: Sequence[GameState], simulations: Sequence[int] | None = None,
+                    explore: Sequence[bool] | None = None) -> list[SearchResult]:
         """Search every state's tree in lock-step: each step, every unfinished tree contributes up to
         `batch_size` leaves and all of them go to the evaluator in ONE call. Results equal one
         `search` per state. A state that continues a position searched last time (up to two moves
-        on) reuses that subtree; finished games may simply be left out of the next call."""
+        on) reuses that subtree; finished games may simply be left out of the next call.
+
+        `simulations[i]` overrides `num_simulations` for state i and `explore[i] = False` skips its
+        root noise: the fast searches of playout-cap randomisation (`selfplay.play_games`)."""
         if len(states) == 0:
             return []
         for i, state in enumerate(states):
             if state.is_terminal():
                 raise ValueError(f"states[{i}]: expected a non-terminal state")
+        sims = [self.config.num_simulations] * len(states) if simulations is None else [int(n) for n in simulations]
+        noise = [True] * len(states) if explore is None else [bool(e) for e in explore]
+        if len(sims) != len(states) or len(noise) != len(states) or min(sims) < 1:
+            raise ValueError(f"simulations / explore: expected one entry per state ({len(states)}), simulations "
+                             f">= 1; got {simulations!r} and {explore!r}")
         with _gc_paused():
             if self._vectorizable() and (len(states) > 1 or self._lockstep.prev is not None):
                 self._trees = []
-                return self._lockstep.run(states)
+                return self._lockstep.run(states, sims, noise)
             self._lockstep.prev = None
-            return self._search_lists(states)
+            return self._search_lists(states, sims, noise)
 
-    def _search_lists(self, states: Sequence[GameState]) -> list[SearchResult]:
+    def _search_lists(self, states: Sequence[GameState], sims: list[int], noise: list[bool]) -> list[SearchResult]:
         """`search_many` on per-game list trees (one game, UCT, Gumbel, or `vectorized=False`)."""
         previous = self._previous_trees()
         trees = [self._tree_for(s, previous) for s in states]
@@ -280,10 +289,10 @@ class MCTS:
         fresh = [t for t in trees if not t.expanded[t.root]]
         if fresh:
             self._evaluate([(t, None, t.root) for t in fresh])
-        for tree in trees:
+        for tree, explore in zip(trees, noise):
             tree.sims = 0
-            self._begin(tree)
-        remaining = [self.config.num_simulations] * len(trees)
+            self._begin(tree, explore)
+        remaining = list(sims)
         batch_size = self.config.batch_size
         while any(remaining):
             items: list = []
@@ -392,10 +401,10 @@ class MCTS:
             W[node][i] += returns[player[node]] + vl
 
     # ---- the rule-specific parts (overridden by Gumbel) ------------------------------------
-    def _begin(self, tree: _Tree) -> None:
+    def _begin(self, tree: _Tree, explore: bool = True) -> None:
         """Per-search root set-up: Dirichlet noise on the root priors (undone after the search)."""
         eps = self.config.dirichlet_fraction
-        if eps > 0:
+        if eps > 0 and explore:
             prior = tree.prior[tree.root]
             noise = self.rng.dirichlet([self.config.dirichlet_alpha] * len(prior)).tolist()
             tree.saved_prior = prior

@@ -4,9 +4,13 @@ knowledge"), at toy scale and fully in lock-step:
     self-play:  G games at once, MCTS (PUCT, or the Gumbel root of Danihelka et al. 2022) over the
                 NetEvaluator -> positions with visit-count targets pi and outcomes z; the G games are
                 split over the recipe's `[scale] workers` (in this process or on Ray actors,
-                `alphaloop.scale`), each chunk seeded from the round's draw and its index
-    replay:     the positions and their board symmetries go into a FIFO buffer
-    learn:      `train_steps` Adam steps on  l = (z - v)^2 - pi^T log p  (+ L2 via weight decay)
+                `alphaloop.scale`), each chunk seeded from the round's draw and its index;
+                optionally with playout-cap randomisation (Wu 2019: `fast_simulations`,
+                `full_fraction`, see `selfplay.play_games`)
+    replay:     the positions and their board symmetries go into a FIFO buffer; the value target is
+                z, or (1 - w) z + w q with the search's root value q (`value_q_weight`)
+    learn:      `train_steps` Adam steps on  l = (z - v)^2 - pi^T log p  (+ L2 via weight decay),
+                at a constant or cosine-annealed learning rate (`lr`, `lr_final`)
     evaluate:   matches vs a random and a strong player, both colours, raw net and net + search
 
 Resume: a checkpoint holds the net, the optimizer, the replay buffer, the round and every RNG
@@ -16,11 +20,12 @@ same summary as an uninterrupted one.
 
 from __future__ import annotations
 
+import math
 import time
 from typing import Any, Literal
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from alphaloop.stages.game_common import GameEvalFields, close_step, finish, game_of, resume_training
 
@@ -38,15 +43,48 @@ class AlphaZeroStageConfig(GameEvalFields):
     max_considered: int = Field(16, ge=1, description="Gumbel: root actions considered")
     temperature_moves: int = Field(4, ge=0, description="moves sampled from N^(1/tau=1) before argmax play")
     search_batch: int = Field(8, ge=1, description="leaves per tree per evaluator call")
+    fast_simulations: int = Field(0, ge=0, description="playout-cap randomisation (KataGo): moves searched with "
+                                  "this many simulations, no noise, not recorded; 0 = off (mcts only)")
+    full_fraction: float = Field(0.25, gt=0, le=1, description="with fast_simulations: chance a move gets the full "
+                                 "search (`simulations`, noise) and is recorded for training")
+    value_q_weight: float = Field(0.0, ge=0, le=1, description="value target (1 - w) z + w q: z the game outcome, "
+                                  "q the search's root value (Willemsen et al. 2021); 0 = AlphaZero's z")
     augment: bool = Field(True, description="add the board symmetries of every position")
     buffer_size: int = Field(20000, ge=1, description="replay capacity in examples (positions x symmetries)")
     train_steps: int = Field(100, ge=0, description="Adam steps per round")
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
+    lr_final: float | None = Field(None, gt=0, description="cosine-anneal the learning rate from lr (first round) "
+                                   "to lr_final (last round); None = constant lr")
     weight_decay: float = Field(1e-4, ge=0)
     eval_every: int = Field(5, ge=1, description="evaluate every N rounds (and after the last)")
     checkpoint_every: int = Field(5, ge=1, description="checkpoint every N rounds (and after the last)")
 
+    @model_validator(mode="after")
+    def _playout_cap(self) -> AlphaZeroStageConfig:
+        if self.fast_simulations and self.search == "gumbel":
+            raise ValueError("fast_simulations (playout-cap randomisation) needs search = 'mcts': the Gumbel root's "
+                             "sequential halving is planned for one simulation count")
+        if self.fast_simulations >= self.simulations:
+            raise ValueError(f"fast_simulations ({self.fast_simulations}) must be below simulations "
+                             f"({self.simulations}), or 0 for off")
+        return self
+
+
+
+def round_lr(cfg: AlphaZeroStageConfig, round_: int) -> float:
+    """The learning rate of round `round_` (0-based): constant `lr`, or with `lr_final` the cosine
+    schedule of Loshchilov & Hutter 2017 ("SGDR") without restarts, over rounds,
+
+        lr_t = lr_final + (lr - lr_final) (1 + cos(pi t / (R - 1))) / 2,
+
+    so the first round trains at `lr` and the last at `lr_final`. Late rounds see a buffer of strong
+    games that changes little from round to round; a small step there averages over them instead of
+    chasing the newest ones. Computed from the round alone, so a resumed run gets the same rates."""
+    if cfg.lr_final is None:
+        return cfg.lr
+    frac = round_ / max(cfg.rounds - 1, 1)
+    return cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
 
 
 def _search_config(cfg: AlphaZeroStageConfig):
@@ -99,21 +137,26 @@ def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
             # One draw from the stage's Generator per round; each worker's chunk of games gets a seed
             # derived from it and the chunk index, so the records do not depend on where chunks run.
             jobs = self_play_jobs(game, cfg.games_per_round, workers.workers, search_config, cfg.temperature_moves,
-                                  seed=int(rng.integers(2**31)))
+                                  seed=int(rng.integers(2**31)), fast_simulations=cfg.fast_simulations,
+                                  full_fraction=cfg.full_fraction)
             records = [r for chunk in workers.map(play_job, jobs, weights=net.state_dict()) for r in chunk]
-            examples = to_examples(records, augment=cfg.augment)
+            examples = to_examples(records, augment=cfg.augment, q_weight=cfg.value_q_weight)
             buffer.add_game(examples)
             played = time.time()
             stats = {}
+            lr = round_lr(cfg, round_)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
             if cfg.train_steps:
                 stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng)
             done = round_ + 1
             outcomes = np.array([r.returns[0] for r in records])
-            positions = sum(len(r) for r in records)
+            positions = sum(len(r) for r in records)            # moves played (recorded or not)
             ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"},
                     first_player_win=round(float((outcomes > 0).mean()), 6),
                     draw=round(float((outcomes == 0).mean()), 6), game_length=round(positions / len(records), 3),
-                    buffer=len(buffer), positions_per_s=round(positions / max(played - began, 1e-9), 1),
+                    recorded=sum(len(r.players) for r in records), buffer=len(buffer), lr=lr,
+                    positions_per_s=round(positions / max(played - began, 1e-9), 1),
                     selfplay_s=round(played - began, 3), train_s=round(time.time() - played, 3))
             info = f"loss {stats.get('loss', float('nan')):.3f}  draws {float((outcomes == 0).mean()):.0%}"
             close_step(ctx, cfg, net, game, done, cfg.rounds, task, info, evals,

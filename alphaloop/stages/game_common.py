@@ -88,10 +88,11 @@ def make_opponent(name: str, game: str | None, seed: int):
     if kind == "alphabeta" and depth.isdigit() and int(depth) >= 1:
         return None if game is None else AlphaBetaPlayer(int(depth), seed=seed)
     if kind == "uct" and depth.isdigit() and int(depth) >= 1:
+        from alphaloop.learners.alphazero import SearchPlayer
         from alphaloop.search import MCTS, MCTSConfig, RandomRolloutEvaluator
 
         config = MCTSConfig(num_simulations=int(depth), selection="uct")
-        return None if game is None else MCTS(RandomRolloutEvaluator(seed), config, seed=seed)
+        return None if game is None else SearchPlayer(MCTS(RandomRolloutEvaluator(seed), config, seed=seed))
     raise ValueError(f"opponent {name!r}: expected random, perfect (tic-tac-toe), alphabeta@D or uct@N (D, N >= 1)")
 
 
@@ -107,7 +108,10 @@ def evaluate_net(policy: str, net, game: str, opponents: list[str] | None, depth
                  sims: list[int], seed: int, opening: int = 0) -> tuple[list[dict[str, Any]], list[Tally]]:
     """Matches of `net` (raw for sims 0, else MCTS@sims) against each opponent, half the games as
     each colour (`play_match` alternates). Returns the eval records and the (player, opponent, wins,
-    draws, losses) tallies that Elo is fitted on."""
+    draws, losses) tallies that Elo is fitted on. `win_low` / `win_high` bound the win rate with the
+    Wilson 95% score interval (games counted as independent: with a few random opening plies some
+    games between near-deterministic players repeat, so the real uncertainty is somewhat larger)."""
+    from alphaloop.evals.metrics import wilson_interval
     from alphaloop.learners.alphazero import NetPlayer, play_match
 
     records, tallies = [], []
@@ -121,8 +125,10 @@ def evaluate_net(policy: str, net, game: str, opponents: list[str] | None, depth
             w, d, l = play_match(NetPlayer(net, sims=n_sims, seed=seed), opponent, game, games, seed=seed,
                                  random_opening=opening)
             n = w + d + l
+            low, high = wilson_interval(w, n)
             metrics = {"win_rate": round(w / n, 6), "draw_rate": round(d / n, 6),
-                       "loss_rate": round(l / n, 6), "score": round((w + 0.5 * d) / n, 6), "n": n}
+                       "loss_rate": round(l / n, 6), "score": round((w + 0.5 * d) / n, 6), "n": n,
+                       "win_low": round(low, 6), "win_high": round(high, 6)}
             records.append({"policy": policy, "split": f"vs-{opponent_name}", "decoder": decoder,
                             "metrics": metrics})
             tallies.append((f"{policy}:{decoder}", opponent_name, w, d, l))

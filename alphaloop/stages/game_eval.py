@@ -106,7 +106,9 @@ def run_game_eval(ctx, cfg: GameEvalStageConfig) -> dict[str, Any]:
         records.append(record | {"stage": cfg.name, "step": None})
     results = match_results(games)
     if not cfg.ladder:
-        elo = elo_from_results(results, anchor="random") if results else {}
+        # Elo is anchored at the random player: without a game against it there is no scale.
+        anchored = any("random" in (a, b) for a, b, _ in results)
+        elo = elo_from_results(results, anchor="random") if anchored else {}
         return {"evals": records, "elo": {k: round(v, 1) + 0.0 for k, v in sorted(elo.items())}}  # no -0.0
     players = _ladder(ctx, cfg, game, names)
     ladder_task = ctx.new_progress_task(total=len(players) * (len(players) - 1) // 2)

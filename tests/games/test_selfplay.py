@@ -22,6 +22,7 @@ class _Result:
     visit_counts: np.ndarray
     policy_target: np.ndarray
     action: int | None = None
+    root_value: float = 0.0
 
 
 class _PriorSearch:
@@ -221,3 +222,81 @@ def test_replay_buffer_rejects_bad_input():
     with pytest.raises(ValueError, match="capacity"):
         ReplayBuffer(0, (3, 3, 3), 9)
 
+
+
+class _BudgetSearch(_PriorSearch):
+    """_PriorSearch that also takes per-state budgets and noise flags (as MCTS.search_many does) and
+    reports the budget in the root value, so a test can see which search produced a record."""
+
+    config = MCTSConfig(num_simulations=50)
+
+    def __init__(self, evaluator: NetEvaluator) -> None:
+        super().__init__(evaluator)
+        self.calls: list[tuple[list[int], list[bool]]] = []
+
+    def search_many(self, states, simulations=None, explore=None):
+        self.calls.append((list(simulations), list(explore)))
+        results = super().search_many(states)
+        for result, n in zip(results, simulations):
+            result.root_value = float(n)
+        return results
+
+
+def test_playout_cap_records_only_the_full_searches():
+    torch.manual_seed(0)
+    net = build_net(NetConfig(channels=8, blocks=1), new_game("connect4"))
+    search = _BudgetSearch(NetEvaluator(net))
+    records = play_games("connect4", search, 8, 4, np.random.default_rng(3), fast_simulations=10, full_fraction=0.3)
+    sims = [n for call, _ in search.calls for n in call]
+    assert set(sims) == {50, 10}
+    # full searches (and only they) get root noise; about 30% of all moves are full
+    assert all(e == (n == 50) for call, flags in search.calls for n, e in zip(call, flags))
+    assert 0.15 < sims.count(50) / len(sims) < 0.45
+    moves = sum(len(r) for r in records)
+    recorded = sum(len(r.players) for r in records)
+    assert moves == len(sims) and recorded == sims.count(50)
+    for record in records:
+        assert record.root_values == [50.0] * len(record.players)
+        assert len(record.observations) == len(record.policies) == len(record.players)
+        state = new_game("connect4")
+        for action in record.actions:
+            state.apply_action(action)
+        assert state.is_terminal() and record.returns == tuple(state.returns())
+    examples = to_examples(records, augment=False)
+    assert len(examples) == recorded
+
+
+def test_playout_cap_off_draws_nothing_extra():
+    # fast_simulations = 0 must leave self-play exactly as before (same generator stream, every move kept)
+    torch.manual_seed(0)
+    net = build_net(NetConfig(kind="mlp"), new_game("tictactoe"))
+    plain = play_games("tictactoe", _PriorSearch(NetEvaluator(net)), 4, 9, np.random.default_rng(7))
+    again = play_games("tictactoe", _PriorSearch(NetEvaluator(net)), 4, 9, np.random.default_rng(7),
+                       fast_simulations=0, full_fraction=0.5)
+    assert [r.actions for r in plain] == [r.actions for r in again]
+    assert all(len(r.players) == len(r) for r in again)
+    with pytest.raises(ValueError, match="full_fraction"):
+        play_games("tictactoe", _PriorSearch(NetEvaluator(net)), 1, 0, np.random.default_rng(0), 5, 0.0)
+
+
+def test_value_targets_mix_outcome_and_root_value():
+    record = GameRecord("tictactoe", players=[0, 1, 0], actions=[0, 3, 1], returns=(1.0, -1.0),
+                        root_values=[0.2, -0.6, 1.0])
+    assert record.value_targets().tolist() == [1.0, -1.0, 1.0]
+    assert record.value_targets(0.5).tolist() == pytest.approx([0.6, -0.8, 1.0])
+    assert record.value_targets(1.0).tolist() == pytest.approx([0.2, -0.6, 1.0])
+    with pytest.raises(ValueError, match="root value"):
+        GameRecord("tictactoe", players=[0], actions=[0]).value_targets(0.5)
+    with pytest.raises(ValueError, match="q_weight"):
+        record.value_targets(1.5)
+
+
+def test_mcts_self_play_records_root_values():
+    torch.manual_seed(0)
+    net = build_net(NetConfig(channels=8, blocks=1), new_game("connect4"))
+    config = MCTSConfig(num_simulations=16, dirichlet_fraction=0.25)
+    records = play_games("connect4", MCTS(NetEvaluator(net), config, seed=0), 3, 2, np.random.default_rng(0),
+                         fast_simulations=4, full_fraction=0.5)
+    for record in records:
+        assert len(record.root_values) == len(record.players) < len(record)
+        assert all(-1.0 <= q <= 1.0 for q in record.root_values)

@@ -212,3 +212,79 @@ def test_alphazero_tictactoe_raw_net_never_loses_to_perfect_play():
     trained = _perfect_lines(_alphazero_tictactoe(25))
     assert trained[0][1] == 0 and trained[1][1] == 0, trained
     assert trained[0][0] >= 2 and trained[1][0] >= 100, trained  # every optimal reply was explored
+
+
+class _Spy:
+    """A scripted player that batches: records how many games each choose_many call covered."""
+
+    def __init__(self) -> None:
+        self.calls: list[int] = []
+
+    def choose_many(self, states) -> list[int]:
+        self.calls.append(len(states))
+        return [s.legal_actions()[0] for s in states]
+
+
+def test_play_match_moves_every_unfinished_game_per_call():
+    # After the first turn every game has the same player to move, so each call after the first
+    # covers every unfinished game: what lets a searching player keep each game's tree.
+    a, b = _Spy(), _ScriptedPlayer(list(range(9)))
+    wins, draws, losses = play_match(a, b, "tictactoe", 6, seed=0, random_opening=1)
+    assert wins + draws + losses == 6
+    assert a.calls[0] == 3 and a.calls[1] == 6
+    assert all(x >= y for x, y in zip(a.calls[1:], a.calls[2:]))
+
+
+def test_choose_many_equals_choose_one_state_at_a_time():
+    torch.manual_seed(0)
+    net = build_net(NetConfig(channels=8, blocks=1), new_game("connect4"))
+    states = [from_moves("connect4", m) for m in ("", "4", "44", "3412", "1234567")]
+    raw = NetPlayer(net, sims=0)
+    assert raw.choose_many(states) == [raw.choose(s) for s in states]
+    many = NetPlayer(net, sims=40, seed=0).choose_many(states)
+    solo = [NetPlayer(net, sims=40, seed=0).choose(s) for s in states]
+    assert many == solo
+
+
+def _spied(player: NetPlayer) -> list[tuple[tuple[int, ...], float, int]]:
+    """Record (move history, root visit total, number of most-visited moves) of every search `player` runs."""
+    seen: list[tuple[tuple[int, ...], float, int]] = []
+    search_many = player.search.search_many
+
+    def spy(states, *args, **kwargs):
+        results = search_many(states, *args, **kwargs)
+        for state, r in zip(states, results):
+            counts = r.visit_counts
+            seen.append((tuple(state.move_history()), float(counts.sum()), int((counts == counts.max()).sum())))
+        return results
+
+    player.search.search_many = spy
+    return seen
+
+
+def test_a_match_searches_each_game_as_if_played_alone():
+    # Four games at once against a deterministic raw net: every search of the searching player --
+    # including tree reuse, visible as more than `sims` root visits -- is the same as in that game
+    # played on its own with a fresh player. The one-ply openings (seed 4: columns 6, 5, 4, 7) differ,
+    # so no game can continue another game's tree (which `search_many` would do for the very same
+    # moves, like a transposition table kept across games), and the net is tie-free (ties for the most
+    # visited move are broken by a generator the games share), which the test asserts.
+    torch.manual_seed(8)
+    net = build_net(NetConfig(channels=8, blocks=1), new_game("connect4"))
+    player = NetPlayer(net, sims=41, seed=0)
+    together = _spied(player)
+    result = play_match(player, NetPlayer(net, sims=0), "connect4", 4, seed=4, random_opening=1)
+    alone, wins = [], 0
+    for game in range(4):
+        solo = NetPlayer(net, sims=41, seed=0)
+        seen = _spied(solo)
+        if game % 2 == 0:
+            wins += play_match(solo, NetPlayer(net, sims=0), "connect4", 1, seed=4 + game, random_opening=1)[0]
+        else:
+            wins += play_match(NetPlayer(net, sims=0), solo, "connect4", 1, seed=4 + game, random_opening=1)[2]
+        alone += seen
+    assert len({h[:1] for h, _, _ in together}) == 4
+    assert all(ties == 1 for _, _, ties in together + alone)
+    assert sorted(together) == sorted(alone)
+    assert result[0] == wins
+    assert any(total > 41 for _, total, _ in together)

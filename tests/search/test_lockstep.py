@@ -99,3 +99,38 @@ def test_lockstep_rejects_mixed_games() -> None:
     assert mcts.search_many([]) == []
     with pytest.raises(ValueError, match=r"states\[1\]"):
         mcts.search_many([TicTacToeState(), Connect4State()])
+
+
+def test_per_state_budgets_and_noise_match_the_list_trees() -> None:
+    # Playout-cap randomisation asks one lock-step search for different budgets per game and root
+    # noise on some games only; the numpy trees must still equal the list trees, move after move.
+    config = MCTSConfig(num_simulations=60, batch_size=4, dirichlet_fraction=0.25, dirichlet_alpha=1.0)
+    games = [Connect4State.from_moves(m) for m in ("1", "2", "43", "4455")]
+    slow_games = [g.clone() for g in games]
+    fast = MCTS(HashEvaluator(), config, seed=3)
+    slow = MCTS(HashEvaluator(), config.model_copy(update={"vectorized": False}), seed=3)
+    plain = MCTS(HashEvaluator(), config.model_copy(update={"dirichlet_fraction": 0.0}), seed=3)
+    for move in range(5):
+        sims = [60, 12, 60, 7] if move % 2 == 0 else [9, 60, 60, 60]
+        explore = [n == 60 for n in sims]
+        got = fast.search_many(games, simulations=sims, explore=explore)
+        for a, b in zip(slow.search_many(slow_games, simulations=sims, explore=explore), got):
+            assert_same(a, b)
+        if move == 0:   # fresh trees: exactly the budget; a game without noise keeps the net's priors
+            assert [r.visit_counts.sum() for r in got] == sims
+            for k in (1, 3):
+                assert np.array_equal(got[k].prior, plain.search(games[k]).prior)
+                plain.reset()
+        for state, other, result in zip(games, slow_games, got):
+            action = int(np.argmax(result.visit_counts))
+            state.apply_action(action)
+            other.apply_action(action)
+
+
+def test_search_many_rejects_bad_budgets() -> None:
+    mcts = MCTS(HashEvaluator(), MCTSConfig(num_simulations=4))
+    states = [TicTacToeState(), TicTacToeState.from_moves("5")]
+    with pytest.raises(ValueError, match="simulations"):
+        mcts.search_many(states, simulations=[4])
+    with pytest.raises(ValueError, match="simulations"):
+        mcts.search_many(states, simulations=[4, 0])
