@@ -225,6 +225,28 @@ def load_run_recipe(run_dir: Path) -> Recipe:
     return load_recipe(path)
 
 
+def busy_cores(window: float = 0.3, stat: Path = Path("/proc/stat")) -> float | None:
+    """Cores other processes keep busy right now: on Linux the non-idle share of all CPU time in
+    /proc/stat over `window` seconds (this process sleeps meanwhile), times the core count; else
+    the 1-minute load average, which lags by a minute (a job that just ended still counts);
+    None where neither exists."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(x) for x in stat.read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)        # idle + iowait
+        return idle, sum(fields[:8])                                    # guest time is in user already
+
+    try:
+        idle0, total0 = sample()
+        time.sleep(window)
+        idle1, total1 = sample()
+    except (OSError, ValueError, IndexError):
+        return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    if total1 <= total0:
+        return 0.0
+    return (os.cpu_count() or 1) * (1.0 - (idle1 - idle0) / (total1 - total0))
+
+
 def warn_if_oversubscribed(threads: int, cores: int | None = None, busy: float | None = None) -> str | None:
     """A warning when `threads` exceeds the cores other processes leave free, else None.
 
@@ -232,12 +254,12 @@ def warn_if_oversubscribed(threads: int, cores: int | None = None, busy: float |
     shares a core with another busy process it runs only in that process's scheduler slices, and
     a step of small products slows down many times over (measured: the sampler at 2 threads on 2
     cores with one busy fell from ~30k to under 1k tokens/s; at 1 thread it kept its speed).
-    `busy` is the 1-minute load average (cores in use), read before this run starts working.
+    `busy` is the number of cores in use, measured by `busy_cores` before this run starts working.
     """
-    if busy is None and not hasattr(os, "getloadavg"):
+    busy = busy if busy is not None else busy_cores()
+    if busy is None:
         return None
     cores = cores if cores is not None else (os.cpu_count() or 1)
-    busy = busy if busy is not None else os.getloadavg()[0]
     free = max(cores - round(busy), 1)
     if threads > free:
         return (f"threads = {threads}, but other processes already keep about {round(busy)} of this machine's "

@@ -1,6 +1,7 @@
 """End to end: the smoke recipe runs, is reproducible, and resumes after kill -9 / corruption."""
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -93,3 +94,16 @@ def test_oversubscription_warning_names_the_fix():
     message = warn_if_oversubscribed(2, cores=2, busy=1.2)
     assert message and "threads = 2" in message and "--set threads=1" in message
     assert "--set threads=1" in warn_if_oversubscribed(4, cores=2, busy=3.0)  # never suggests 0
+
+
+def test_busy_cores_reads_the_cpu_time_between_two_samples():
+    from alphaloop.runner import busy_cores
+
+    class Stat:                      # /proc/stat's first line, read twice: 1 of 4 time units idle
+        def __init__(self) -> None:
+            self.lines = iter(["cpu  100 0 100 800 0 0 0 0 0 0\ncpu0 ...", "cpu  115 0 115 810 0 0 0 0 0 0\n"])
+
+        def read_text(self) -> str:
+            return next(self.lines)
+
+    assert busy_cores(window=0.0, stat=Stat()) == pytest.approx((os.cpu_count() or 1) * 0.75)
