@@ -144,7 +144,7 @@ def _search_moves(search, states: Sequence[Connect4State], rng: np.random.Genera
 def net_moves(net, states: Sequence[Connect4State], sims: int, seed: int) -> list[int]:
     """The net's move in each state: sims 0 = argmax of the policy head over legal moves (as
     `NetPlayer`), else the most visited move of PUCT with `sims` simulations and no root noise."""
-    from alphaloop.search.mcts import MCTS, MCTSConfig
+    from alphaloop.search.mcts import MCTS, play_config
     from alphaloop.search.net_evaluator import NetEvaluator, legal_mask
 
     if sims < 0:
@@ -158,17 +158,17 @@ def net_moves(net, states: Sequence[Connect4State], sims: int, seed: int) -> lis
             mask = legal_mask(chunk, net.num_actions)
             out += np.argmax(np.where(mask, priors, -1.0), axis=1).astype(int).tolist()
         return out
-    search = MCTS(evaluator, MCTSConfig(num_simulations=sims), seed=seed)
+    search = MCTS(evaluator, play_config(sims), seed=seed)
     return _search_moves(search, states, np.random.default_rng(seed))
 
 
 def uct_moves(states: Sequence[Connect4State], sims: int, seed: int) -> list[int]:
     """Plain UCT with one uniformly random roll-out per leaf: search alone, no learned knowledge."""
-    from alphaloop.search import MCTS, MCTSConfig, RandomRolloutEvaluator
+    from alphaloop.search import MCTS, RandomRolloutEvaluator, play_config
 
     if sims < 1:
         raise ValueError(f"UCT needs sims >= 1, got {sims}")
-    search = MCTS(RandomRolloutEvaluator(seed), MCTSConfig(num_simulations=sims, selection="uct"), seed=seed)
+    search = MCTS(RandomRolloutEvaluator(seed), play_config(sims, selection="uct"), seed=seed)
     return _search_moves(search, states, np.random.default_rng(seed))
 
 

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from alphaloop.games.registry import new_game
 from alphaloop.games.replay import ReplayBuffer
 from alphaloop.policies.nets import PolicyValueNet
-from alphaloop.search.mcts import MCTS, MCTSConfig, visit_policy
+from alphaloop.search.mcts import MCTS, MCTSConfig, play_config, visit_policy
 from alphaloop.search.net_evaluator import NetEvaluator, legal_mask
 
 
@@ -80,7 +80,8 @@ def train_steps(net: PolicyValueNet, optimizer: torch.optim.Optimizer, buffer: R
 class NetPlayer:
     """A player backed by a policy-value net: `sims == 0` plays the raw policy's argmax over legal
     moves (no search at all); `sims > 0` runs that many PUCT simulations (no root noise) and plays the
-    most visited move, ties broken by `seed`. `search_config` overrides the MCTS settings.
+    most visited move, ties broken by `seed`, with `play_config` (one leaf per tree per net call)
+unless `search_config` overrides the MCTS settings.
 
     `choose_many(states)` moves in many games at once: one batched forward pass (raw) or one lock-step
     search over all the games' trees (`MCTS.search_many`, which reuses each game's subtree found by
@@ -95,8 +96,8 @@ class NetPlayer:
         self.evaluator = NetEvaluator(net)
         self.search: MCTS | None = None
         if self.sims > 0:
-            config = search_config or MCTSConfig()
-            config = config.model_copy(update={"num_simulations": self.sims})
+            config = (search_config.model_copy(update={"num_simulations": self.sims}) if search_config
+                      else play_config(self.sims))
             self.search = MCTS(self.evaluator, config, seed=seed)
 
     def choose(self, state) -> int:

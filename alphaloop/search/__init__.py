@@ -2,12 +2,13 @@
 
 Public API (mctx style, everything batched through one `Evaluator.evaluate(states)` call):
 `MCTS` / `MCTSConfig` (AlphaZero PUCT, or textbook UCT), `GumbelMCTS` / `GumbelConfig`
-(Gumbel AlphaZero root), `SearchResult`, `visit_policy`, and the evaluators.
+(Gumbel AlphaZero root), `SearchResult`, `visit_policy`, `play_config` (the settings for playing rather than
+self-play), and the evaluators.
 """
 
 from alphaloop.search.evaluators import Evaluator, RandomRolloutEvaluator, UniformEvaluator
 from alphaloop.search.gumbel import GumbelConfig, GumbelMCTS
-from alphaloop.search.mcts import MCTS, MCTSConfig, SearchResult, visit_policy
+from alphaloop.search.mcts import MCTS, MCTSConfig, SearchResult, play_config, visit_policy
 
 __all__ = [
     "MCTS",
@@ -18,5 +19,6 @@ __all__ = [
     "RandomRolloutEvaluator",
     "SearchResult",
     "UniformEvaluator",
+    "play_config",
     "visit_policy",
 ]

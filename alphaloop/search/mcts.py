@@ -81,6 +81,17 @@ class MCTSConfig(BaseModel):
     vectorized: bool = True                     # numpy lock-step trees when search_many gets >= 2 games
 
 
+def play_config(num_simulations: int, **settings) -> MCTSConfig:
+    """Search settings for *playing* (matches, position sets, `alphaloop move`), not self-play: one
+    leaf per tree per evaluator call. Several leaves per tree (`batch_size` > 1, kept apart by
+    virtual loss) only exist to fill the evaluator's batch, and they make a search expand leaves it
+    would not have chosen one at a time; a match fills the batch from its many games instead.
+    Measured on connect four (trained ResNet + MCTS@800 against alpha-beta depth 4, the same 200
+    games with two random opening plies): 84.5% wins at 8 leaves per tree, 89.5% at 1, in about
+    the same wall time (277 vs 294 s)."""
+    return MCTSConfig(num_simulations=num_simulations, **({"batch_size": 1} | settings))
+
+
 @dataclass
 class SearchResult:
     """Root statistics of one search, all over the full action space [A]."""

@@ -89,9 +89,9 @@ def make_opponent(name: str, game: str | None, seed: int):
         return None if game is None else AlphaBetaPlayer(int(depth), seed=seed)
     if kind == "uct" and depth.isdigit() and int(depth) >= 1:
         from alphaloop.learners.alphazero import SearchPlayer
-        from alphaloop.search import MCTS, MCTSConfig, RandomRolloutEvaluator
+        from alphaloop.search import MCTS, RandomRolloutEvaluator, play_config
 
-        config = MCTSConfig(num_simulations=int(depth), selection="uct")
+        config = play_config(int(depth), selection="uct")
         return None if game is None else SearchPlayer(MCTS(RandomRolloutEvaluator(seed), config, seed=seed))
     raise ValueError(f"opponent {name!r}: expected random, perfect (tic-tac-toe), alphabeta@D or uct@N (D, N >= 1)")
 

@@ -241,8 +241,13 @@ def test_choose_many_equals_choose_one_state_at_a_time():
     states = [from_moves("connect4", m) for m in ("", "4", "44", "3412", "1234567")]
     raw = NetPlayer(net, sims=0)
     assert raw.choose_many(states) == [raw.choose(s) for s in states]
-    many = NetPlayer(net, sims=40, seed=0).choose_many(states)
-    solo = [NetPlayer(net, sims=40, seed=0).choose(s) for s in states]
+    # 61 simulations leave every root with one most visited move (asserted): ties would be broken by
+    # the search's generator, which one player shares over its games and fresh players do not
+    player = NetPlayer(net, sims=61, seed=0)
+    results = player.search.search_many(states)
+    assert all((r.visit_counts == r.visit_counts.max()).sum() == 1 for r in results)
+    many = NetPlayer(net, sims=61, seed=0).choose_many(states)
+    solo = [NetPlayer(net, sims=61, seed=0).choose(s) for s in states]
     assert many == solo
 
 
@@ -271,12 +276,13 @@ def test_a_match_searches_each_game_as_if_played_alone():
     # visited move are broken by a generator the games share), which the test asserts.
     torch.manual_seed(8)
     net = build_net(NetConfig(channels=8, blocks=1), new_game("connect4"))
-    player = NetPlayer(net, sims=41, seed=0)
+    eight = MCTSConfig(batch_size=8)           # the tie-free searches this test was set up with
+    player = NetPlayer(net, sims=41, seed=0, search_config=eight)
     together = _spied(player)
     result = play_match(player, NetPlayer(net, sims=0), "connect4", 4, seed=4, random_opening=1)
     alone, wins = [], 0
     for game in range(4):
-        solo = NetPlayer(net, sims=41, seed=0)
+        solo = NetPlayer(net, sims=41, seed=0, search_config=eight)
         seen = _spied(solo)
         if game % 2 == 0:
             wins += play_match(solo, NetPlayer(net, sims=0), "connect4", 1, seed=4 + game, random_opening=1)[0]
@@ -288,3 +294,14 @@ def test_a_match_searches_each_game_as_if_played_alone():
     assert sorted(together) == sorted(alone)
     assert result[0] == wins
     assert any(total > 41 for _, total, _ in together)
+
+
+def test_players_search_one_leaf_per_tree_unless_told_otherwise():
+    from alphaloop.search import play_config
+
+    net = build_net(NetConfig(channels=8, blocks=1), new_game("connect4"))
+    assert NetPlayer(net, sims=50).search.config.batch_size == 1
+    assert NetPlayer(net, sims=50, search_config=MCTSConfig(batch_size=8)).search.config.batch_size == 8
+    assert play_config(20, selection="uct").model_dump() == MCTSConfig(num_simulations=20, batch_size=1,
+                                                                       selection="uct").model_dump()
+    assert play_config(20, batch_size=4).batch_size == 4
