@@ -126,18 +126,14 @@ def position_set(spec: str, count: int, seed: int, cache_dir: str | Path,
 
 # ---------------------------------------------------------------- choosing moves
 
-def _most_visited(results, rng: np.random.Generator) -> list[int]:
-    from alphaloop.search.mcts import visit_policy
-
-    return [int(np.argmax(visit_policy(r.visit_counts, 0.0, rng))) for r in results]
-
-
 def _search_moves(search, states: Sequence[Connect4State], rng: np.random.Generator) -> list[int]:
     """Most-visited move of a fresh search from each state, CHUNK trees in lock-step at a time."""
+    from alphaloop.search.mcts import most_visited
+
     out: list[int] = []
     for start in range(0, len(states), CHUNK):
         search.reset()  # unrelated positions: never reuse a tree across chunks
-        out += _most_visited(search.search_many(list(states[start:start + CHUNK])), rng)
+        out += most_visited(search.search_many(list(states[start:start + CHUNK])), rng)
     return out
 
 
@@ -145,19 +141,13 @@ def net_moves(net, states: Sequence[Connect4State], sims: int, seed: int) -> lis
     """The net's move in each state: sims 0 = argmax of the policy head over legal moves (as
     `NetPlayer`), else the most visited move of PUCT with `sims` simulations and no root noise."""
     from alphaloop.search.mcts import MCTS, play_config
-    from alphaloop.search.net_evaluator import NetEvaluator, legal_mask
+    from alphaloop.search.net_evaluator import NetEvaluator, greedy_moves
 
     if sims < 0:
         raise ValueError(f"sims must be >= 0, got {sims}")
     evaluator = NetEvaluator(net)
     if sims == 0:
-        out = []
-        for start in range(0, len(states), 1024):
-            chunk = list(states[start:start + 1024])
-            priors, _ = evaluator.evaluate(chunk)
-            mask = legal_mask(chunk, net.num_actions)
-            out += np.argmax(np.where(mask, priors, -1.0), axis=1).astype(int).tolist()
-        return out
+        return greedy_moves(evaluator, states, net.num_actions)
     search = MCTS(evaluator, play_config(sims), seed=seed)
     return _search_moves(search, states, np.random.default_rng(seed))
 

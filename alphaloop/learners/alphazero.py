@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from alphaloop.games.registry import new_game
 from alphaloop.games.replay import ReplayBuffer
 from alphaloop.policies.nets import PolicyValueNet
-from alphaloop.search.mcts import MCTS, MCTSConfig, play_config, visit_policy
-from alphaloop.search.net_evaluator import NetEvaluator, legal_mask
+from alphaloop.search.mcts import MCTS, MCTSConfig, most_visited, play_config
+from alphaloop.search.net_evaluator import NetEvaluator, greedy_moves
 
 
 def alphazero_loss(net: PolicyValueNet, obs: torch.Tensor, target_policy: torch.Tensor,
@@ -106,22 +106,8 @@ unless `search_config` overrides the MCTS settings.
     def choose_many(self, states: list) -> list[int]:
         """One move per (non-terminal) state, as `choose` would pick it."""
         if self.search is None:
-            priors, _ = self.evaluator.evaluate(states)
-            mask = legal_mask(states, self.net.num_actions)
-            return np.argmax(np.where(mask, priors, -1.0), axis=1).astype(int).tolist()
-        return most_visited(self.search, states)
-
-
-def most_visited(search: MCTS, states: list) -> list[int]:
-    """Search all `states` in lock-step and return each one's most visited move (ties broken by the
-    search's own generator), or the move the search picked itself (Gumbel)."""
-    out = []
-    for result in search.search_many(states):
-        if result.action is not None:
-            out.append(int(result.action))
-        else:
-            out.append(int(np.argmax(visit_policy(result.visit_counts, 0.0, search.rng))))
-    return out
+            return greedy_moves(self.evaluator, states, self.net.num_actions)
+        return most_visited(self.search.search_many(states), self.search.rng)
 
 
 class SearchPlayer:
@@ -136,7 +122,7 @@ class SearchPlayer:
         return self.choose_many([state])[0]
 
     def choose_many(self, states: list) -> list[int]:
-        return most_visited(self.search, states)
+        return most_visited(self.search.search_many(states), self.search.rng)
 
 
 def _moves(player, states: list) -> list[int]:

@@ -126,13 +126,10 @@ class Lockstep:
             self.count[g] = order.size
 
     # ---- the search ----------------------------------------------------------------------------
-    def run(self, states: Sequence[GameState], sims: Sequence[int] | None = None,
-            noise: Sequence[bool] | None = None) -> list[SearchResult]:
-        """Search `states` (`sims[g]` simulations for game g, root noise where `noise[g]`; default:
-        the config's count and noise for all), reusing the previous search's subtrees."""
+    def run(self, states: Sequence[GameState], sims: Sequence[int], noise: Sequence[bool]) -> list[SearchResult]:
+        """Search `states` (`sims[g]` simulations for game g, root noise where `noise[g]`; as checked
+        by `MCTS.search_many`), reusing the previous search's subtrees."""
         owner, cfg = self.owner, self.owner.config
-        sims = [cfg.num_simulations] * len(states) if sims is None else list(sims)
-        noise = [True] * len(states) if noise is None else list(noise)
         G, A = len(states), states[0].num_actions
         for i, state in enumerate(states):
             if state.num_actions != A:

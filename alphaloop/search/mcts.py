@@ -124,6 +124,13 @@ def visit_policy(counts: np.ndarray, temperature: float, rng: np.random.Generato
     return probs / probs.sum()
 
 
+def most_visited(results: Sequence[SearchResult], rng: np.random.Generator) -> list[int]:
+    """Each search's move for play: the action the search picked itself (Gumbel), else the most
+    visited one, ties broken uniformly with `rng`."""
+    return [int(r.action) if r.action is not None else int(np.argmax(visit_policy(r.visit_counts, 0.0, rng)))
+            for r in results]
+
+
 def _evaluate_checked(
     evaluator: Evaluator, states: list[GameState], clip: bool = True
 ) -> tuple[np.ndarray, np.ndarray]:

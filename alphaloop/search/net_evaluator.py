@@ -38,6 +38,17 @@ def legal_mask(states: Sequence, num_actions: int) -> np.ndarray:
     return legal_masks(states, num_actions)
 
 
+def greedy_moves(evaluator, states: Sequence, num_actions: int, chunk: int = 1024) -> list[int]:
+    """The raw policy's move in each state (no search): argmax of the priors over legal moves,
+    `chunk` states per evaluator call."""
+    out: list[int] = []
+    for start in range(0, len(states), chunk):
+        part = list(states[start:start + chunk])
+        priors, _ = evaluator.evaluate(part)
+        out += np.argmax(np.where(legal_mask(part, num_actions), priors, -1.0), axis=1).astype(int).tolist()
+    return out
+
+
 def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Softmax over the True entries of `mask` only; a row with no legal action comes out all zero."""
     masked = logits.masked_fill(~mask, float("-inf"))

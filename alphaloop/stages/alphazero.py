@@ -71,7 +71,6 @@ class AlphaZeroStageConfig(GameEvalFields):
         return self
 
 
-
 def round_lr(cfg: AlphaZeroStageConfig, round_: int) -> float:
     """The learning rate of round `round_` (0-based): constant `lr`, or with `lr_final` the cosine
     schedule of Loshchilov & Hutter 2017 ("SGDR") without restarts, over rounds,
