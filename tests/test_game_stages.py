@@ -70,8 +70,7 @@ def test_move_reads_positions_from_stdin(repo_root, reference):
         state = from_moves("tictactoe", moves)
         import torch
 
-        with torch.no_grad():
-            logits, _ = net(torch.from_numpy(state.observation_tensor()[None]))
+        logits, _ = net.infer(torch.from_numpy(state.observation_tensor()[None]))   # search's forward
         legal = state.legal_actions()
         expected.append(str(max(legal, key=lambda a: float(logits[0, a])) + 1))
     assert move_lines("tictactoe", run_dir, 0, None, ["\n", "5\n", "159\n"]) == expected

@@ -10,7 +10,7 @@ from search_helpers import Nim
 
 from alphaloop.games.connect4 import Connect4State
 from alphaloop.games.registry import from_moves, new_game
-from alphaloop.policies.nets import CPU_CHUNK, NetConfig, PolicyValueNet, build_net
+from alphaloop.policies.nets import CPU_CHUNK, NetConfig, PolicyValueNet, build_net, native_bf16
 from alphaloop.search.net_evaluator import NetEvaluator, masked_softmax
 
 
@@ -28,10 +28,10 @@ def random_states(count: int, seed: int) -> list[Connect4State]:
     return states
 
 
-def trained_looking_resnet() -> PolicyValueNet:
+def trained_looking_resnet(inference: str = "float32") -> PolicyValueNet:
     """A resnet whose batch norms have non-trivial statistics and affine parameters."""
     torch.manual_seed(0)
-    net = build_net(NetConfig(channels=8, blocks=2), new_game("connect4"))
+    net = build_net(NetConfig(channels=8, blocks=2, inference=inference), new_game("connect4"))
     with torch.no_grad():
         for module in net.modules():
             if isinstance(module, torch.nn.BatchNorm2d):
@@ -71,6 +71,24 @@ def test_infer_folds_batch_norm_and_chunks_exactly_like_eval_forward() -> None:
     torch.testing.assert_close(logits, ref_logits, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(values, ref_values, atol=1e-5, rtol=1e-5)
     assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())   # no statistics updated
+
+
+def test_bfloat16_inference_stays_close_to_the_fp32_forward() -> None:
+    fp32, bf16 = trained_looking_resnet("float32"), trained_looking_resnet("bfloat16")
+    assert bf16.inference_dtype(torch.device("cpu")) == torch.bfloat16
+    assert fp32.inference_dtype(torch.device("cpu")) == torch.float32
+    obs = torch.from_numpy(np.stack([s.observation_tensor() for s in random_states(CPU_CHUNK + 45, 3)]))
+    ref_logits, ref_values = fp32.infer(obs)
+    logits, values = bf16.infer(obs)
+    assert logits.dtype == torch.float32 and values.dtype == torch.float32    # callers always get fp32
+    assert logits.shape == ref_logits.shape and values.shape == ref_values.shape
+    # bfloat16 keeps 8 significant bits: relative error ~2^-8 per op, a few of them per layer.
+    torch.testing.assert_close(logits, ref_logits, atol=0.1, rtol=0.05)
+    torch.testing.assert_close(values, ref_values, atol=0.05, rtol=0.05)
+    assert not torch.equal(logits, ref_logits)                                # it did run in bfloat16
+    auto = build_net(NetConfig(channels=8, blocks=2), new_game("connect4"))
+    assert auto.config.inference == "auto"
+    assert auto.inference_dtype(torch.device("cpu")) == (torch.bfloat16 if native_bf16() else torch.float32)
 
 
 def test_openspiel_mlp_layout() -> None:
