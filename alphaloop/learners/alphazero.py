@@ -40,6 +40,7 @@ def alphazero_loss(net: PolicyValueNet, obs: torch.Tensor, target_policy: torch.
     if target_value.shape != (obs.shape[0],):
         raise ValueError(f"target_value must have shape [{obs.shape[0]}], got {list(target_value.shape)}")
     logits, value = net(obs)
+    logits, value = logits.float(), value.float()          # (no-ops in fp32; the loss in fp32 under autocast)
     log_p = F.log_softmax(logits, dim=-1)
     policy_loss = -(target_policy * log_p).sum(-1).mean()
     value_loss = (target_value - value).pow(2).mean()
@@ -53,21 +54,35 @@ def alphazero_loss(net: PolicyValueNet, obs: torch.Tensor, target_policy: torch.
 
 
 def train_steps(net: PolicyValueNet, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer, steps: int,
-                batch_size: int, rng: np.random.Generator) -> dict[str, float]:
+                batch_size: int, rng: np.random.Generator, precision: str = "float32") -> dict[str, float]:
     """`steps` gradient steps on batches drawn uniformly from `buffer`; returns the mean stats.
 
-    The net is left in eval mode, which is how search uses it (batch-norm running statistics).
+    `precision="bfloat16"` is mixed-precision training (Micikevicius et al. 2018, with bfloat16's
+    fp32 exponent range so no loss scaling is needed): convolutions and linear layers run in bfloat16
+    under `torch.autocast`, the weights, the optimizer's state, batch norm and the loss stay fp32; a
+    resnet then also trains in channels-last layout. Measured on a 2-core Intel Xeon with AMX, ResNet
+    64x3, batch 128: 50 -> 26 ms a step (`benchmarks/net_inference.py`). The net is left in eval
+    mode, which is how search uses it (batch-norm running statistics).
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
+    if precision not in ("float32", "bfloat16"):
+        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
     totals: dict[str, float] = {}
     net.train()
     device = next(net.parameters()).device
+    mixed = precision == "bfloat16"
+    channels_last = mixed and net.config.kind == "resnet"
+    if channels_last:
+        net.to(memory_format=torch.channels_last)
     for _ in range(steps):
         batch = buffer.sample(batch_size, rng)
-        loss, stats = alphazero_loss(net, torch.from_numpy(batch.obs).to(device),
-                                     torch.from_numpy(batch.policy).to(device),
-                                     torch.from_numpy(batch.value).to(device))
+        obs = torch.from_numpy(batch.obs).to(device)
+        if channels_last:
+            obs = obs.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
+            loss, stats = alphazero_loss(net, obs, torch.from_numpy(batch.policy).to(device),
+                                         torch.from_numpy(batch.value).to(device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

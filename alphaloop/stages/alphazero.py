@@ -57,6 +57,9 @@ class AlphaZeroStageConfig(GameEvalFields):
     lr_final: float | None = Field(None, gt=0, description="cosine-anneal the learning rate from lr (first round) "
                                    "to lr_final (last round); None = constant lr")
     weight_decay: float = Field(1e-4, ge=0)
+    train_precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16 = mixed-precision training (fp32 weights and optimizer; ~2x faster on "
+                               "a CPU with AMX)")
     eval_every: int = Field(5, ge=1, description="evaluate every N rounds (and after the last)")
     checkpoint_every: int = Field(5, ge=1, description="checkpoint every N rounds (and after the last)")
 
@@ -147,7 +150,8 @@ def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if cfg.train_steps:
-                stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng)
+                stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng,
+                                    cfg.train_precision)
             done = round_ + 1
             outcomes = np.array([r.returns[0] for r in records])
             positions = sum(len(r) for r in records)            # moves played (recorded or not)

@@ -29,6 +29,8 @@ class GameImitateStageConfig(GameEvalFields):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
+    train_precision: Literal["float32", "bfloat16"] = Field(
+        "float32", description="bfloat16 = mixed-precision training (fp32 weights and optimizer)")
     eval_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(250, ge=1)
 
@@ -69,7 +71,7 @@ def run_game_imitate(ctx, cfg: GameImitateStageConfig) -> dict[str, Any]:
         start, evals, stats = state["step"], state["evals"], state["stats"]
     task = ctx.new_progress_task(cfg.steps, completed=start)
     for step in range(start, cfg.steps):
-        stats = train_steps(net, optimizer, buffer, 1, cfg.batch_size, rng)
+        stats = train_steps(net, optimizer, buffer, 1, cfg.batch_size, rng, cfg.train_precision)
         done = step + 1
         ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"})
         info = f"loss {stats['loss']:.3f}"

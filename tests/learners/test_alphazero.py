@@ -76,6 +76,30 @@ def test_train_steps_fits_a_fixed_batch():
     assert values[1] < -0.5
 
 
+def test_bfloat16_mixed_precision_training_fits_like_fp32(tmp_path):
+    state = new_game("connect4")
+    obs = np.stack([from_moves("connect4", m).observation_tensor() for m in ["", "4", "44", "443", "4432"]])
+    pol = np.eye(7, dtype=np.float32)[[3, 3, 2, 1, 0]]
+    losses = {}
+    for precision in ("float32", "bfloat16"):
+        torch.manual_seed(0)
+        net = build_net(NetConfig(channels=8, blocks=1, hidden=16, inference="float32"), state)
+        buffer = ReplayBuffer(16, state.observation_shape, state.num_actions)
+        buffer.add(obs, pol, np.array([0.0, 1.0, -1.0, 0.5, -0.5], np.float32))
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        first = train_steps(net, opt, buffer, 1, 8, np.random.default_rng(0), precision)
+        last = train_steps(net, opt, buffer, 100, 8, np.random.default_rng(1), precision)
+        assert last["loss"] < 0.25 * first["loss"], precision
+        assert all(p.dtype == torch.float32 for p in net.parameters())       # fp32 master weights
+        losses[precision] = (first["loss"], last["loss"])
+        net.save(tmp_path / precision)                                         # channels-last weights save
+        assert torch.equal(PolicyValueNet.load(tmp_path / precision).infer(torch.from_numpy(obs))[0],
+                           net.infer(torch.from_numpy(obs))[0])
+    assert losses["bfloat16"][0] == pytest.approx(losses["float32"][0], rel=0.02)   # same first step
+    with pytest.raises(ValueError, match="precision"):
+        train_steps(net, opt, buffer, 1, 8, np.random.default_rng(0), "float16")
+
+
 def test_net_evaluator_masks_illegal_moves():
     torch.manual_seed(0)
     net = build_net(None, new_game("tictactoe"))
