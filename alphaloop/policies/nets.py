@@ -22,9 +22,10 @@ core's L2 cache, in channels-last layout (oneDNN's native one for convolutions).
 priors and values, not fp32 exactness, so on a CPU with native bfloat16 arithmetic (Intel AMX or
 AVX512-BF16) `infer` runs in bfloat16 by default (`NetConfig.inference = "auto"`), as AlphaZero's
 TPUs ran self-play inference in reduced precision; training (`forward`) always stays fp32. Measured on
-a 2-core Intel Xeon (Sapphire Rapids), ResNet 64x3 on connect four, 1,024 positions: 8.0k positions/s
-(fp32, NCHW, chunks of 128) -> 13.5k (fp32, channels-last, chunks of 256) -> 52k (bfloat16); logits
-differ from fp32 by about 1e-3 (`benchmarks/net_inference.py`).
+a 2-core Intel Xeon (Sapphire Rapids) at 2 threads, ResNet 64x3 on connect four, 1,024 positions:
+plain eval-mode `forward` 8.6k positions/s, `infer` in fp32 14.9k, in bfloat16 54.3k (at 64
+positions: 9.1k / 10.3k / 25.3k); bfloat16 logits differ from fp32 ones by at most 1.6e-3
+(`benchmarks/net_inference.py`).
 
 Saved as `model.safetensors` plus `net_config.json` (the config, observation shape and action count)
 so a net is rebuilt from its directory alone, without pickle.
