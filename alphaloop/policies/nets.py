@@ -230,7 +230,7 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tens
 
         bn(conv(x))_k = gamma_k (conv(x)_k - mu_k) / sqrt(var_k + eps) + beta_k
                       = conv_{W_k s_k}(x) + (beta_k - mu_k s_k),      s_k = gamma_k / sqrt(var_k + eps).
-"""
+    """
     scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
     bias = bn.bias - bn.running_mean * scale
     if conv.bias is not None:
