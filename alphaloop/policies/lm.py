@@ -9,6 +9,7 @@ signature. Either way a policy saves in HF format (`config.json`, `model.safeten
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +66,9 @@ class HFCausalLM(nn.Module):
         super().__init__()
         self.hf = hf
         self.config = hf.config
+        # transformers 5.x renamed the forward's `past_key_values` to `cache` (5.24 warns; the old name
+        # goes in 5.40): pass whichever this version's model takes.
+        self._cache_arg = "cache" if "cache" in inspect.signature(hf.forward).parameters else "past_key_values"
 
     def new_cache(self, batch: int, max_len: int) -> dict:
         return {"past": None, "mask": None}
@@ -79,12 +83,12 @@ class HFCausalLM(nn.Module):
             # HF wants the mask over past + new tokens and returns the grown cache.
             mask = mask if kv_cache["mask"] is None else torch.cat([kv_cache["mask"], mask], dim=1)
             kv_cache["mask"] = mask
-            kwargs = {"past_key_values": kv_cache["past"], "use_cache": True}
+            kwargs = {self._cache_arg: kv_cache["past"], "use_cache": True}
         if position_ids is not None:
             kwargs["position_ids"] = position_ids
         out = self.hf(input_ids=input_ids, attention_mask=mask, output_hidden_states=return_hidden, **kwargs)
         if kv_cache is not None:
-            kv_cache["past"] = out.past_key_values
+            kv_cache["past"] = out["cache"] if "cache" in out else out.past_key_values
         logits, hidden = out.logits, out.hidden_states[-1] if return_hidden else None
         if logits_to_keep > 0:
             logits = logits[:, -logits_to_keep:]
