@@ -16,6 +16,8 @@ counts are sharper than the priors, and training on them moves the priors there.
 
 from __future__ import annotations
 
+from typing import Literal, get_args
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,8 @@ from alphaloop.games.replay import ReplayBuffer
 from alphaloop.policies.nets import PolicyValueNet
 from alphaloop.search.mcts import MCTS, MCTSConfig, most_visited, play_config
 from alphaloop.search.net_evaluator import NetEvaluator, greedy_moves
+
+Precision = Literal["float32", "bfloat16"]   # of `train_steps` (stages' `train_precision`)
 
 
 def alphazero_loss(net: PolicyValueNet, obs: torch.Tensor, target_policy: torch.Tensor,
@@ -54,7 +58,7 @@ def alphazero_loss(net: PolicyValueNet, obs: torch.Tensor, target_policy: torch.
 
 
 def train_steps(net: PolicyValueNet, optimizer: torch.optim.Optimizer, buffer: ReplayBuffer, steps: int,
-                batch_size: int, rng: np.random.Generator, precision: str = "float32") -> dict[str, float]:
+                batch_size: int, rng: np.random.Generator, precision: Precision = "float32") -> dict[str, float]:
     """`steps` gradient steps on batches drawn uniformly from `buffer`; returns the mean stats.
 
     `precision="bfloat16"` is mixed-precision training (Micikevicius et al. 2018, with bfloat16's
@@ -67,8 +71,8 @@ def train_steps(net: PolicyValueNet, optimizer: torch.optim.Optimizer, buffer: R
     """
     if steps < 0:
         raise ValueError(f"steps must be >= 0, got {steps}")
-    if precision not in ("float32", "bfloat16"):
-        raise ValueError(f"precision must be 'float32' or 'bfloat16', got {precision!r}")
+    if precision not in get_args(Precision):
+        raise ValueError(f"precision must be one of {get_args(Precision)}, got {precision!r}")
     totals: dict[str, float] = {}
     net.train()
     device = next(net.parameters()).device

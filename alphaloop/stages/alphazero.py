@@ -27,7 +27,14 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from alphaloop.stages.game_common import GameEvalFields, close_step, finish, game_of, resume_training
+from alphaloop.stages.game_common import (
+    GameEvalFields,
+    close_step,
+    finish,
+    game_of,
+    resume_training,
+    train_precision_field,
+)
 
 
 class AlphaZeroStageConfig(GameEvalFields):
@@ -57,9 +64,7 @@ class AlphaZeroStageConfig(GameEvalFields):
     lr_final: float | None = Field(None, gt=0, description="cosine-anneal the learning rate from lr (first round) "
                                    "to lr_final (last round); None = constant lr")
     weight_decay: float = Field(1e-4, ge=0)
-    train_precision: Literal["float32", "bfloat16"] = Field(
-        "float32", description="bfloat16 = mixed-precision training (fp32 weights and optimizer; ~2x faster on "
-                               "a CPU with AMX)")
+    train_precision: Literal["float32", "bfloat16"] = train_precision_field()
     eval_every: int = Field(5, ge=1, description="evaluate every N rounds (and after the last)")
     checkpoint_every: int = Field(5, ge=1, description="checkpoint every N rounds (and after the last)")
 

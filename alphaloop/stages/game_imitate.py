@@ -13,7 +13,14 @@ import numpy as np
 from pydantic import Field
 
 from alphaloop.errors import UserError
-from alphaloop.stages.game_common import GameEvalFields, close_step, finish, game_of, resume_training
+from alphaloop.stages.game_common import (
+    GameEvalFields,
+    close_step,
+    finish,
+    game_of,
+    resume_training,
+    train_precision_field,
+)
 
 
 class GameImitateStageConfig(GameEvalFields):
@@ -29,8 +36,7 @@ class GameImitateStageConfig(GameEvalFields):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    train_precision: Literal["float32", "bfloat16"] = Field(
-        "float32", description="bfloat16 = mixed-precision training (fp32 weights and optimizer)")
+    train_precision: Literal["float32", "bfloat16"] = train_precision_field()
     eval_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(250, ge=1)
 
