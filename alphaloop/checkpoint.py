@@ -1,4 +1,4 @@
-"""Atomic, checksummed checkpoints.
+"""Atomic files and checksummed checkpoints.
 
 A checkpoint is a directory written under a temporary name and renamed into place only when
 every file (and finally `MANIFEST.json`, with a sha256 per file) is on disk: a `kill -9` at any
@@ -15,6 +15,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from alphaloop.errors import CorruptCheckpointError
 
@@ -35,6 +36,18 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `data` as JSON to `path` atomically (temp file, fsync, rename): never half a file."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w") as handle:
+        json.dump(data, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
 
 
 def write_atomic_dir(target: Path, fill: Callable[[Path], None], meta: dict | None = None) -> Path:

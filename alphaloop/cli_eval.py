@@ -8,17 +8,18 @@ from typing import Any
 
 import torch
 
+from alphaloop.checkpoint import write_json_atomic
 from alphaloop.errors import UserError
 from alphaloop.evals.evaluate import parse_decoder
+from alphaloop.seeding import derive_seed
 
 
 def eval_run(run_dir: Path, splits: list[str], decoders: list[str], policies: list[str],
              problems: int) -> list[dict[str, Any]]:
     from alphaloop.envs.registry import make_env
-    from alphaloop.evals.evaluate import evaluate
+    from alphaloop.evals.evaluate import eval_problem_seed, evaluate
     from alphaloop.policies.lm import LMPolicy
-    from alphaloop.runner import derive_seed, load_run_recipe, write_json_atomic
-    from alphaloop.stages.eval import eval_problem_seed
+    from alphaloop.runner import load_run_recipe
 
     recipe = load_run_recipe(run_dir)
     torch.set_num_threads(recipe.threads)

@@ -47,7 +47,7 @@ def load_game_net(game: str, run: Path):
 
 
 def _player(net, sims: int):
-    from alphaloop.learners.alphazero import NetPlayer
+    from alphaloop.search.players import NetPlayer
 
     if sims < 0:
         raise UserError(f"--sims: expected an int >= 0 (0 = raw net), got {sims}")

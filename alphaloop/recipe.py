@@ -9,69 +9,35 @@ from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationError, model_validator
 
 from alphaloop.errors import UserError
-from alphaloop.policies.lm import LMArch
-from alphaloop.policies.nets import NetConfig
-from alphaloop.stages.alphazero import AlphaZeroStageConfig
-from alphaloop.stages.eval import EvalStageConfig
-from alphaloop.stages.game_eval import GameEvalStageConfig
-from alphaloop.stages.game_imitate import GameImitateStageConfig
-from alphaloop.stages.imitate import ImitateStageConfig
-from alphaloop.stages.rl import RLStageConfig
+from alphaloop.specs import EnvSpec, PolicySpec, RunSpec, ScaleSpec, StageConfig, Strict
+from alphaloop.stages import STAGES
 
 
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+def stage_config(item: Any) -> StageConfig:
+    """One `[[stages]]` table validated by its kind's config class (`alphaloop.stages.STAGES`)."""
+    if isinstance(item, StageConfig):
+        return item
+    if not isinstance(item, dict):
+        raise ValueError(f"expected a [[stages]] table, got {item!r}")
+    kind = item.get("kind")
+    if kind not in STAGES:
+        raise ValueError(f"kind: unknown stage kind {kind!r}; expected one of {', '.join(STAGES)}")
+    return STAGES[kind].config.model_validate(item)
 
 
-class EnvSpec(Strict):
-    name: str = Field("arithmetic", description="registered env name, entry point, or 'module:Class'")
-    knobs: dict[str, Any] = Field(default_factory=dict, description="the env's own settings (`alphaloop envs`)")
+# SerializeAsAny: a stage's own fields are written back too (recipe.toml in the run directory).
+AnyStage = Annotated[SerializeAsAny[StageConfig], BeforeValidator(stage_config)]
 
 
-class PolicySpec(Strict):
-    kind: Literal["lm", "net"] = Field("lm", description="'lm': a causal language model; 'net': a game net")
-    arch: LMArch = Field(default_factory=LMArch, description="size of a freshly built Llama-architecture model")
-    pretrained: str | None = Field(None, description="HF model name or path to start from instead of `arch`")
-    net: NetConfig | None = Field(None, description="kind = 'net': size of the board-game policy-value net")
+class Recipe(RunSpec):
+    """A whole recipe: the run's settings (`specs.RunSpec`) and its stages, each validated by its kind."""
 
-
-class ScaleSpec(Strict):
-    """Where self-play and RL rollouts run (`alphaloop.scale`, docs/scaling.md). Results depend on
-    `workers` (how a round's games or a step's prompts are split and seeded) and the threads per
-    worker, not on `backend`."""
-
-    backend: Literal["local", "ray"] = Field("local", description="'local': in this process; 'ray': Ray actors")
-    address: str | None = Field(None, description="existing Ray cluster address ('auto', 'ray://host:10001'); "
-                                                  "None starts a local Ray")
-    workers: int = Field(1, ge=1, description="chunks a self-play round (or an RL step's prompts) is split into; "
-                                              "Ray actors to run them")
-    worker_threads: int | None = Field(None, ge=1, description="torch threads per worker; default: threads // "
-                                                                "workers (at least 1)")
-
-    @model_validator(mode="after")
-    def _address_needs_ray(self) -> ScaleSpec:
-        if self.address is not None and self.backend != "ray":
-            raise ValueError(f"address {self.address!r} is only used with backend = 'ray' (got {self.backend!r})")
-        return self
-
-
-StageConfig = Annotated[ImitateStageConfig | RLStageConfig | EvalStageConfig | AlphaZeroStageConfig
-                        | GameImitateStageConfig | GameEvalStageConfig, Field(discriminator="kind")]
-
-
-class Recipe(Strict):
-    name: str = Field("run", description="run name; the default run directory is runs/<name>")
-    seed: int = Field(0, description="seeds every RNG; same recipe + seed + threads => same summary.json")
-    threads: int = Field(2, ge=1, description="torch intra-op threads")
-    env: EnvSpec = Field(default_factory=EnvSpec)
-    policy: PolicySpec = Field(default_factory=PolicySpec)
-    scale: ScaleSpec = Field(default_factory=ScaleSpec)
-    stages: list[StageConfig] = Field(min_length=1)
+    stages: list[AnyStage] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _unique_stage_names(self) -> Recipe:
@@ -86,14 +52,18 @@ class Recipe(Strict):
 
     @model_validator(mode="after")
     def _scale_has_a_stage_to_scale(self) -> Recipe:
-        # Only AlphaZero self-play and RL rollouts are spread over workers; a setting that would change
-        # nothing is an error, like an unknown key, rather than a silent no-op.
-        spread = self.scale.backend != "local" or self.scale.workers > 1
-        if spread and not any(stage.kind in ("alphazero", "rl") for stage in self.stages):
+        # Only some stages spread work over workers; a setting that would change nothing is an error,
+        # like an unknown key, rather than a silent no-op.
+        spreading = [kind for kind, stage in STAGES.items() if stage.uses_workers]
+        if self.scale.spreads and not any(stage.kind in spreading for stage in self.stages):
             raise ValueError(f"scale: backend {self.scale.backend!r} with {self.scale.workers} worker(s) spreads "
-                             "AlphaZero self-play and RL rollouts only, and this recipe has no 'alphazero' or 'rl' "
-                             "stage (its stages run in this process); remove [scale] or add such a stage")
+                             f"the work of {' and '.join(repr(k) for k in spreading)} stages only, and this recipe "
+                             "has none (its stages run in this process); remove [scale] or add such a stage")
         return self
+
+
+__all__ = ["Recipe", "EnvSpec", "PolicySpec", "ScaleSpec", "Strict", "load_recipe", "validate_recipe",
+           "apply_override", "recipe_to_toml", "dumps_toml"]
 
 
 def parse_value(text: str) -> Any:
@@ -130,11 +100,8 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node[last] = parse_value(raw.strip())
 
 
-def _describe_error(source: str, err: dict[str, Any], stage_kinds: list[str]) -> str:
+def _describe_error(source: str, err: dict[str, Any]) -> str:
     loc = list(err["loc"])
-    # Discriminated unions insert the tag ("imitate") into the location; drop it for readability.
-    if len(loc) >= 3 and loc[0] == "stages" and loc[2] in stage_kinds:
-        loc.pop(2)
     path = ".".join(str(p) for p in loc) or "(top level)"
     given = err.get("input")
     kind = err["type"]
@@ -150,9 +117,7 @@ def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        kinds = ["imitate", "eval", "rl", "dpo", "reward_model", "alphazero", "distill", "game_imitate",
-                 "game_eval"]
-        lines = [_describe_error(source, e, kinds) for e in exc.errors()]
+        lines = [_describe_error(source, e) for e in exc.errors()]
         raise UserError("invalid recipe:\n  " + "\n  ".join(lines)) from None
 
 

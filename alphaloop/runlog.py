@@ -52,14 +52,7 @@ class MetricsLogger:
 
     def records(self) -> list[dict[str, Any]]:
         self._file.flush()
-        lines = self.path.read_text().splitlines()
-        out = []
-        for line in lines:
-            try:
-                out.append(json.loads(line))
-            except json.JSONDecodeError:  # a line cut by kill -9
-                continue
-        return out
+        return read_metrics(self.path, [])  # a line cut by kill -9 is skipped
 
     def truncate(self, keep) -> None:
         """Rewrite the log keeping only records for which keep(record) is true."""
@@ -74,3 +67,26 @@ class MetricsLogger:
         self._file.close()
         if self._writer is not None:
             self._writer.close()
+
+
+def read_metrics(path: Path, missing: list[str]) -> list[dict[str, Any]]:
+    """metrics.jsonl records; a line cut short by a crash is skipped and counted."""
+    if not path.is_file():
+        missing.append("metrics.jsonl not found: no learning curves")
+        return []
+    records, bad = [], 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            bad += 1
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+        else:
+            bad += 1
+    if bad:
+        missing.append(f"metrics.jsonl: skipped {bad} unreadable line(s) (a write cut short by a crash?)")
+    return records

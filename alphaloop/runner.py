@@ -14,185 +14,24 @@ Run directory layout::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import random
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from alphaloop import checkpoint as ckpt
+from alphaloop.checkpoint import write_json_atomic
 from alphaloop.errors import UserError
-from alphaloop.recipe import Recipe, load_recipe, recipe_to_toml, validate_recipe
+from alphaloop.recipe import Recipe, load_recipe, recipe_to_toml
 from alphaloop.runlog import MetricsLogger
+from alphaloop.seeding import seed_everything
+from alphaloop.stages import STAGES, StageContext
 
 console = Console(stderr=True)
-
-
-def derive_seed(*parts: Any) -> int:
-    """A stable 63-bit seed from any tuple of keys (never Python's randomised hash)."""
-    digest = hashlib.sha256(repr(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (2**32))
-    torch.manual_seed(seed)
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def rng_state() -> dict[str, Any]:
-    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-
-
-@dataclass
-class RunContext:
-    """What a stage needs from the run: its config, directories, env factory, logger, progress."""
-
-    run_dir: Path
-    recipe: Recipe
-    logger: MetricsLogger
-    progress: Progress
-    index: int = 0
-    results: dict[str, dict[str, Any]] = field(default_factory=dict)  # completed stage name -> result
-    started: float = field(default_factory=time.time)
-
-    @property
-    def stage(self):
-        return self.recipe.stages[self.index]
-
-    @property
-    def stage_dir(self) -> Path:
-        return self.run_dir / "stages" / f"{self.index}-{self.stage.name}"
-
-    def seed(self, *parts: Any) -> int:
-        return derive_seed(self.recipe.seed, self.index, self.stage.name, *parts)
-
-    def make_env(self, split: str = "train", seed: int | None = None):
-        from alphaloop.envs.registry import make_env
-
-        try:
-            return make_env(self.recipe.env.name, split=split, seed=seed, **self.recipe.env.knobs)
-        except (ValueError, TypeError, ImportError) as exc:
-            raise UserError(f"env {self.recipe.env.name!r}: {exc}") from None
-
-    # -- policies -------------------------------------------------------------------------
-    def policy_dir(self, name: str) -> Path:
-        """Final policy of a completed stage, by stage name."""
-        if name not in self.results or "policy_dir" not in self.results[name]:
-            trained = [n for n, r in self.results.items() if "policy_dir" in r]
-            raise UserError(f"no trained policy named {name!r} (available: expert, {', '.join(trained) or 'none'})")
-        return self.run_dir / self.results[name]["policy_dir"]
-
-    def latest_policy_name(self) -> str | None:
-        trained = [n for n, r in self.results.items() if "policy_dir" in r]
-        return trained[-1] if trained else None
-
-    def initial_policy(self):
-        """The policy a training stage starts from: the previous trained stage's, else a fresh one."""
-        if self.recipe.policy.kind == "net":  # board games: a policy-value net
-            from alphaloop.stages.game_common import initial_net
-
-            return initial_net(self)
-        from alphaloop.policies.lm import LMPolicy
-
-        previous = self.latest_policy_name()
-        if previous is not None:
-            return LMPolicy.load(self.policy_dir(previous))
-        spec = self.recipe.policy
-        if spec.pretrained:
-            return LMPolicy.from_pretrained(spec.pretrained)
-        env = self.make_env("train", seed=0)
-        return LMPolicy.build(spec.arch, alphabet=env.alphabet, seed=derive_seed(self.recipe.seed, "init"))
-
-    # -- checkpoints ----------------------------------------------------------------------
-    @property
-    def checkpoint_root(self) -> Path:
-        return self.stage_dir / "checkpoints"
-
-    def save_checkpoint(self, step: int, policy, trainer_state: dict[str, Any], keep: int = 2) -> None:
-        """Model (HF format) + trainer state (optimizer, RNGs, step, cursors), atomically."""
-
-        def fill(tmp: Path) -> None:
-            policy.save(tmp / "policy")
-            torch.save({"step": step, "rng": rng_state(), **trainer_state}, tmp / "trainer.pt")
-
-        ckpt.write_atomic_dir(self.checkpoint_root / f"step-{step:07d}", fill, meta={"step": step})
-        ckpt.prune(self.checkpoint_root, keep)
-
-    def save_final_policy(self, save) -> str:
-        """Write the stage's final policy atomically with `save(dir)`; return its path within the run."""
-        policy_dir = self.stage_dir / "policy"
-        ckpt.write_atomic_dir(policy_dir, save)
-        return str(policy_dir.relative_to(self.run_dir))
-
-    def load_checkpoint(self) -> tuple[Path, dict[str, Any]] | None:
-        """Newest good checkpoint of this stage (policy dir, trainer state), RNGs restored; cuts the log back."""
-        path = ckpt.latest_good(self.checkpoint_root, warn=lambda m: console.print(f"[yellow]{m}"))
-        step = -1
-        state = None
-        if path is not None:
-            state = torch.load(path / "trainer.pt", weights_only=False)
-            set_rng_state(state["rng"])
-            step = state["step"]
-        index = self.index
-        self.logger.truncate(lambda r: r.get("stage_index", -1) < index or (
-            r.get("stage_index") == index and r.get("step", 0) <= step))
-        return None if path is None else (path / "policy", state)
-
-    def log(self, step: int, **metrics: Any) -> None:
-        record = {"stage": self.stage.name, "stage_index": self.index, "step": step,
-                  "time_s": round(time.time() - self.started, 3), **metrics}
-        self.logger.log(record)
-
-    def new_progress_task(self, total: int, completed: int = 0) -> int:
-        return self.progress.add_task(f"{self.index}:{self.stage.name}", total=total, completed=completed, info="")
-
-
-def stage_runner(kind: str):
-    """The function that runs a stage kind (imported lazily: only what a recipe uses is loaded)."""
-    if kind == "imitate":
-        from alphaloop.stages.imitate import run_imitate
-
-        return run_imitate
-    if kind == "rl":
-        from alphaloop.stages.rl import run_rl
-
-        return run_rl
-    if kind == "eval":
-        from alphaloop.stages.eval import run_eval
-
-        return run_eval
-    if kind in ("alphazero", "game_imitate", "game_eval"):
-        from alphaloop.stages.alphazero import run_alphazero
-        from alphaloop.stages.game_eval import run_game_eval
-        from alphaloop.stages.game_imitate import run_game_imitate
-
-        return {"alphazero": run_alphazero, "game_imitate": run_game_imitate, "game_eval": run_game_eval}[kind]
-    raise UserError(f"stage kind {kind!r} is not available")
 
 
 def make_progress() -> Progress:
@@ -278,7 +117,7 @@ def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, 
     logger = MetricsLogger(run_dir)
     progress = make_progress()
     progress.disable = not show_progress
-    ctx = RunContext(run_dir=run_dir, recipe=recipe, logger=logger, progress=progress)
+    ctx = StageContext(run_dir=run_dir, recipe=recipe, logger=logger, progress=progress)
     try:
         with progress:
             for index, stage in enumerate(recipe.stages):
@@ -290,7 +129,7 @@ def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, 
                 ctx.stage_dir.mkdir(parents=True, exist_ok=True)
                 seed_everything(ctx.seed("start"))
                 began = time.time()
-                result = stage_runner(stage.kind)(ctx, stage)
+                result = STAGES[stage.kind].run(ctx, stage)
                 result.setdefault("kind", stage.kind)
                 write_json_atomic(result_path, result)
                 ctx.results[stage.name] = result
@@ -324,4 +163,4 @@ def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[st
     return summary | ({"elo": elo} if elo else {})
 
 
-__all__ = ["run", "prepare_run_dir", "load_run_recipe", "RunContext", "validate_recipe", "derive_seed"]
+__all__ = ["run", "prepare_run_dir", "load_run_recipe", "build_summary", "busy_cores", "warn_if_oversubscribed"]

@@ -29,8 +29,8 @@ from functools import partial
 import numpy as np
 import torch
 
+from alphaloop.collect.selfplay import play_job, self_play_jobs
 from alphaloop.games.registry import game_class
-from alphaloop.games.selfplay import play_job, self_play_jobs
 from alphaloop.policies.nets import NetConfig, PolicyValueNet
 from alphaloop.scale import make_workers
 from alphaloop.search.mcts import MCTSConfig

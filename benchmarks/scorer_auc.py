@@ -20,9 +20,9 @@ import torch
 
 from alphaloop.collect import policy_episodes
 from alphaloop.envs import make_env
+from alphaloop.evals.evaluate import eval_problem_seed
 from alphaloop.policies.lm import LMPolicy
 from alphaloop.scorers import JudgeScorer, ValueScorer
-from alphaloop.stages.eval import eval_problem_seed
 
 
 def auc(scores: list[float], labels: list[bool]) -> float:

@@ -42,8 +42,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from alphaloop.collect.selfplay import play_games
 from alphaloop.games.registry import new_game
-from alphaloop.games.selfplay import play_games
 from alphaloop.policies.nets import NetConfig, build_net
 from alphaloop.search.mcts import MCTS, MCTSConfig
 from alphaloop.search.net_evaluator import SELFPLAY_CACHE, NetEvaluator

@@ -38,7 +38,7 @@ from rl_step import ENV, GROUP, LR, MAX_NEW_TOKENS, PROMPTS, alphaloop_steps, be
 
 from alphaloop.envs.registry import make_env  # noqa: E402
 from alphaloop.policies.lm import LMPolicy  # noqa: E402
-from alphaloop.runner import derive_seed  # noqa: E402
+from alphaloop.seeding import derive_seed  # noqa: E402
 
 
 def trl_step_times(model_dir: str, threads: int, steps: int, warmup: int, seed: int) -> list[float]:

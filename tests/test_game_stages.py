@@ -10,10 +10,11 @@ import pytest
 from alphaloop import runner
 from alphaloop.cli_games import move_lines, play, read_human_move
 from alphaloop.errors import UserError
+from alphaloop.evals.matches import match_results, perfect_lines
+from alphaloop.evals.opponents import make_opponent
 from alphaloop.games.registry import from_moves
 from alphaloop.policies.nets import PolicyValueNet
 from alphaloop.recipe import load_recipe
-from alphaloop.stages.game_common import make_opponent, match_results, perfect_lines
 
 TIME_KEYS = {"time_s", "positions_per_s", "selfplay_s", "train_s"}
 SMOKE = "recipes/tictactoe-smoke.toml"
@@ -140,8 +141,8 @@ def test_match_results_and_opponents():
 
 def test_uct_opponent_is_search_without_learning():
     """uct@N plays a legal, searched move: it takes an immediate connect-four win and beats random."""
+    from alphaloop.games.match import play_match
     from alphaloop.games.players import RandomPlayer
-    from alphaloop.learners.alphazero import play_match
 
     uct = make_opponent("uct@200", "connect4", 0)
     assert uct.choose(from_moves("connect4", "112233")) == 3  # column 4 completes the bottom row
@@ -151,7 +152,7 @@ def test_uct_opponent_is_search_without_learning():
 
 def test_match_opening_spreads_deterministic_games():
     """With eval_opening plies of random moves, two deterministic players stop replaying one game."""
-    from alphaloop.learners.alphazero import play_match
+    from alphaloop.games.match import play_match
 
     class FirstLegal:
         def choose(self, state):

@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
+from alphaloop import checkpoint as ckpt
+from alphaloop.errors import CorruptCheckpointError
 from alphaloop.evals.metrics import elo_from_results
+from alphaloop.evals.opponents import make_opponent
+from alphaloop.games.match import play_match
+from alphaloop.policies.nets import PolicyValueNet
+from alphaloop.search.players import NetPlayer
 
 Result = tuple[str, str, float]  # (player a, player b, a's score: 1 win, 0.5 draw, 0 loss)
 
@@ -40,8 +46,6 @@ class LadderPlayer:
 
 def reference_players(game: str, depth: int) -> list[LadderPlayer]:
     """random, alphabeta@1..@depth, and perfect play for tic-tac-toe: a fixed scale across runs."""
-    from alphaloop.stages.game_common import make_opponent
-
     names = ["random"] + [f"alphabeta@{d}" for d in range(1, depth + 1)]
     names += ["perfect"] if game == "tictactoe" else []
     return [LadderPlayer(n, lambda seed, n=n: make_opponent(n, game, seed)) for n in names]
@@ -49,9 +53,6 @@ def reference_players(game: str, depth: int) -> list[LadderPlayer]:
 
 def net_player(name: str, net_dir: Path, sims: int, stage: str | None = None, step: int | None = None) -> LadderPlayer:
     """A net loaded once from `net_dir`, playing raw (sims 0) or with MCTS@sims; named `name:decoder`."""
-    from alphaloop.learners.alphazero import NetPlayer
-    from alphaloop.policies.nets import PolicyValueNet
-
     net = PolicyValueNet.load(net_dir)
     decoder = "raw" if sims == 0 else f"mcts@{sims}"
     return LadderPlayer(f"{name}:{decoder}", lambda seed: NetPlayer(net, sims=sims, seed=seed), stage, step)
@@ -60,9 +61,6 @@ def net_player(name: str, net_dir: Path, sims: int, stage: str | None = None, st
 def snapshot_dirs(run_dir: Path, stage_dirs: Sequence[tuple[str, str]]) -> list[tuple[str, int, Path]]:
     """(stage name, step, net dir) of every verified snapshot under the given (stage name, stage dir
     name) pairs, oldest first; corrupt or half-written ones (no valid manifest) are skipped."""
-    from alphaloop import checkpoint as ckpt
-    from alphaloop.errors import CorruptCheckpointError
-
     found = []
     for name, dirname in stage_dirs:
         for path in reversed(ckpt.step_dirs(Path(run_dir) / "stages" / dirname / "snapshots")):
@@ -78,8 +76,6 @@ def round_robin(players: Sequence[LadderPlayer], game: str, games: int, opening:
                 progress: Callable[[int, int], None] | None = None) -> list[Result]:
     """Every pair plays `games` games (`play_match`: colours alternate, `opening` random plies).
     Player seeds differ per pair so their tie-breaking is independent. Returns one result per game."""
-    from alphaloop.learners.alphazero import play_match
-
     if games < 1:
         raise ValueError(f"games per pair must be >= 1, got {games}")
     if len({p.name for p in players}) != len(players):

@@ -31,6 +31,7 @@ from alphaloop.collect import expert_episodes, policy_episodes
 from alphaloop.episode import Episode
 from alphaloop.evals.metrics import majority_vote, pass_at_k
 from alphaloop.search.best_of_n import best_of_n_accuracy
+from alphaloop.seeding import derive_seed
 
 DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|judge)@(\d+))$")
 ALIASES = {"best-value": "best"}
@@ -40,6 +41,12 @@ EXPERT_SKIP_NOTE = ("not defined for the expert: {name}@K ranks samples by an LM
                     "{what}, and the expert is a program with neither")
 NO_VALUE_HEAD_NOTE = ("not defined for this policy: best@K ranks samples by a value head, which only an "
                       "`rl` stage with algorithm='ppo' trains")
+
+
+def eval_problem_seed(recipe_seed: int, split: str) -> int:
+    """The seed of a split's fixed eval problems: it depends on the recipe seed and the split only,
+    so every stage's in-training eval, the `eval` stage and `alphaloop eval` see the same problems."""
+    return derive_seed(recipe_seed, "eval-problems", split) % (2**31)
 
 
 def parse_decoder(spec: str) -> tuple[str, int]:

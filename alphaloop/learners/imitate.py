@@ -9,8 +9,6 @@ short demonstrations weigh each of their tokens equally.
 
 from __future__ import annotations
 
-import math
-
 import torch
 
 
@@ -18,11 +16,3 @@ def imitation_loss(policy, input_ids: torch.Tensor, attention_mask: torch.Tensor
                    completion_mask: torch.Tensor) -> torch.Tensor:
     logprobs = policy.sequence_logprobs(input_ids, attention_mask)
     return -(logprobs * completion_mask).sum() / completion_mask.sum().clamp_min(1.0)
-
-
-def warmup_cosine(step: int, total: int, warmup: int, min_ratio: float) -> float:
-    """LR multiplier: linear warmup to 1, then cosine decay to `min_ratio` at `total`."""
-    if warmup > 0 and step < warmup:
-        return (step + 1) / warmup
-    progress = min(1.0, (step - warmup) / max(1, total - warmup))
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))

@@ -7,7 +7,7 @@ file does the same computation as one flat loop over functional ops, and keeps H
 names (`model.layers.0.self_attn.q_proj.weight`, ...), so weights saved from here load with
 `AutoModelForCausalLM.from_pretrained` and give the same logits. Its matmuls go through
 `matmul.linear` (the faster of MKL and oneDNN on this CPU). With a `kv_cache` (`new_cache`) the
-forward is the inference path in `decode.py` (prompt prefill and one-token decoding steps into a
+forward is the inference path in `kv_cache.py` (prompt prefill and one-token decoding steps into a
 preallocated cache); `prefix.py` adds a training forward that computes each prompt once for all
 of its sampled completions.
 
@@ -24,12 +24,16 @@ n_heads / n_kv_heads query heads each) and a SwiGLU MLP (Shazeer 2020).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import LlamaConfig
 
-from alphaloop.policies.decode import DecodeWeights, KVCache, cached_forward
+if TYPE_CHECKING:  # a type only: the sampler imports this module, and board-game runs never need transformers
+    from transformers import LlamaConfig
+
+from alphaloop.policies.kv_cache import InferenceWeights, KVCache, cached_forward
 from alphaloop.policies.matmul import linear
 
 # Per layer: (W_qkv, b_qkv, W_o, b_o, W_gate_up, b_gate_up, W_down, b_down); biases may be None.
@@ -174,7 +178,7 @@ class LeanLlama(nn.Module):
         if max_len > self.rope_cos.shape[0]:
             self._extend_rope(max_len)
         weight = self.lm_head.weight
-        return KVCache(len(self.model.layers), batch, self.kv_heads, max_len, self.head_dim, DecodeWeights.of(self),
+        return KVCache(len(self.model.layers), batch, self.kv_heads, max_len, self.head_dim, InferenceWeights.of(self),
                        dtype=weight.dtype, device=weight.device)
 
     def hf_state_dict(self) -> dict[str, torch.Tensor]:
@@ -248,7 +252,7 @@ class LeanLlama(nn.Module):
 
         `attention_mask` [B,T] marks real tokens (1) and padding (0) among `input_ids`; it is
         combined with causality. With `kv_cache`, `input_ids` continue the cached sequence and
-        are written into it in place (`decode.cached_forward`, inference only; default positions
+        are written into it in place (`kv_cache.cached_forward`, inference only; default positions
         then continue from the cache's length). Otherwise default positions count real tokens
         only (cumsum(mask) - 1), which is right for both right and left padding.
         """

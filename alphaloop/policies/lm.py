@@ -14,49 +14,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
 from safetensors.torch import load_file, save_file
 from torch import nn
-from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, LlamaConfig
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-from alphaloop.learners.sequences import CompletionBatch
+from alphaloop.batch import CompletionBatch
+from alphaloop.policies.arch import LMArch
 from alphaloop.policies.llama import LeanLlama, lean_supported
 from alphaloop.policies.prefix import completion_forward
 from alphaloop.policies.tokenizer import build_char_tokenizer
 
 VALUE_HEAD_FILE = "value_head.safetensors"
-
-
-class LMArch(BaseModel):
-    """Size of a freshly built Llama-architecture policy (defaults: ~0.85M parameters)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    hidden_size: int = Field(128, ge=8, description="width of the residual stream")
-    num_layers: int = Field(4, ge=1, description="decoder layers")
-    num_heads: int = Field(4, ge=1, description="query heads; hidden_size must be a multiple")
-    num_kv_heads: int = Field(4, ge=1, description="key/value heads (GQA); must divide num_heads")
-    intermediate_size: int = Field(384, ge=1, description="SwiGLU MLP width")
-    max_seq_len: int = Field(128, ge=8, description="longest prompt + completion, in tokens")
-    rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency")
-    tie_embeddings: bool = Field(True, description="share the input embedding and the output projection")
-
-    def llama_config(self, vocab_size: int, bos_id: int, eos_id: int, pad_id: int) -> LlamaConfig:
-        if self.hidden_size % self.num_heads:
-            raise ValueError(f"arch.hidden_size ({self.hidden_size}) must be a multiple of "
-                             f"arch.num_heads ({self.num_heads})")
-        if self.num_heads % self.num_kv_heads:
-            raise ValueError(f"arch.num_heads ({self.num_heads}) must be a multiple of "
-                             f"arch.num_kv_heads ({self.num_kv_heads})")
-        config = LlamaConfig(
-            vocab_size=vocab_size, hidden_size=self.hidden_size, intermediate_size=self.intermediate_size,
-            num_hidden_layers=self.num_layers, num_attention_heads=self.num_heads,
-            num_key_value_heads=self.num_kv_heads, max_position_embeddings=self.max_seq_len,
-            rope_theta=self.rope_theta, tie_word_embeddings=self.tie_embeddings, rms_norm_eps=1e-6,
-            bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
-        )
-        config.architectures = ["LlamaForCausalLM"]
-        return config
 
 
 class HFCausalLM(nn.Module):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass, field
+from html import escape
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 from alphaloop.errors import UserError
-from alphaloop.report.plots import save_figure
+from alphaloop.report.plots import img_tag, save_figure
+from alphaloop.runlog import read_metrics
 
 X_AXES = (("time_s", "wall time (s)"), ("selfplay_games", "self-play games"))
 
@@ -97,8 +99,6 @@ def game_progress(name: str, summary: dict[str, Any], metrics: list[dict[str, An
 
 def read_run(run_dir: Path) -> GameProgress:
     """A run directory's series (UserError if it is not a finished-enough run directory)."""
-    from alphaloop.report.html import read_metrics
-
     run_dir = Path(run_dir)
     path = run_dir / "summary.json"
     if not path.is_file():
@@ -159,8 +159,6 @@ def progress_figure(runs: list[GameProgress], path: Path, title: str) -> Path | 
 
 def compare_runs(run_a: Path, run_b: Path, out_dir: Path) -> Path:
     """Both runs' good-move rates and Elo on the same axes: OUT_DIR/compare.png (+ compare.html)."""
-    from alphaloop.report.html import _img, e
-
     runs = [read_run(run_a), read_run(run_b)]
     if runs[0].name == runs[1].name:
         runs[0].name, runs[1].name = f"{runs[0].name} (A)", f"{runs[1].name} (B)"
@@ -173,11 +171,12 @@ def compare_runs(run_a: Path, run_b: Path, out_dir: Path) -> Path:
     png = progress_figure(runs, out_dir / "compare.png", f"{runs[0].name} vs {runs[1].name}")
     assert png is not None  # both runs have series
     page = out_dir / "compare.html"
-    page.write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{e(runs[0].name)} vs "
-                    f"{e(runs[1].name)}</title></head><body><h1>{e(runs[0].name)} vs {e(runs[1].name)}</h1>"
+    title = f"{escape(runs[0].name)} vs {escape(runs[1].name)}"
+    page.write_text(f"<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{title}</title></head>"
+                    f"<body><h1>{title}</h1>"
                     "<p>Good-move rate on solver-labelled positions and ladder Elo against wall time and "
                     "self-play games. Elo is each run's own ladder (same reference players, random = 0).</p>"
-                    f"{_img(png, 'comparison')}</body></html>\n", encoding="utf-8")
+                    f"{img_tag(png, 'comparison')}</body></html>\n", encoding="utf-8")
     return page
 
 

@@ -8,7 +8,6 @@ mailed or attached as one file; the same PNGs are also left in `plots/`.
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import math
@@ -20,7 +19,9 @@ from rich.table import Table
 from rich.text import Text
 
 from alphaloop.errors import UserError
-from alphaloop.report.plots import curve_figure, elo_figure, is_rate, learning_curve_figure, slug
+from alphaloop.report.games import game_progress, progress_figure
+from alphaloop.report.plots import curve_figure, elo_figure, img_tag, is_rate, learning_curve_figure, slug
+from alphaloop.runlog import read_metrics
 
 CSS = """
 body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; color: #1d2330; max-width: 1150px;
@@ -164,37 +165,9 @@ def _read_json(path: Path, missing: list[str], what: str) -> Any:
         return None
 
 
-def read_metrics(path: Path, missing: list[str]) -> list[dict[str, Any]]:
-    """metrics.jsonl records; a line cut short by a crash is skipped and counted."""
-    if not path.is_file():
-        missing.append("metrics.jsonl not found: no learning curves")
-        return []
-    records, bad = [], 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            bad += 1
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-        else:
-            bad += 1
-    if bad:
-        missing.append(f"metrics.jsonl: skipped {bad} unreadable line(s) (a write cut short by a crash?)")
-    return records
-
-
 # ---------------------------------------------------------------- HTML pieces
 
 e = html.escape
-
-
-def _img(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{e(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozenset()) -> str:
@@ -320,19 +293,17 @@ def build_report(run_dir: Path) -> Path:
     for (index, stage), records in sorted(by_stage.items()):
         path = learning_curve_figure(stage, records, plots / f"curves-{index}-{slug(stage)}.png")
         if path is not None:
-            parts.append(f"<h3>{e(stage)}</h3>{_img(path, f'learning curves of stage {stage}')}")
+            parts.append(f"<h3>{e(stage)}</h3>{img_tag(path, f'learning curves of stage {stage}')}")
             drawn += 1
     if not drawn:
         parts.append('<p class="note">no training metrics logged</p>')
-
-    from alphaloop.report.games import game_progress, progress_figure
 
     progress = game_progress(name, summary, metrics)
     path = None if progress.empty() else progress_figure([progress], plots / "game-progress.png", name)
     if path is not None:
         parts.append("<h2>Game progress</h2><p class=\"note\">good-move rate on solver-labelled positions (in-training "
                      "evals) and ladder Elo of the training snapshots, against wall time and self-play games</p>")
-        parts.append(_img(path, "good-move rate and Elo against wall time and self-play games"))
+        parts.append(img_tag(path, "good-move rate and Elo against wall time and self-play games"))
 
     curves = summary.get("curves") if isinstance(summary.get("curves"), dict) else {}
     for curve_name, points in sorted(curves.items(), key=lambda kv: (kv[0] != "test_time_compute", kv[0])):
@@ -346,7 +317,7 @@ def build_report(run_dir: Path) -> Path:
         if curve_name == "test_time_compute":
             parts.append('<p class="note">accuracy as more samples per problem are drawn '
                          "(log2 axis), one line per policy and decoder</p>")
-        parts.append(_img(path, title))
+        parts.append(img_tag(path, title))
 
     elo = summary.get("elo")
     if isinstance(elo, dict) and elo:
@@ -364,7 +335,7 @@ def build_report(run_dir: Path) -> Path:
                             [r if intervals else r[:2] for r in rows], {1}))
         path = elo_figure(elo, plots / "elo.png")
         if path is not None:
-            parts.append(_img(path, "Elo ladder"))
+            parts.append(img_tag(path, "Elo ladder"))
 
     recipe = run_dir / "recipe.toml"
     if recipe.is_file():

@@ -8,6 +8,8 @@ byte-identical files, which keeps two reports of equal runs equal.
 
 from __future__ import annotations
 
+import base64
+import html
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -47,6 +49,12 @@ def save_figure(fig: Figure, path: Path) -> Path:
     FigureCanvasAgg(fig)
     fig.savefig(path, format="png", dpi=DPI, metadata={"Software": None})
     return path
+
+
+def img_tag(path: Path, alt: str) -> str:
+    """The PNG at `path` as an <img> with its bytes inline (base64), so a page is one self-contained file."""
+    data = base64.b64encode(Path(path).read_bytes()).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
 
 
 def _grid(n_panels: int, title: str) -> tuple[Figure, list]:

@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import torch
 
+from alphaloop.batch import pack
 from alphaloop.episode import Episode
-from alphaloop.learners.sequences import pack
 
 
 @dataclass(frozen=True)

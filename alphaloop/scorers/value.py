@@ -17,8 +17,8 @@ from collections.abc import Sequence
 
 import torch
 
+from alphaloop.batch import pack
 from alphaloop.episode import Episode
-from alphaloop.learners.sequences import pack
 
 
 class ValueScorer:

@@ -6,9 +6,10 @@ Public API (mctx style, everything batched through one `Evaluator.evaluate(state
 self-play), and the evaluators.
 """
 
+from alphaloop.search.base import MCTSConfig, SearchResult, most_visited, play_config, visit_policy
 from alphaloop.search.evaluators import Evaluator, RandomRolloutEvaluator, UniformEvaluator
 from alphaloop.search.gumbel import GumbelConfig, GumbelMCTS
-from alphaloop.search.mcts import MCTS, MCTSConfig, SearchResult, play_config, visit_policy
+from alphaloop.search.mcts import MCTS
 
 __all__ = [
     "MCTS",
@@ -19,6 +20,7 @@ __all__ = [
     "RandomRolloutEvaluator",
     "SearchResult",
     "UniformEvaluator",
+    "most_visited",
     "play_config",
     "visit_policy",
 ]

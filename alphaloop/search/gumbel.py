@@ -34,7 +34,8 @@ from dataclasses import replace
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from alphaloop.search.mcts import MCTS, SearchResult, _Tree
+from alphaloop.search.base import SearchResult
+from alphaloop.search.mcts import MCTS, Tree
 
 _LOW_LOGIT = -1e9  # logit of an action with prior 0 (mctx clamps the same way)
 
@@ -113,10 +114,10 @@ class GumbelMCTS(MCTS):
     def _vectorizable(self) -> bool:
         return False
 
-    def _previous_trees(self) -> dict[tuple, _Tree]:
+    def _previous_trees(self) -> dict[tuple, Tree]:
         return {}                               # sequential halving needs a root without visits
 
-    def _begin(self, tree: _Tree, explore: bool = True) -> None:
+    def _begin(self, tree: Tree, explore: bool = True) -> None:
         cfg = self.config
         prior = tree.prior[tree.root]
         n = len(prior)
@@ -126,13 +127,13 @@ class GumbelMCTS(MCTS):
             "schedule": considered_visit_sequence(min(cfg.max_considered, n), cfg.num_simulations),
         }
 
-    def _sigma(self, tree: _Tree, node: int) -> list[float]:
+    def _sigma(self, tree: Tree, node: int) -> list[float]:
         """sigma(completedQ(a)) for every edge of `node`, from the point of view of its player."""
         cfg = self.config
         return sigma_completed_q(tree.N[node], tree.W[node], tree.prior[node], tree.value[node],
                                  cfg.c_visit, cfg.c_scale, cfg.rescale_values)
 
-    def _pick(self, tree: _Tree, node: int) -> int:
+    def _pick(self, tree: Tree, node: int) -> int:
         Ns = tree.N[node]
         sigma = self._sigma(tree, node)
         if node == tree.root:
@@ -153,7 +154,7 @@ class GumbelMCTS(MCTS):
         scores = [w / z - n / denom for w, n in zip(weights, Ns)]
         return scores.index(max(scores))
 
-    def _result(self, tree: _Tree) -> SearchResult:
+    def _result(self, tree: Tree) -> SearchResult:
         base = super()._result(tree)
         root = tree.root
         Ns, extra = tree.N[root], tree.extra

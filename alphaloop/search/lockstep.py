@@ -27,7 +27,8 @@ from collections.abc import Sequence
 import numpy as np
 
 from alphaloop.games.base import GameState, legal_masks
-from alphaloop.search.mcts import MCTS, SearchResult, _evaluate_checked
+from alphaloop.search.base import MCTSConfig, SearchResult, evaluate_checked
+from alphaloop.search.evaluators import Evaluator
 
 # node status (`status`): expanded, terminal, awaiting evaluation; _NEW marks a missing child (descent only)
 _EXPANDED, _TERMINAL, _PENDING, _NEW = 0, 1, 2, 3
@@ -41,8 +42,10 @@ class Lockstep:
     games at once. Same arithmetic, in the same order, as the list trees of `mcts.py`, so
     `search_many` returns exactly what per-game `search` calls return."""
 
-    def __init__(self, owner: MCTS) -> None:
-        self.owner = owner
+    def __init__(self, config: MCTSConfig, evaluator: Evaluator, rng: np.random.Generator) -> None:
+        self.config = config
+        self.evaluator = evaluator
+        self.rng = rng                     # the owning MCTS's generator: one stream for both tree layouts
         self.prev: dict | None = None      # the last search, for tree reuse
 
     # ---- tree storage ------------------------------------------------------------------------
@@ -129,7 +132,7 @@ class Lockstep:
     def run(self, states: Sequence[GameState], sims: Sequence[int], noise: Sequence[bool]) -> list[SearchResult]:
         """Search `states` (`sims[g]` simulations for game g, root noise where `noise[g]`; as checked
         by `MCTS.search_many`), reusing the previous search's subtrees."""
-        owner, cfg = self.owner, self.owner.config
+        cfg = self.config
         G, A = len(states), states[0].num_actions
         for i, state in enumerate(states):
             if state.num_actions != A:
@@ -142,7 +145,7 @@ class Lockstep:
         fresh = np.array([g for g, r in enumerate(reuse) if not r], np.int64)
         if fresh.size:
             ids = self._add(fresh, [states[g].clone() for g in fresh.tolist()])
-            priors, values = _evaluate_checked(owner.evaluator, [self.nodes[i] for i in ids.tolist()])
+            priors, values = evaluate_checked(self.evaluator, [self.nodes[i] for i in ids.tolist()])
             self._expand(ids, priors, values)
         roots = np.arange(G) * self.M
         saved = self.P[roots].copy()
@@ -152,7 +155,7 @@ class Lockstep:
                 if not explore:
                     continue
                 legal = np.flatnonzero(self.L[root])
-                dirichlet = owner.rng.dirichlet([cfg.dirichlet_alpha] * len(legal))
+                dirichlet = self.rng.dirichlet([cfg.dirichlet_alpha] * len(legal))
                 self.P[root, legal] = (1 - eps) * self.P[root, legal] + eps * dirichlet
         remaining = np.array(sims, np.int64)
         while remaining.any():
@@ -168,7 +171,7 @@ class Lockstep:
 
         Within one round of descents each game follows one path, so the flat edge ids of a round are
         distinct and virtual loss / terminal backups are plain fancy-index updates."""
-        cfg = self.owner.config
+        cfg = self.config
         vl, A = cfg.virtual_loss, self.A
         N, W = self.N.reshape(-1), self.W.reshape(-1)
         budget = np.minimum(remaining, cfg.batch_size)
@@ -200,7 +203,7 @@ class Lockstep:
         if not leaves:
             return
         ids = np.concatenate(leaves)
-        priors, values = _evaluate_checked(self.owner.evaluator, [self.nodes[i] for i in ids.tolist()])
+        priors, values = evaluate_checked(self.evaluator, [self.nodes[i] for i in ids.tolist()])
         self._expand(ids, priors, values)
         e, lf = np.concatenate(path_edges), np.concatenate(path_leaves)
         v = self.value[lf]
@@ -213,7 +216,7 @@ class Lockstep:
         """PUCT descent for games `act` from their roots, creating the new leaves' nodes. Returns the
         flat edge ids of all paths, the position in `act` owning each edge, and per game the leaf
         kind (_LEAF: a new leaf to evaluate, _TERMINAL, _PENDING: collision) and leaf flat id."""
-        cfg, M, A = self.owner.config, self.M, self.A
+        cfg, M, A = self.config, self.M, self.A
         N, W, P, L, status = self.N, self.W, self.P, self.L, self.status
         C = self.C.reshape(-1)
         kind = np.full(act.size, -1, np.int64)

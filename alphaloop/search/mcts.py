@@ -48,123 +48,28 @@ each automatic collection would traverse all of them again -- about a fifth of s
 
 from __future__ import annotations
 
-import gc
 import math
 import random
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import Literal
+from collections.abc import Sequence
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from alphaloop.games.base import GameState
+from alphaloop.search.base import (
+    MCTSConfig,
+    SearchResult,
+    evaluate_checked,
+    gc_paused,
+    most_visited,
+    play_config,
+    visit_policy,
+)
 from alphaloop.search.evaluators import Evaluator
+from alphaloop.search.lockstep import Lockstep
 
 
-class MCTSConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    num_simulations: int = Field(100, ge=1)
-    selection: Literal["puct", "uct"] = "puct"
-    c_puct: float = Field(1.25, gt=0)           # c_init of AlphaZero 2018 when c_base is set
-    c_base: float | None = Field(None, gt=0)    # 19652 in AlphaZero 2018; None = constant c_puct
-    uct_c: float = Field(math.sqrt(2), ge=0)
-    fpu: float = Field(0.0, ge=-1, le=1)        # Q of unvisited children
-    dirichlet_alpha: float = Field(0.3, gt=0)   # AlphaZero: 0.3 chess, 0.03 Go; ~10 / num_actions
-    dirichlet_fraction: float = Field(0.0, ge=0, le=1)  # 0.25 for self-play, 0 for evaluation
-    batch_size: int = Field(8, ge=1)            # leaves per tree per evaluator call
-    virtual_loss: float = Field(1.0, ge=0)
-    temperature: float = Field(0.0, ge=0)       # default for choose(); 0 = most visited
-    reuse_tree: bool = True
-    vectorized: bool = True                     # numpy lock-step trees when search_many gets >= 2 games
-
-
-def play_config(num_simulations: int, **settings) -> MCTSConfig:
-    """Search settings for *playing* (matches, position sets, `alphaloop move`), not self-play: one
-    leaf per tree per evaluator call. Several leaves per tree (`batch_size` > 1, kept apart by
-    virtual loss) only exist to fill the evaluator's batch, and they make a search expand leaves it
-    would not have chosen one at a time; a match fills the batch from its many games instead.
-    Measured on connect four (trained ResNet + MCTS@800 against alpha-beta depth 4, the same 200
-    games with two random opening plies): 84.5% wins at 8 leaves per tree, 89.5% at 1, in about
-    the same wall time (277 vs 294 s)."""
-    return MCTSConfig(num_simulations=num_simulations, **({"batch_size": 1} | settings))
-
-
-@dataclass
-class SearchResult:
-    """Root statistics of one search, all over the full action space [A]."""
-
-    visit_counts: np.ndarray   # float[A], N(root, a); 0 for illegal actions
-    q_values: np.ndarray       # float[A], Q(root, a) for the player to move; NaN if unvisited/illegal
-    root_value: float          # (v(root) + sum_a W(root, a)) / (1 + sum_a N(root, a))
-    policy_target: np.ndarray  # float[A], training target (visit distribution, or Gumbel's pi')
-    prior: np.ndarray          # float[A], root priors the search used (after any noise)
-    action: int | None = None  # the action the search itself selected (Gumbel), else None
-
-
-def visit_policy(counts: np.ndarray, temperature: float, rng: np.random.Generator) -> np.ndarray:
-    """pi(a) = N(a)^(1/tau) / sum_b N(b)^(1/tau); tau -> 0 (< 1e-3) is a one-hot argmax whose
-    ties are broken uniformly with `rng` (so a seeded player is reproducible but not biased)."""
-    counts = np.asarray(counts, dtype=np.float64)
-    if temperature < 0:
-        raise ValueError(f"temperature: expected >= 0, got {temperature}")
-    if counts.ndim != 1 or not counts.sum() > 0:
-        raise ValueError(f"counts: expected a 1-D array with positive sum, got {counts}")
-    if temperature < 1e-3:
-        best = np.flatnonzero(counts == counts.max())
-        out = np.zeros_like(counts)
-        out[best[rng.integers(len(best))] if len(best) > 1 else best[0]] = 1.0
-        return out
-    logits = np.full_like(counts, -np.inf)
-    np.log(counts, out=logits, where=counts > 0)
-    logits = (logits - logits.max()) / temperature
-    probs = np.exp(logits)
-    return probs / probs.sum()
-
-
-def most_visited(results: Sequence[SearchResult], rng: np.random.Generator) -> list[int]:
-    """Each search's move for play: the action the search picked itself (Gumbel), else the most
-    visited one, ties broken uniformly with `rng`."""
-    return [int(r.action) if r.action is not None else int(np.argmax(visit_policy(r.visit_counts, 0.0, rng)))
-            for r in results]
-
-
-def _evaluate_checked(
-    evaluator: Evaluator, states: list[GameState], clip: bool = True
-) -> tuple[np.ndarray, np.ndarray]:
-    """Call the evaluator once; float64 priors [B, A] and values [B], finite and clipped to [-1, 1]
-    (with `clip=False` the caller checks and clips: cheaper in a Python loop for tiny batches)."""
-    priors, values = evaluator.evaluate(states)
-    priors = np.asarray(priors, dtype=np.float64)
-    values = np.asarray(values, dtype=np.float64).reshape(-1)
-    num_actions = states[0].num_actions
-    if priors.shape != (len(states), num_actions) or values.shape != (len(states),):
-        raise ValueError(
-            f"evaluator: expected priors [{len(states)}, {num_actions}] and values [{len(states)}], "
-            f"got {priors.shape} and {values.shape}"
-        )
-    if not clip:
-        return priors, values
-    if not np.isfinite(values).all():
-        raise ValueError(f"evaluator: values must be finite, got {values}")
-    return priors, np.clip(values, -1.0, 1.0)
-
-
-@contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause automatic cyclic garbage collection inside the block (restored after, even on error)."""
-    was_enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was_enabled:
-            gc.enable()
-
-
-class _Tree:
+class Tree:
     """One game's search tree as parallel per-node lists; edge rows are aligned with `legal[node]`."""
 
     __slots__ = ("game_name", "history", "root", "states", "player", "legal", "prior", "child", "N", "W",
@@ -233,10 +138,8 @@ class MCTS:
         self.config = config
         self.rng = np.random.default_rng(seed)
         self._py_rng = random.Random(seed)
-        self._trees: list[_Tree | None] = []
-        from alphaloop.search.lockstep import Lockstep  # imported here: lockstep imports this module
-
-        self._lockstep = Lockstep(self)
+        self._trees: list[Tree | None] = []
+        self._lockstep = Lockstep(config, evaluator, self.rng)  # the numpy engine of `search_many`
 
     # ---- public API ------------------------------------------------------------------------
     def search(self, state: GameState) -> SearchResult:
@@ -292,7 +195,7 @@ class MCTS:
         if len(sims) != len(states) or len(noise) != len(states) or min(sims) < 1:
             raise ValueError(f"simulations / explore: expected one entry per state ({len(states)}), simulations "
                              f">= 1; got {simulations!r} and {explore!r}")
-        with _gc_paused():
+        with gc_paused():
             if self._vectorizable() and (len(states) > 1 or self._lockstep.prev is not None):
                 self._trees = []
                 return self._lockstep.run(states, sims, noise)
@@ -331,13 +234,13 @@ class MCTS:
     def _vectorizable(self) -> bool:
         return self.config.selection == "puct" and self.config.vectorized
 
-    def _previous_trees(self) -> dict[tuple, _Tree]:
+    def _previous_trees(self) -> dict[tuple, Tree]:
         """The last search's trees by root move history, for reuse."""
         if not self.config.reuse_tree:
             return {}
         return {tuple(t.history): t for t in self._trees if t is not None}
 
-    def _tree_for(self, state: GameState, previous: dict[tuple, _Tree]) -> _Tree:
+    def _tree_for(self, state: GameState, previous: dict[tuple, Tree]) -> Tree:
         """The previous tree whose root `state` continues (found by move history; each tree serves one
         game, so it is taken out of `previous`), re-rooted at `state`; else a fresh tree."""
         history = state.move_history()
@@ -349,9 +252,9 @@ class MCTS:
                     del previous[tuple(history[:k])]
                     tree.root, tree.history = node, history
                     return tree
-        return _Tree(state.clone())
+        return Tree(state.clone())
 
-    def _collect(self, tree: _Tree, budget: int, items: list) -> int:
+    def _collect(self, tree: Tree, budget: int, items: list) -> int:
         """Start up to `budget` simulations: terminal leaves are backed up at once (their count is
         returned), other leaves get a virtual loss and are appended to `items` for evaluation."""
         vl = self.config.virtual_loss
@@ -372,7 +275,7 @@ class MCTS:
             items.append((tree, path, leaf))
         return done
 
-    def _descend(self, tree: _Tree) -> tuple[list[tuple[int, int]], int]:
+    def _descend(self, tree: Tree) -> tuple[list[tuple[int, int]], int]:
         """Select edges from the root down to a new or terminal node; leaf -1 means a collision."""
         node, path = tree.root, []
         child, expanded, returns = tree.child, tree.expanded, tree.returns
@@ -395,7 +298,7 @@ class MCTS:
     def _evaluate(self, items: list) -> None:
         """One evaluator call for all pending leaves; expand each and back its value up its path."""
         states = [tree.states[leaf] for tree, _, leaf in items]
-        priors, values = _evaluate_checked(self.evaluator, states, clip=False)
+        priors, values = evaluate_checked(self.evaluator, states, clip=False)
         vl = self.config.virtual_loss
         for (tree, path, leaf), row, v in zip(items, priors.tolist(), values.tolist()):
             if not -math.inf < v < math.inf:
@@ -410,7 +313,7 @@ class MCTS:
                 self._backup(tree, path, [v, -v] if tree.player[leaf] == 0 else [-v, v], vl)
 
     @staticmethod
-    def _backup(tree: _Tree, path: list[tuple[int, int]], returns: list[float], vl: float) -> None:
+    def _backup(tree: Tree, path: list[tuple[int, int]], returns: list[float], vl: float) -> None:
         """Add one visit and the leaf's return for the player at each node along the path,
         removing the virtual loss `vl` placed on it during selection."""
         player, N, W = tree.player, tree.N, tree.W
@@ -419,7 +322,7 @@ class MCTS:
             W[node][i] += returns[player[node]] + vl
 
     # ---- the rule-specific parts (overridden by Gumbel) ------------------------------------
-    def _begin(self, tree: _Tree, explore: bool = True) -> None:
+    def _begin(self, tree: Tree, explore: bool = True) -> None:
         """Per-search root set-up: Dirichlet noise on the root priors (undone after the search)."""
         eps = self.config.dirichlet_fraction
         if eps > 0 and explore:
@@ -428,7 +331,7 @@ class MCTS:
             tree.saved_prior = prior
             tree.prior[tree.root] = [(1 - eps) * p + eps * e for p, e in zip(prior, noise)]
 
-    def _pick(self, tree: _Tree, node: int) -> int:
+    def _pick(self, tree: Tree, node: int) -> int:
         """Index (into legal[node]) of the edge to follow from `node`."""
         cfg = self.config
         Ns, Ws = tree.N[node], tree.W[node]
@@ -457,7 +360,7 @@ class MCTS:
                 best, best_i = score, i
         return best_i
 
-    def _result(self, tree: _Tree) -> SearchResult:
+    def _result(self, tree: Tree) -> SearchResult:
         root = tree.root
         num_actions = tree.states[root].num_actions
         counts, q = np.zeros(num_actions), np.full(num_actions, np.nan)
@@ -469,3 +372,6 @@ class MCTS:
                 q[a] = Ws[i] / Ns[i]
         root_value = (tree.value[root] + sum(Ws)) / (1.0 + sum(Ns))
         return SearchResult(counts, q, float(root_value), counts / counts.sum(), prior)
+
+
+__all__ = ["MCTS", "MCTSConfig", "SearchResult", "Tree", "most_visited", "play_config", "visit_policy"]

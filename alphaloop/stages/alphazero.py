@@ -20,26 +20,29 @@ same summary as an uninterrupted one.
 
 from __future__ import annotations
 
-import math
 import time
+from functools import partial
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from alphaloop.stages.game_common import (
-    GameEvalFields,
-    close_step,
-    finish,
-    game_of,
-    resume_training,
-    train_precision_field,
-)
+from alphaloop.collect.selfplay import play_job, self_play_jobs, to_examples
+from alphaloop.games.registry import game_class
+from alphaloop.games.replay import ReplayBuffer
+from alphaloop.learners.alphazero import train_steps
+from alphaloop.learners.schedules import cosine_between
+from alphaloop.policies.nets import PolicyValueNet
+from alphaloop.scale import make_workers, worker_threads
+from alphaloop.search import GumbelConfig, MCTSConfig
+from alphaloop.stages.context import StageContext
+from alphaloop.stages.game_settings import GameEvalFields, train_precision_field
+from alphaloop.stages.game_training import final_metrics, game_eval, game_of, start_training
+from alphaloop.stages.loop import StageLoop
 
 
 class AlphaZeroStageConfig(GameEvalFields):
     kind: Literal["alphazero"]
-    name: str | None = None
     rounds: int = Field(25, ge=1, description="self-play -> train -> (eval) rounds")
     games_per_round: int = Field(64, ge=1, description="self-play games per round, played in lock-step")
     search: Literal["mcts", "gumbel"] = "mcts"
@@ -90,56 +93,44 @@ def round_lr(cfg: AlphaZeroStageConfig, round_: int) -> float:
     chasing the newest ones. Computed from the round alone, so a resumed run gets the same rates."""
     if cfg.lr_final is None:
         return cfg.lr
-    frac = round_ / max(cfg.rounds - 1, 1)
-    return cfg.lr_final + (cfg.lr - cfg.lr_final) * 0.5 * (1.0 + math.cos(math.pi * frac))
+    return cosine_between(cfg.lr, cfg.lr_final, round_, cfg.rounds)
 
 
 def _search_config(cfg: AlphaZeroStageConfig):
     """The self-play search's config: GumbelConfig (Gumbel root) or MCTSConfig (PUCT + Dirichlet noise)."""
-    from alphaloop.search import GumbelConfig, MCTSConfig
-
     if cfg.search == "gumbel":
         return GumbelConfig(num_simulations=cfg.simulations, max_considered=cfg.max_considered)
     return MCTSConfig(num_simulations=cfg.simulations, c_puct=cfg.c_puct, batch_size=cfg.search_batch,
                       dirichlet_alpha=cfg.dirichlet_alpha, dirichlet_fraction=cfg.dirichlet_fraction)
 
 
-def _workers(ctx, net):
+def _workers(ctx: StageContext, net):
     """The recipe's `[scale]` workers, each with its own copy of `net` (built from its config)."""
-    from functools import partial
-
-    from alphaloop.policies.nets import PolicyValueNet
-    from alphaloop.scale import make_workers, worker_threads
-
     scale = ctx.recipe.scale
     factory = partial(PolicyValueNet, net.config, net.observation_shape, net.num_actions)
     return make_workers(factory, backend=scale.backend, workers=scale.workers, address=scale.address,
                         threads=worker_threads(ctx.recipe.threads, scale.workers, scale.worker_threads))
 
 
-def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
-    from alphaloop.games.registry import game_class
-    from alphaloop.games.replay import ReplayBuffer
-    from alphaloop.games.selfplay import play_job, self_play_jobs, to_examples
-    from alphaloop.learners.alphazero import train_steps
-
+def run_alphazero(ctx: StageContext, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
     game = game_of(ctx)
     cls = game_class(game)
-    net, optimizer, state = resume_training(ctx, cfg)
+    loop = StageLoop(ctx, cfg.rounds, cfg.eval_every, cfg.checkpoint_every)
+    net, optimizer = start_training(ctx, cfg, loop)
+    evaluate = game_eval(ctx, cfg, net, game)
     buffer = ReplayBuffer(cfg.buffer_size, cls.observation_shape, cls.num_actions)
     # One Generator for the stage's move sampling, search seeds and training batches; its state is
     # checkpointed, so a resumed run continues the very same stream.
     rng = np.random.default_rng(ctx.seed("generator"))
-    start, evals, stats = 0, [], {}
-    if state is not None:
-        buffer.load_state_dict(state["buffer"])
-        rng.bit_generator.state = state["generator"]
-        start, evals, stats = state["step"], state["evals"], state["stats"]
+    stats = {}
+    if loop.state is not None:
+        buffer.load_state_dict(loop.state["buffer"])
+        rng.bit_generator.state = loop.state["generator"]
+        stats = loop.state["stats"]
 
-    task = ctx.new_progress_task(cfg.rounds, completed=start)
     search_config = _search_config(cfg)
     with _workers(ctx, net) as workers:
-        for round_ in range(start, cfg.rounds):
+        for round_ in loop.steps():
             began = time.time()
             # One draw from the stage's Generator per round; each worker's chunk of games gets a seed
             # derived from it and the chunk index, so the records do not depend on where chunks run.
@@ -157,17 +148,16 @@ def run_alphazero(ctx, cfg: AlphaZeroStageConfig) -> dict[str, Any]:
             if cfg.train_steps:
                 stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng,
                                     cfg.train_precision)
-            done = round_ + 1
             outcomes = np.array([r.returns[0] for r in records])
             positions = sum(len(r) for r in records)            # moves played (recorded or not)
-            ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"},
+            ctx.log(round_ + 1, **{k: round(v, 6) for k, v in stats.items() if k != "steps"},
                     first_player_win=round(float((outcomes > 0).mean()), 6),
                     draw=round(float((outcomes == 0).mean()), 6), game_length=round(positions / len(records), 3),
                     recorded=sum(len(r.players) for r in records), buffer=len(buffer), lr=lr,
                     positions_per_s=round(positions / max(played - began, 1e-9), 1),
                     selfplay_s=round(played - began, 3), train_s=round(time.time() - played, 3))
             info = f"loss {stats.get('loss', float('nan')):.3f}  draws {float((outcomes == 0).mean()):.0%}"
-            close_step(ctx, cfg, net, game, done, cfg.rounds, task, info, evals,
-                       lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
-                                            "buffer": buffer.state_dict(), "generator": rng.bit_generator.state})
-    return finish(ctx, net, cfg.rounds, evals, stats)
+            loop.end_step(round_ + 1, net, info, evaluate,
+                          lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
+                                               "buffer": buffer.state_dict(), "generator": rng.bit_generator.state})
+    return loop.finish(net, final_metrics(loop.evals, stats))

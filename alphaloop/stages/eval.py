@@ -9,16 +9,22 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from alphaloop.evals.evaluate import CURVE_FAMILIES, curve_families, parse_decoder
+from alphaloop.errors import UserError
+from alphaloop.evals.evaluate import (
+    CURVE_FAMILIES,
+    curve_families,
+    eval_problem_seed,
+    evaluate_decoders,
+    parse_decoder,
+)
+from alphaloop.specs import StageConfig
+from alphaloop.stages.context import StageContext
 
 
-class EvalStageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class EvalStageConfig(StageConfig):
     kind: Literal["eval"]
-    name: str | None = None
     policies: list[str] = Field(
         default_factory=lambda: ["expert", "latest"],
         description="'expert', 'latest' (the newest trained stage), any earlier stage's name, or "
@@ -72,17 +78,8 @@ class EvalStageConfig(BaseModel):
         return value
 
 
-def eval_problem_seed(recipe_seed: int, split: str) -> int:
-    """Eval sets depend on the recipe seed and split only, so every stage and `alphaloop eval`
-    see the same problems."""
-    from alphaloop.runner import derive_seed
-
-    return derive_seed(recipe_seed, "eval-problems", split) % (2**31)
-
-
-def load_named_policy(ctx, name: str):
+def load_named_policy(ctx: StageContext, name: str):
     """None for the expert, else the LM policy `name` refers to (a stage's, or the recipe's pretrained)."""
-    from alphaloop.errors import UserError
     from alphaloop.policies.lm import LMPolicy
 
     if name == "expert":
@@ -99,9 +96,7 @@ def load_named_policy(ctx, name: str):
     return LMPolicy.load(ctx.policy_dir(name))
 
 
-def run_eval(ctx, cfg: EvalStageConfig) -> dict[str, Any]:
-    from alphaloop.evals.evaluate import evaluate_decoders
-
+def run_eval(ctx: StageContext, cfg: EvalStageConfig) -> dict[str, Any]:
     records, points = [], []
     names = [ctx.latest_policy_name() if p == "latest" else p for p in cfg.policies]
     names = [n for n in dict.fromkeys(names) if n is not None]

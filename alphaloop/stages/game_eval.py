@@ -12,20 +12,18 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from alphaloop.errors import UserError
-from alphaloop.stages.game_common import (
-    GameEvalFields,
-    eval_info,
-    evaluate_net,
-    game_of,
-    lost_lines_record,
-    match_results,
-    position_sets_for,
-)
+from alphaloop.evals.elo_ladder import elo_records, net_player, reference_players, round_robin, snapshot_dirs
+from alphaloop.evals.matches import evaluate_net, lost_lines_record, match_results
+from alphaloop.evals.metrics import elo_from_results
+from alphaloop.evals.positions import net_position_records, random_position_records, uct_position_records
+from alphaloop.policies.nets import PolicyValueNet
+from alphaloop.stages.context import StageContext
+from alphaloop.stages.game_settings import GameEvalFields
+from alphaloop.stages.game_training import eval_info, game_of, position_sets_for
 
 
 class GameEvalStageConfig(GameEvalFields):
     kind: Literal["game_eval"]
-    name: str | None = None
     policies: list[str] = Field(default_factory=lambda: ["latest"], description="'latest' or stage names")
     eval_games: int = Field(40, ge=2, description="games per opponent and decoder (half as each colour)")
     perfect_lines: bool = Field(True, description="tic-tac-toe: count raw-net losses over all optimal lines")
@@ -52,8 +50,6 @@ class GameEvalStageConfig(GameEvalFields):
 
 
 def _baseline_records(sets, baselines: list[str], seed: int) -> list[dict[str, Any]]:
-    from alphaloop.evals.positions import random_position_records, uct_position_records
-
     records = []
     for name in baselines:
         if name == "random":
@@ -63,10 +59,8 @@ def _baseline_records(sets, baselines: list[str], seed: int) -> list[dict[str, A
     return records
 
 
-def _ladder(ctx, cfg: GameEvalStageConfig, game: str, names: list[str]):
+def _ladder(ctx: StageContext, cfg: GameEvalStageConfig, game: str, names: list[str]):
     """The ladder's players: snapshots of the earlier stages, the final nets, the reference players."""
-    from alphaloop.evals.elo_ladder import net_player, reference_players, snapshot_dirs
-
     earlier = [(s.name, f"{i}-{s.name}") for i, s in enumerate(ctx.recipe.stages[:ctx.index])]
     players = [net_player(f"{stage}@{step}", path, cfg.ladder_sims, stage, step)
                for stage, step, path in snapshot_dirs(ctx.run_dir, earlier)]
@@ -74,13 +68,8 @@ def _ladder(ctx, cfg: GameEvalStageConfig, game: str, names: list[str]):
     return players + reference_players(game, cfg.ladder_depth)
 
 
-def run_game_eval(ctx, cfg: GameEvalStageConfig) -> dict[str, Any]:
+def run_game_eval(ctx: StageContext, cfg: GameEvalStageConfig) -> dict[str, Any]:
     """Every listed policy x opponent x decoder, position sets, perfect lines, and Elo over all its games."""
-    from alphaloop.evals.elo_ladder import elo_records, round_robin
-    from alphaloop.evals.metrics import elo_from_results
-    from alphaloop.evals.positions import net_position_records
-    from alphaloop.policies.nets import PolicyValueNet
-
     game = game_of(ctx)
     names = [ctx.latest_policy_name() if p == "latest" else p for p in cfg.policies]
     names = [n for n in dict.fromkeys(names) if n is not None]

@@ -12,20 +12,21 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
+from alphaloop.collect.selfplay import imitation_games, to_examples
 from alphaloop.errors import UserError
-from alphaloop.stages.game_common import (
-    GameEvalFields,
-    close_step,
-    finish,
-    game_of,
-    resume_training,
-    train_precision_field,
-)
+from alphaloop.games.alphabeta import AlphaBetaPlayer
+from alphaloop.games.players import PerfectTicTacToe
+from alphaloop.games.registry import game_class
+from alphaloop.games.replay import ReplayBuffer
+from alphaloop.learners.alphazero import train_steps
+from alphaloop.stages.context import StageContext
+from alphaloop.stages.game_settings import GameEvalFields, train_precision_field
+from alphaloop.stages.game_training import final_metrics, game_eval, game_of, start_training
+from alphaloop.stages.loop import StageLoop
 
 
 class GameImitateStageConfig(GameEvalFields):
     kind: Literal["game_imitate"]
-    name: str | None = None
     expert: Literal["alphabeta", "perfect"] = Field("alphabeta", description="perfect: tic-tac-toe only")
     depth: int = Field(4, ge=1, description="expert alpha-beta depth (plies)")
     noise: float = Field(0.0, ge=0, le=1, description="chance the expert plays (and teaches) a random move")
@@ -41,15 +42,8 @@ class GameImitateStageConfig(GameEvalFields):
     checkpoint_every: int = Field(250, ge=1)
 
 
-
 def expert_buffer(game: str, cfg: GameImitateStageConfig, seed: int):
     """The expert's games as a replay buffer holding all of them (regenerated identically on resume)."""
-    from alphaloop.games.alphabeta import AlphaBetaPlayer
-    from alphaloop.games.players import PerfectTicTacToe
-    from alphaloop.games.registry import game_class
-    from alphaloop.games.replay import ReplayBuffer
-    from alphaloop.games.selfplay import imitation_games, to_examples
-
     if cfg.expert == "perfect":
         if game != "tictactoe":
             raise UserError(f"expert 'perfect' exists for tictactoe only, not {game!r}; use 'alphabeta'")
@@ -64,24 +58,21 @@ def expert_buffer(game: str, cfg: GameImitateStageConfig, seed: int):
     return buffer
 
 
-def run_game_imitate(ctx, cfg: GameImitateStageConfig) -> dict[str, Any]:
-    from alphaloop.learners.alphazero import train_steps
-
+def run_game_imitate(ctx: StageContext, cfg: GameImitateStageConfig) -> dict[str, Any]:
     game = game_of(ctx)
     buffer = expert_buffer(game, cfg, ctx.seed("expert") % (2**31))
-    net, optimizer, state = resume_training(ctx, cfg)
+    loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
+    net, optimizer = start_training(ctx, cfg, loop)
+    evaluate = game_eval(ctx, cfg, net, game)
     rng = np.random.default_rng(ctx.seed("generator"))
-    start, evals, stats = 0, [], {}
-    if state is not None:
-        rng.bit_generator.state = state["generator"]
-        start, evals, stats = state["step"], state["evals"], state["stats"]
-    task = ctx.new_progress_task(cfg.steps, completed=start)
-    for step in range(start, cfg.steps):
+    stats = {}
+    if loop.state is not None:
+        rng.bit_generator.state = loop.state["generator"]
+        stats = loop.state["stats"]
+    for step in loop.steps():
         stats = train_steps(net, optimizer, buffer, 1, cfg.batch_size, rng, cfg.train_precision)
-        done = step + 1
-        ctx.log(done, **{k: round(v, 6) for k, v in stats.items() if k != "steps"})
-        info = f"loss {stats['loss']:.3f}"
-        close_step(ctx, cfg, net, game, done, cfg.steps, task, info, evals,
-                   lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
-                                        "generator": rng.bit_generator.state})
-    return finish(ctx, net, cfg.steps, evals, stats)
+        ctx.log(step + 1, **{k: round(v, 6) for k, v in stats.items() if k != "steps"})
+        loop.end_step(step + 1, net, f"loss {stats['loss']:.3f}", evaluate,
+                      lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
+                                           "generator": rng.bit_generator.state})
+    return loop.finish(net, final_metrics(loop.evals, stats))

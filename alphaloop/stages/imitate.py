@@ -18,17 +18,20 @@ import time
 from typing import Any, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from alphaloop.learners.imitate import imitation_loss, warmup_cosine
-from alphaloop.learners.sequences import pack
+from alphaloop.batch import pack, pack_episodes
+from alphaloop.collect import demonstrations
+from alphaloop.learners.imitate import imitation_loss
+from alphaloop.learners.schedules import warmup_cosine
+from alphaloop.specs import StageConfig
+from alphaloop.stages.context import StageContext
+from alphaloop.stages.lm_eval import greedy_test_eval
+from alphaloop.stages.loop import StageLoop
 
 
-class ImitateStageConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class ImitateStageConfig(StageConfig):
     kind: Literal["imitate"]
-    name: str | None = None
     steps: int = Field(1500, ge=1, description="optimizer steps")
     batch_size: int = Field(64, ge=1, description="demonstrations per step")
     lr: float = Field(3e-3, gt=0, description="peak AdamW learning rate")
@@ -43,16 +46,7 @@ class ImitateStageConfig(BaseModel):
                                                         "verdict (0 = none); see alphaloop.scorers.judge_data")
 
 
-def demonstration_batch(env, policy, rng: random.Random, size: int):
-    prompts, completions = [], []
-    for _ in range(size):
-        problem = env.sample_problem(rng, "train")
-        prompts.append(policy.prompt_ids(problem.prompt))
-        completions.append(policy.encode(env.expert(problem, rng)) + [policy.eos_id])
-    return pack(prompts, completions, policy.pad_id)
-
-
-def verification_loss(ctx, policy, env, size: int, step: int) -> tuple[torch.Tensor, float]:
+def verification_loss(ctx: StageContext, policy, env, size: int, step: int) -> tuple[torch.Tensor, float]:
     """Token-mean NLL of the verdicts of `size` fresh verification rows, and the share labelled yes."""
     from alphaloop.scorers.judge_data import verification_rows
 
@@ -63,41 +57,27 @@ def verification_loss(ctx, policy, env, size: int, step: int) -> tuple[torch.Ten
     return imitation_loss(policy, input_ids, attention, verdict_mask), positive
 
 
-def in_training_eval(ctx, policy, env, problems, step: int) -> dict[str, Any]:
-    """Greedy accuracy on a fixed test subset, logged and returned as a summary eval record."""
-    from alphaloop.evals.evaluate import evaluate
-
-    policy.model.eval()
-    record = evaluate(ctx.stage.name, policy, env, problems, ["greedy"], seed=0)[0]
-    policy.model.train()
-    ctx.log(step, kind="eval", split=record["split"], decoder="greedy", accuracy=record["metrics"]["accuracy"])
-    return {"stage": ctx.stage.name, "step": step, **record}
-
-
-def run_imitate(ctx, cfg: ImitateStageConfig) -> dict[str, Any]:
+def run_imitate(ctx: StageContext, cfg: ImitateStageConfig) -> dict[str, Any]:
     from alphaloop.policies.lm import LMPolicy
-    from alphaloop.stages.eval import eval_problem_seed
 
     env = ctx.make_env("train", seed=ctx.seed("env"))
-    test_env = ctx.make_env("test")
-    test_problems = test_env.problems("test", cfg.eval_problems, seed=eval_problem_seed(ctx.recipe.seed, "test"))
-
-    resumed = ctx.load_checkpoint()
-    policy = LMPolicy.load(resumed[0]) if resumed else ctx.initial_policy()
+    loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
+    resumed = loop.resume()
+    policy = LMPolicy.load(resumed) if resumed else ctx.initial_policy()
+    evaluate = greedy_test_eval(ctx, policy, cfg.eval_problems)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
-    start, loss_ema, evals = 0, None, []
-    if resumed:
-        state = resumed[1]
-        optimizer.load_state_dict(state["optimizer"])
-        start, loss_ema, evals = state["step"], state["loss_ema"], state["evals"]
+    loss_ema = None
+    if loop.state:
+        optimizer.load_state_dict(loop.state["optimizer"])
+        loss_ema = loop.state["loss_ema"]
 
-    task = ctx.new_progress_task(cfg.steps, completed=start)
     policy.model.train()
-    for step in range(start, cfg.steps):
+    for step in loop.steps():
         began = time.time()
-        rng = random.Random(ctx.seed("batch", step))
-        input_ids, attention, completion_mask = demonstration_batch(env, policy, rng, cfg.batch_size)
+        # The data cursor is the step: a resumed run draws exactly the batches an uninterrupted one would.
+        episodes = demonstrations(env, policy, random.Random(ctx.seed("batch", step)), cfg.batch_size)
+        input_ids, attention, completion_mask = pack_episodes(episodes, policy.pad_id)
         lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
         for group in optimizer.param_groups:
             group["lr"] = lr
@@ -112,21 +92,13 @@ def run_imitate(ctx, cfg: ImitateStageConfig) -> dict[str, Any]:
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         optimizer.step()
         loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
-        tokens = int(attention.sum())
         done = step + 1
         ctx.log(done, loss=round(value, 6), lr=lr, grad_norm=round(float(grad_norm), 6),
-                tokens_per_s=round(tokens / max(time.time() - began, 1e-9), 1), **extra)
-        info = f"loss {loss_ema:.3f}"
-        if done % cfg.eval_every == 0 or done == cfg.steps:
-            evals.append(in_training_eval(ctx, policy, test_env, test_problems, done))
-            info += f"  test greedy {evals[-1]['metrics']['accuracy']:.1%}"
-        ctx.progress.update(task, completed=done, info=info)
-        if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            ctx.save_checkpoint(done, policy, {"optimizer": optimizer.state_dict(), "loss_ema": loss_ema,
-                                               "evals": evals})
+                tokens_per_s=round(int(attention.sum()) / max(time.time() - began, 1e-9), 1), **extra)
+        loop.end_step(done, policy, f"loss {loss_ema:.3f}", evaluate,
+                      lambda loss_ema=loss_ema: {"optimizer": optimizer.state_dict(), "loss_ema": loss_ema})
 
     final = {"loss_ema": round(loss_ema, 6)}
-    if evals:
-        final["test_greedy_accuracy"] = evals[-1]["metrics"]["accuracy"]
-    return {"steps": cfg.steps, "final": final, "evals": evals,
-            "policy_dir": ctx.save_final_policy(policy.save)}
+    if loop.evals:
+        final["test_greedy_accuracy"] = loop.evals[-1]["metrics"]["accuracy"]
+    return loop.finish(policy, final)

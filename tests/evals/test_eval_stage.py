@@ -8,9 +8,9 @@ import torch
 
 from alphaloop.envs.registry import make_env
 from alphaloop.errors import UserError
-from alphaloop.evals.evaluate import evaluate_decoders
+from alphaloop.evals.evaluate import eval_problem_seed, evaluate_decoders
 from alphaloop.policies.lm import LMArch, LMPolicy
-from alphaloop.stages.eval import EvalStageConfig, eval_problem_seed, run_eval
+from alphaloop.stages.eval import EvalStageConfig, run_eval
 
 torch.set_num_threads(1)
 TINY = LMArch(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64, max_seq_len=64)

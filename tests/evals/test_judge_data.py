@@ -5,10 +5,10 @@ import random
 import pytest
 import torch
 
+from alphaloop.batch import pack
 from alphaloop.envs.registry import make_env
 from alphaloop.episode import Episode
 from alphaloop.learners.imitate import imitation_loss
-from alphaloop.learners.sequences import pack
 from alphaloop.policies.lm import LMArch, LMPolicy
 from alphaloop.scorers import JudgeScorer
 from alphaloop.scorers.judge_data import corrupt, verdict_accuracy, verification_rows
@@ -81,7 +81,8 @@ def test_verification_rows_teach_the_verdict_on_held_out_candidates():
     in training problems; half the candidates are one-character corruptions of the expert's
     answer). The rows are the expert's (own_share=0, to keep the test fast; the stage also judges
     the policy's own samples). Measured: 0.80-0.85 after 800 steps for policy seeds 0-4."""
-    from alphaloop.stages.imitate import demonstration_batch
+    from alphaloop.batch import pack_episodes
+    from alphaloop.collect import demonstrations
 
     knobs = {"digits_min": 1, "digits_max": 2, "misconception_rate": 0.0, "test_fraction": 0.3}
     env = make_env("arithmetic", **knobs)
@@ -102,7 +103,7 @@ def test_verification_rows_teach_the_verdict_on_held_out_candidates():
     rng, generator = random.Random(0), torch.Generator().manual_seed(0)
     for _ in range(steps):
         contexts, verdicts, _ = verification_rows(env, policy, rng, 32, generator, own_share=0.0)
-        loss = imitation_loss(policy, *demonstration_batch(env, policy, rng, 32))
+        loss = imitation_loss(policy, *pack_episodes(demonstrations(env, policy, rng, 32), policy.pad_id))
         loss = loss + imitation_loss(policy, *pack(contexts, verdicts, policy.pad_id))
         optimizer.zero_grad()
         loss.backward()
@@ -115,7 +116,8 @@ def test_verification_rows_teach_the_verdict_on_held_out_candidates():
 def test_imitate_stage_logs_the_verification_loss(tmp_path):
     import json
 
-    from alphaloop.runner import prepare_run_dir, run, validate_recipe
+    from alphaloop.recipe import validate_recipe
+    from alphaloop.runner import prepare_run_dir, run
 
     def stage(rows: int) -> dict:
         return {"kind": "imitate", "steps": 3, "batch_size": 8, "verify_batch_size": rows, "eval_every": 3,

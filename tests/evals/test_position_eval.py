@@ -10,8 +10,8 @@ from alphaloop.evals.positions import PositionSet, net_moves, position_set, rand
 from alphaloop.games.connect4 import Connect4State
 from alphaloop.games.positions import load_positions, move_scores_path, save_move_scores, save_positions
 from alphaloop.games.solver import bitbully_available
-from alphaloop.learners.alphazero import NetPlayer
 from alphaloop.policies.nets import NetConfig, build_net
+from alphaloop.search.players import NetPlayer
 
 needs_bitbully = pytest.mark.skipif(not bitbully_available(), reason="bitbully is not installed")
 MOVES = ["4", "4455", "1234567", "44444", "3344", "12121"]

@@ -13,6 +13,7 @@ from alphaloop import runner
 from alphaloop.errors import UserError
 from alphaloop.games.solver import bitbully_available
 from alphaloop.recipe import load_recipe
+from alphaloop.seeding import derive_seed
 
 pytestmark = pytest.mark.skipif(not bitbully_available(), reason="bitbully is not installed")
 
@@ -97,7 +98,7 @@ def test_position_rates_in_training_and_final(run):
         assert m["n"] == 10 and 0 <= m["perfect_move_rate"] <= m["good_move_rate"] <= 1
     # every stage rates the same held-out positions, generated once from the recipe seed
     assert sorted(p.name for p in (run_dir / "positions").iterdir()) == sorted(
-        f"{k}-10-seed{runner.derive_seed(0, 'positions') % 2**31}.txt{s}" for k in ("endgame", "middle-soon")
+        f"{k}-10-seed{derive_seed(0, 'positions') % 2**31}.txt{s}" for k in ("endgame", "middle-soon")
         for s in ("", ".move-scores"))
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     games = {(r["stage"], r["step"]): r["selfplay_games"] for r in logged if r.get("kind") == "eval"}

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 
+from alphaloop.collect.selfplay import GameRecord, imitation_games, play_games, select_action, to_examples
 from alphaloop.games.registry import new_game
 from alphaloop.games.replay import Examples, ReplayBuffer
-from alphaloop.games.selfplay import GameRecord, imitation_games, play_games, select_action, to_examples
 from alphaloop.policies.nets import NetConfig, build_net
 from alphaloop.search.gumbel import GumbelConfig, GumbelMCTS
 from alphaloop.search.mcts import MCTS, MCTSConfig

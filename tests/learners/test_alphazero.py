@@ -8,14 +8,16 @@ import numpy as np
 import pytest
 import torch
 
+from alphaloop.collect.selfplay import play_games, to_examples
+from alphaloop.games.match import play_match
 from alphaloop.games.players import PerfectTicTacToe
 from alphaloop.games.registry import from_moves, new_game
 from alphaloop.games.replay import ReplayBuffer
-from alphaloop.games.selfplay import play_games, to_examples
-from alphaloop.learners.alphazero import NetPlayer, alphazero_loss, play_match, train_steps
+from alphaloop.learners.alphazero import alphazero_loss, train_steps
 from alphaloop.policies.nets import NetConfig, PolicyValueNet, build_net
 from alphaloop.search.mcts import MCTS, MCTSConfig
 from alphaloop.search.net_evaluator import NetEvaluator
+from alphaloop.search.players import NetPlayer
 
 
 class _FixedNet(PolicyValueNet):

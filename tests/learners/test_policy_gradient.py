@@ -226,7 +226,7 @@ def test_entropy_from_logits():
 def test_loss_and_gradient_do_not_depend_on_the_batch_layout(aggregation):
     """The learner's [N, Tc] completion-only layout (each prompt computed once) gives the loss and
     gradients of the plain [N, T-1] prompt + completion layout, on a minibatch of the rows."""
-    from alphaloop.learners.sequences import pack, pack_completions
+    from alphaloop.batch import pack, pack_completions
     from alphaloop.policies.lm import LMArch, LMPolicy
 
     policy = LMPolicy.build(LMArch(hidden_size=32, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=64,

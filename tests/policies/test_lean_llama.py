@@ -53,7 +53,7 @@ def test_left_padding_mask_matches_unpadded_rows():
 
 @pytest.mark.parametrize("kv_heads,bias", [(2, False), (1, True), (4, True)])
 def test_kv_cache_decoding_equals_full_forward(kv_heads, bias):
-    """Prefill + one-token steps (decode.py: folded norms, pair-ordered RoPE, grouped-query
+    """Prefill + one-token steps (kv_cache.py: folded norms, pair-ordered RoPE, grouped-query
     windows) give the full forward's logits, with and without projection biases."""
     ours, _ = pair(config(False, kv_heads, attention_bias=bias, mlp_bias=bias))
     with torch.no_grad():  # the init zeroes biases and sets unit norms: make both matter

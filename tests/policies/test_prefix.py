@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from alphaloop.learners.sequences import pack, pack_completions
+from alphaloop.batch import pack, pack_completions
 from alphaloop.policies.lm import LMArch, LMPolicy, build_tiny_hf_model
 
 ALPHABET = "0123456789+= "

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from alphaloop import runner
+from alphaloop.collect.text_workers import RolloutFactory, load_policy_weights, rollout, rollout_jobs
 from alphaloop.envs.registry import make_env
 from alphaloop.policies.lm import LMArch, LMPolicy
 from alphaloop.recipe import validate_recipe
 from alphaloop.scale import LocalWorkers
-from alphaloop.scale.rollouts import RolloutFactory, load_policy_weights, rollout, rollout_jobs
 
 TINY = LMArch(hidden_size=32, num_layers=1, num_heads=2, num_kv_heads=2, intermediate_size=64, max_seq_len=48)
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from alphaloop import runner
+from alphaloop.collect.selfplay import play_job, self_play_jobs
 from alphaloop.errors import UserError
 from alphaloop.games.registry import game_class
-from alphaloop.games.selfplay import play_job, self_play_jobs
 from alphaloop.policies.nets import NetConfig, PolicyValueNet
 from alphaloop.recipe import dumps_toml, validate_recipe
 from alphaloop.scale import LocalWorkers
@@ -123,5 +123,5 @@ def test_scale_without_an_alphazero_stage_is_an_error(repo_root):
     data = tomllib.loads(Path(f"{repo_root}/recipes/smoke.toml").read_text())
     data["stages"] = [stage for stage in data["stages"] if stage["kind"] != "rl"]
     data["scale"] = {"backend": "ray", "workers": 2}
-    with pytest.raises(UserError, match="scale: .*spreads AlphaZero self-play and RL rollouts only"):
+    with pytest.raises(UserError, match="scale: .*spreads the work of 'rl' and 'alphazero' stages only"):
         validate_recipe(data)

@@ -3,7 +3,7 @@
 Generation dominates RL time, and at ~1M parameters a decoding step is a few dozen products of
 a [batch, 128] activation with small matrices: its time is the products, the memory traffic of
 the cache, and a per-op cost of a few microseconds for everything else. So this path is written
-for few, cheap ops, with the weights rearranged once per rollout (`DecodeWeights.of`) rather
+for few, cheap ops, with the weights rearranged once per rollout (`InferenceWeights.of`) rather
 than at every step:
 
 * RMSNorm's gain folds into the next matrix: W (w ⊙ x r) = (W diag(w)) (x r), so a norm is a
@@ -46,7 +46,7 @@ from alphaloop.policies.matmul import Prepared, prepare, product
 MIN_WINDOW = 16  # attend over at least this many cached positions
 
 
-class LayerDecodeWeights(NamedTuple):
+class LayerInferenceWeights(NamedTuple):
     """One layer's matrices as the cached path multiplies them (biases may be None)."""
 
     qkv: Prepared  # W_qkv diag(w_n1): q, k, v stacked, the first norm's gain folded in
@@ -61,11 +61,11 @@ class LayerDecodeWeights(NamedTuple):
     down_bias: torch.Tensor | None
 
 
-class DecodeWeights(NamedTuple):
-    """Every layer's `LayerDecodeWeights`, the embedding, the LM head with the final norm folded
+class InferenceWeights(NamedTuple):
+    """Every layer's `LayerInferenceWeights`, the embedding, the LM head with the final norm folded
     in, and the rotary table as complex numbers e^{i t θ_j} [positions, D/2]."""
 
-    layers: list[LayerDecodeWeights]
+    layers: list[LayerInferenceWeights]
     embed: torch.Tensor  # [V, C]
     head: Prepared  # W_head diag(w_norm)
     norm: torch.Tensor  # the final norm's gain, for hidden states
@@ -74,7 +74,7 @@ class DecodeWeights(NamedTuple):
 
     @classmethod
     @torch.no_grad()
-    def of(cls, model) -> DecodeWeights:
+    def of(cls, model) -> InferenceWeights:
         """`model`'s (a LeanLlama) weights rearranged for the cached path: a snapshot, stale after
         the next optimizer step."""
         layers = []
@@ -88,7 +88,7 @@ class DecodeWeights(NamedTuple):
             a, m = layer.self_attn, layer.mlp
             n1, n2 = layer.input_layernorm.weight, layer.post_attention_layernorm.weight
             qkv = (a.q_proj, a.k_proj, a.v_proj)
-            layers.append(LayerDecodeWeights(
+            layers.append(LayerInferenceWeights(
                 prepare((torch.cat([p.weight for p in qkv]) * n1)[rows]),
                 None if a.q_proj.bias is None else torch.cat([p.bias for p in qkv])[rows],
                 prepare(a.o_proj.weight), a.o_proj.bias,
@@ -111,12 +111,12 @@ class KVCache:
     is the additive attention mask of key slot s: 0 at real tokens, -inf at padding and at slots
     not yet written (one copy per KV head, so that [B*KV, 1, W] is a view, as torch.baddbmm
     wants it). Slots below `zeroed` hold written keys/values or zeros. `weights` is the snapshot
-    the cached forward multiplies by (`DecodeWeights`); it must not outlive an optimizer step.
+    the cached forward multiplies by (`InferenceWeights`); it must not outlive an optimizer step.
     `select(rows)` drops (or repeats) rows.
     """
 
     def __init__(self, num_layers: int, batch: int, kv_heads: int, max_len: int, head_dim: int,
-                 weights: DecodeWeights, dtype: torch.dtype = torch.float32,
+                 weights: InferenceWeights, dtype: torch.dtype = torch.float32,
                  device: torch.device | str = "cpu") -> None:
         capacity = max(max_len, MIN_WINDOW)
         self.kv = torch.empty(num_layers, 2, batch, kv_heads, capacity, head_dim, dtype=dtype, device=device)

@@ -1,7 +1,8 @@
-"""Collect: Env x Policy -> Episodes. Shared by evaluation and reinforcement learning.
+"""Text envs: Env x Policy -> Episodes. Shared by imitation, evaluation and reinforcement learning.
 
 Problems are replicated `samples` times and generated in large batches by our KV-cache sampler;
-each completion is scored by the env's verifier and becomes one `Episode`.
+each completion is scored by the env's verifier and becomes one `Episode`. The env's expert is a
+policy too: its demonstrations are Episodes of the same kind (without sampling log-probs).
 """
 
 from __future__ import annotations
@@ -60,13 +61,26 @@ def policy_episodes(
     return groups
 
 
+def expert_episode(env, problem, rng: random.Random, index: int = 0) -> Episode:
+    """One demonstration of the env's (possibly imperfect) expert on `problem`, unscored."""
+    return Episode(observations=[problem.prompt], actions=[env.expert(problem, rng)], info={"problem": index})
+
+
 def expert_episodes(env, problems: Sequence, samples: int, rng: random.Random) -> list[list[Episode]]:
-    """The env's (imperfect) expert as a policy: `samples` demonstrations per problem, scored."""
-    groups = []
-    for i, problem in enumerate(problems):
-        group = []
-        for _ in range(samples):
-            episode = Episode(observations=[problem.prompt], actions=[env.expert(problem, rng)], info={"problem": i})
-            group.append(score_episode(env, problem, episode))
-        groups.append(group)
-    return groups
+    """The env's expert as a policy: `samples` demonstrations per problem, scored."""
+    return [[score_episode(env, problem, expert_episode(env, problem, rng, i)) for _ in range(samples)]
+            for i, problem in enumerate(problems)]
+
+
+def demonstrations(env, policy, rng: random.Random, size: int, split: str = "train") -> list[Episode]:
+    """`size` fresh problems of `split`, each with one expert demonstration, tokenised for `policy`:
+    `prompt_ids` as the policy prompts, `action_ids` the demonstration + EOS (imitation learns to
+    stop). Problem and demonstration are drawn in turn from `rng`, so a step's batch depends only on
+    the stream it is given. Not scored: imitation copies the expert, right or wrong."""
+    episodes = []
+    for _ in range(size):
+        episode = expert_episode(env, env.sample_problem(rng, split), rng)
+        episode.prompt_ids = policy.prompt_ids(episode.prompt)
+        episode.action_ids = policy.encode(episode.completion) + [policy.eos_id]
+        episodes.append(episode)
+    return episodes

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from alphaloop.collect import policy_episodes
+from alphaloop.collect.text import policy_episodes
 from alphaloop.episode import Episode
 from alphaloop.scale.base import split_evenly
 

@@ -1,4 +1,6 @@
-"""Pack prompt + completion token ids into right-padded training tensors, or with each prompt once."""
+"""Training batches: prompt + completion token ids packed into right-padded tensors (`pack`), or with
+each prompt stored once (`CompletionBatch`, the RL layout). Built from `Episode`s, the one experience
+record, by the stages; read by the learners and the scorers."""
 
 from __future__ import annotations
 
@@ -6,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+
+from alphaloop.episode import Episode
 
 
 def pack(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
@@ -90,3 +94,13 @@ def pack_completions(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
             mask[row, : len(completion)] = 1.0
     return CompletionBatch(prompt_ids, torch.tensor(list(map(len, distinct))), completion_ids, mask,
                            torch.tensor(prompt_of), pad_id)
+
+
+def pack_episodes(episodes: Sequence[Episode], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`pack` of the episodes' token ids (prompt_ids, action_ids): the imitation layout."""
+    return pack([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id)
+
+
+def episode_batch(episodes: Sequence[Episode], pad_id: int) -> CompletionBatch:
+    """`pack_completions` of the episodes' token ids: the RL layout (each distinct prompt once)."""
+    return pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id)

@@ -34,6 +34,9 @@ import numpy as np
 from alphaloop.games.registry import new_game, symmetries_fn
 from alphaloop.games.replay import Examples
 from alphaloop.scale.base import split_evenly
+from alphaloop.search import MCTS, GumbelConfig, GumbelMCTS
+from alphaloop.search.net_evaluator import SELFPLAY_CACHE, NetEvaluator
+from alphaloop.seeding import child_seed
 
 
 @dataclass
@@ -148,11 +151,6 @@ def play_games(game_name: str, search, num_games: int, temperature_moves: int,
     return records
 
 
-def derive_seed(seed: int, *keys: int) -> int:
-    """A 63-bit seed for (seed, *keys), mixed by numpy's SeedSequence (stable across machines)."""
-    return int(np.random.SeedSequence([int(seed), *map(int, keys)]).generate_state(1, np.uint64)[0] >> np.uint64(1))
-
-
 @dataclass(frozen=True)
 class SelfPlayJob:
     """One worker's share of a round: `num_games` lock-step games of `game` with the search that
@@ -171,22 +169,19 @@ class SelfPlayJob:
 def self_play_jobs(game_name: str, num_games: int, parts: int, search: Any, temperature_moves: int,
                    seed: int, fast_simulations: int = 0, full_fraction: float = 1.0) -> list[SelfPlayJob]:
     """Split `num_games` into `parts` chunks of near-equal size (no empty chunk), chunk i seeded with
-    derive_seed(seed, i): the split depends only on (num_games, parts, seed), never on the backend."""
+    child_seed(seed, i): the split depends only on (num_games, parts, seed), never on the backend."""
     _check_count("num_games", num_games)
-    return [SelfPlayJob(game_name, size, search, temperature_moves, derive_seed(seed, i), fast_simulations,
+    return [SelfPlayJob(game_name, size, search, temperature_moves, child_seed(seed, i), fast_simulations,
                         full_fraction)
             for i, size in enumerate(split_evenly(num_games, parts))]
 
 
 def play_job(net, job: SelfPlayJob) -> list[GameRecord]:
     """Play one `SelfPlayJob` with `net` (the worker's copy of the policy-value net): the search gets
-    seed derive_seed(job.seed, 0), the temperature-1 move sampling derive_seed(job.seed, 1)."""
-    from alphaloop.search import MCTS, GumbelConfig, GumbelMCTS
-    from alphaloop.search.net_evaluator import SELFPLAY_CACHE, NetEvaluator
-
+    seed child_seed(job.seed, 0), the temperature-1 move sampling child_seed(job.seed, 1)."""
     search_class = GumbelMCTS if isinstance(job.search, GumbelConfig) else MCTS
-    search = search_class(NetEvaluator(net, cache_size=SELFPLAY_CACHE), job.search, seed=derive_seed(job.seed, 0))
-    rng = np.random.default_rng(derive_seed(job.seed, 1))
+    search = search_class(NetEvaluator(net, cache_size=SELFPLAY_CACHE), job.search, seed=child_seed(job.seed, 0))
+    rng = np.random.default_rng(child_seed(job.seed, 1))
     return play_games(job.game, search, job.num_games, job.temperature_moves, rng, job.fast_simulations,
                       job.full_fraction)
 
