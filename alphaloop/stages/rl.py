@@ -34,7 +34,7 @@ from alphaloop.stages.lm_eval import greedy_test_eval
 from alphaloop.stages.loop import StageLoop
 
 
-class RLStageConfig(StageConfig, PolicyGradientSettings):
+class RLStageConfig(PolicyGradientSettings, StageConfig):
     """The step's sampling and schedule; the algorithm's own knobs are `PolicyGradientSettings`."""
 
     kind: Literal["rl"]
