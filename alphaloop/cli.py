@@ -55,7 +55,7 @@ def run(
     else:
         from alphaloop.recipe import load_recipe
 
-        resolved = load_recipe(recipe or _default_recipe(), set_ or [])
+        resolved = runner.resolve_threads(load_recipe(recipe or _default_recipe(), set_ or []))
         run_dir = runner.prepare_run_dir(resolved, out)
         console.print(f"run directory: {run_dir}")
     warning = runner.warn_if_oversubscribed(resolved.threads)

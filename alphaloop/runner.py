@@ -41,6 +41,21 @@ def make_progress() -> Progress:
     )
 
 
+def free_cores(busy: float | None = None, cores: int | None = None) -> int:
+    """Cores other processes leave free right now (at least 1): what `threads = "auto"` resolves to."""
+    busy = busy_cores() if busy is None else busy
+    cores = cores if cores is not None else (os.cpu_count() or 1)
+    return max(cores - round(busy or 0.0), 1)
+
+
+def resolve_threads(recipe: Recipe, busy: float | None = None) -> Recipe:
+    """The recipe with `threads = "auto"` replaced by the free core count: a run's thread count is
+    fixed once, when it starts, so its recipe.toml (and `--resume`) reproduces it exactly."""
+    if recipe.threads != "auto":
+        return recipe
+    return recipe.model_copy(update={"threads": free_cores(busy)})
+
+
 def prepare_run_dir(recipe: Recipe, out: Path | None) -> Path:
     if out is None:  # default: runs/<name>, then runs/<name>-2, -3, ... (never reuse a run)
         run_dir, n = Path("runs") / recipe.name, 1
@@ -53,7 +68,7 @@ def prepare_run_dir(recipe: Recipe, out: Path | None) -> Path:
         raise UserError(f"run directory {run_dir} already exists and is not empty: use "
                         f"`alphaloop run --resume {run_dir}` to continue it, or --out DIR for a new run")
     run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.toml").write_text(recipe_to_toml(recipe))
+    (run_dir / "recipe.toml").write_text(recipe_to_toml(resolve_threads(recipe)))
     return run_dir
 
 
@@ -99,7 +114,7 @@ def warn_if_oversubscribed(threads: int, cores: int | None = None, busy: float |
     if busy is None:
         return None
     cores = cores if cores is not None else (os.cpu_count() or 1)
-    free = max(cores - round(busy), 1)
+    free = free_cores(busy, cores)
     if threads > free:
         return (f"threads = {threads}, but other processes already keep about {round(busy)} of this machine's "
                 f"{cores} cores busy: expect large slowdowns; `--set threads={free}` avoids them "
@@ -109,6 +124,10 @@ def warn_if_oversubscribed(threads: int, cores: int | None = None, busy: float |
 
 def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, Any]:
     """Run (or continue) every stage of `recipe` in `run_dir`; return summary.json's content."""
+    if recipe.threads == "auto":  # the count prepare_run_dir fixed for this run, else the free cores now
+        saved = run_dir / "recipe.toml"
+        recipe = load_run_recipe(run_dir) if saved.is_file() else resolve_threads(recipe)
+        recipe = resolve_threads(recipe)
     torch.set_num_threads(recipe.threads)
     seed_everything(recipe.seed)
     (run_dir / "stages").mkdir(exist_ok=True)
@@ -149,7 +168,7 @@ def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[st
         status = "complete" if result is not None else "pending"
         entry = {"index": index, "kind": stage.kind, "name": stage.name, "status": status}
         if result is not None:
-            entry.update({k: v for k, v in result.items() if k in ("steps", "final", "policy_dir")})
+            entry.update({k: v for k, v in result.items() if k in ("steps", "final", "policy_dir", "train_precision")})
             evals.extend(result.get("evals", []))
             elo.update(result.get("elo", {}))
             for name, points in result.get("curves", {}).items():
@@ -163,4 +182,5 @@ def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[st
     return summary | ({"elo": elo} if elo else {})
 
 
-__all__ = ["run", "prepare_run_dir", "load_run_recipe", "build_summary", "busy_cores", "warn_if_oversubscribed"]
+__all__ = ["run", "prepare_run_dir", "load_run_recipe", "build_summary", "busy_cores", "free_cores", "resolve_threads",
+           "warn_if_oversubscribed"]

@@ -8,7 +8,7 @@ import the recipe module that is built from them.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -72,7 +72,9 @@ class RunSpec(Strict):
 
     name: str = Field("run", description="run name; the default run directory is runs/<name>")
     seed: int = Field(0, description="seeds every RNG; same recipe + seed + threads => same summary.json")
-    threads: int = Field(2, ge=1, description="torch intra-op threads")
+    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+        "auto", description="torch intra-op threads; 'auto' = the cores other processes leave free when the run "
+                            "starts (resolved once, written to the run's recipe.toml and summary.json)")
     env: EnvSpec = Field(default_factory=EnvSpec)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     scale: ScaleSpec = Field(default_factory=ScaleSpec)

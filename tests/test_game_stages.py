@@ -36,6 +36,10 @@ def test_tiny_recipe_end_to_end(reference):
     summary, run_dir = reference
     assert summary["status"] == "complete"
     assert [s["kind"] for s in summary["stages"]] == ["game_imitate", "alphazero", "game_eval"]
+    from alphaloop.policies.nets import native_bf16
+
+    used = "bfloat16" if native_bf16() else "float32"  # train_precision = "auto" (the default), recorded
+    assert [s.get("train_precision") for s in summary["stages"]] == [used, used, None]
     final = [e for e in summary["evals"] if e["step"] is None]
     combos = {(e["split"], e["decoder"]) for e in final}
     assert combos == {("vs-random", "raw"), ("vs-random", "mcts@4"), ("vs-perfect", "raw"),

@@ -107,3 +107,34 @@ def test_busy_cores_reads_the_cpu_time_between_two_samples():
             return next(self.lines)
 
     assert busy_cores(window=0.0, stat=Stat()) == pytest.approx((os.cpu_count() or 1) * 0.75)
+
+
+def test_threads_auto_is_fixed_once_when_the_run_starts(repo_root, tmp_path, monkeypatch):
+    """threads = "auto" resolves to the free cores when the run starts; the number is written to the
+    run's recipe.toml and summary.json, so a resume (or `--set threads=N`) repeats it exactly."""
+    assert runner.free_cores(busy=1.2, cores=2) == 1
+    assert runner.free_cores(busy=0.1, cores=2) == 2
+    assert runner.free_cores(busy=5.0, cores=2) == 1          # never 0
+    recipe = load_recipe(f"{repo_root}/recipes/smoke.toml", ["threads=auto", "stages.0.steps=2",
+                                                               "stages.1.steps=1", "stages.2.problems=2"])
+    assert recipe.threads == "auto"
+    assert runner.resolve_threads(recipe, busy=1.0).threads == max((os.cpu_count() or 1) - 1, 1)
+    monkeypatch.setattr(runner, "busy_cores", lambda: 0.0)
+    run_dir = runner.prepare_run_dir(recipe, tmp_path / "run")
+    assert f"threads = {os.cpu_count() or 1}\n" in (run_dir / "recipe.toml").read_text()
+    monkeypatch.setattr(runner, "busy_cores", lambda: 99.0)   # later load does not change this run's count
+    summary = runner.run(recipe, run_dir, show_progress=False)
+    assert summary["threads"] == (os.cpu_count() or 1)
+    assert runner.load_run_recipe(run_dir).threads == summary["threads"]
+
+
+def test_train_precision_auto_is_bfloat16_only_where_it_is_native():
+    import torch
+
+    from alphaloop.policies.nets import native_bf16, training_precision
+
+    cpu = torch.device("cpu")
+    assert training_precision("auto", cpu) == ("bfloat16" if native_bf16() else "float32")
+    assert training_precision("float32", cpu) == "float32"
+    assert training_precision("bfloat16", cpu) == "bfloat16"          # an explicit choice is kept
+    assert training_precision("auto", torch.device("cuda")) == "bfloat16"

@@ -36,7 +36,7 @@ from alphaloop.policies.nets import PolicyValueNet
 from alphaloop.scale import make_workers, worker_threads
 from alphaloop.search import GumbelConfig, MCTSConfig
 from alphaloop.stages.context import StageContext
-from alphaloop.stages.game_settings import GameEvalFields, train_precision_field
+from alphaloop.stages.game_settings import GameEvalFields, TrainPrecision, train_precision_field
 from alphaloop.stages.game_training import final_metrics, game_eval, game_of, start_training
 from alphaloop.stages.loop import StageLoop
 
@@ -67,7 +67,7 @@ class AlphaZeroStageConfig(GameEvalFields):
     lr_final: float | None = Field(None, gt=0, description="cosine-anneal the learning rate from lr (first round) "
                                    "to lr_final (last round); None = constant lr")
     weight_decay: float = Field(1e-4, ge=0)
-    train_precision: Literal["float32", "bfloat16"] = train_precision_field()
+    train_precision: TrainPrecision = train_precision_field()
     eval_every: int = Field(5, ge=1, description="evaluate every N rounds (and after the last)")
     checkpoint_every: int = Field(5, ge=1, description="checkpoint every N rounds (and after the last)")
 
@@ -116,7 +116,7 @@ def run_alphazero(ctx: StageContext, cfg: AlphaZeroStageConfig) -> dict[str, Any
     game = game_of(ctx)
     cls = game_class(game)
     loop = StageLoop(ctx, cfg.rounds, cfg.eval_every, cfg.checkpoint_every)
-    net, optimizer = start_training(ctx, cfg, loop)
+    net, optimizer, precision = start_training(ctx, cfg, loop)
     evaluate = game_eval(ctx, cfg, net, game)
     buffer = ReplayBuffer(cfg.buffer_size, cls.observation_shape, cls.num_actions)
     # One Generator for the stage's move sampling, search seeds and training batches; its state is
@@ -146,8 +146,7 @@ def run_alphazero(ctx: StageContext, cfg: AlphaZeroStageConfig) -> dict[str, Any
             for group in optimizer.param_groups:
                 group["lr"] = lr
             if cfg.train_steps:
-                stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng,
-                                    cfg.train_precision)
+                stats = train_steps(net, optimizer, buffer, cfg.train_steps, cfg.batch_size, rng, precision)
             outcomes = np.array([r.returns[0] for r in records])
             positions = sum(len(r) for r in records)            # moves played (recorded or not)
             ctx.log(round_ + 1, **{k: round(v, 6) for k, v in stats.items() if k != "steps"},
@@ -160,4 +159,4 @@ def run_alphazero(ctx: StageContext, cfg: AlphaZeroStageConfig) -> dict[str, Any
             loop.end_step(round_ + 1, net, info, evaluate,
                           lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
                                                "buffer": buffer.state_dict(), "generator": rng.bit_generator.state})
-    return loop.finish(net, final_metrics(loop.evals, stats))
+    return loop.finish(net, final_metrics(loop.evals, stats)) | {"train_precision": precision}

@@ -20,7 +20,7 @@ from alphaloop.games.registry import game_class
 from alphaloop.games.replay import ReplayBuffer
 from alphaloop.learners.alphazero import train_steps
 from alphaloop.stages.context import StageContext
-from alphaloop.stages.game_settings import GameEvalFields, train_precision_field
+from alphaloop.stages.game_settings import GameEvalFields, TrainPrecision, train_precision_field
 from alphaloop.stages.game_training import final_metrics, game_eval, game_of, start_training
 from alphaloop.stages.loop import StageLoop
 
@@ -37,7 +37,7 @@ class GameImitateStageConfig(GameEvalFields):
     batch_size: int = Field(128, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    train_precision: Literal["float32", "bfloat16"] = train_precision_field()
+    train_precision: TrainPrecision = train_precision_field()
     eval_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(250, ge=1)
 
@@ -62,7 +62,7 @@ def run_game_imitate(ctx: StageContext, cfg: GameImitateStageConfig) -> dict[str
     game = game_of(ctx)
     buffer = expert_buffer(game, cfg, ctx.seed("expert") % (2**31))
     loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
-    net, optimizer = start_training(ctx, cfg, loop)
+    net, optimizer, precision = start_training(ctx, cfg, loop)
     evaluate = game_eval(ctx, cfg, net, game)
     rng = np.random.default_rng(ctx.seed("generator"))
     stats = {}
@@ -70,9 +70,9 @@ def run_game_imitate(ctx: StageContext, cfg: GameImitateStageConfig) -> dict[str
         rng.bit_generator.state = loop.state["generator"]
         stats = loop.state["stats"]
     for step in loop.steps():
-        stats = train_steps(net, optimizer, buffer, 1, cfg.batch_size, rng, cfg.train_precision)
+        stats = train_steps(net, optimizer, buffer, 1, cfg.batch_size, rng, precision)
         ctx.log(step + 1, **{k: round(v, 6) for k, v in stats.items() if k != "steps"})
         loop.end_step(step + 1, net, f"loss {stats['loss']:.3f}", evaluate,
                       lambda stats=stats: {"optimizer": optimizer.state_dict(), "stats": stats,
                                            "generator": rng.bit_generator.state})
-    return loop.finish(net, final_metrics(loop.evals, stats))
+    return loop.finish(net, final_metrics(loop.evals, stats)) | {"train_precision": precision}

@@ -4,7 +4,7 @@ training precision."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
@@ -12,12 +12,15 @@ from alphaloop.evals.opponents import make_opponent
 from alphaloop.games.positions import KINDS
 from alphaloop.specs import StageConfig
 
+TrainPrecision = Literal["auto", "float32", "bfloat16"]
+
 
 def train_precision_field() -> Any:
     """The `train_precision` field of the training stages (`learners.alphazero.train_steps`'s
-    `precision`): float32, or bfloat16 mixed precision (fp32 weights, optimizer, batch norm, loss)."""
-    return Field("float32", description="bfloat16 = mixed-precision training (fp32 weights and optimizer; "
-                                        "~2x faster a step on a CPU with AMX)")
+    `precision`, resolved by `policies.nets.training_precision`)."""
+    return Field("auto", description="bfloat16 = mixed-precision training (fp32 weights, optimizer, batch norm and "
+                                     "loss; ~2x faster a step on a CPU with AMX, ~10x slower where bfloat16 is "
+                                     "emulated); auto = bfloat16 where it is native, else float32")
 
 
 class GameEvalFields(StageConfig):

@@ -15,7 +15,7 @@ from alphaloop.errors import UserError
 from alphaloop.evals.matches import evaluate_net, lost_lines_record
 from alphaloop.evals.positions import net_position_records, position_set
 from alphaloop.games.registry import game_names
-from alphaloop.policies.nets import PolicyValueNet
+from alphaloop.policies.nets import PolicyValueNet, training_precision
 from alphaloop.seeding import derive_seed
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.game_settings import GameEvalFields
@@ -34,9 +34,10 @@ def game_of(ctx: StageContext) -> str:
     return name
 
 
-def start_training(ctx: StageContext, cfg, loop: StageLoop) -> tuple[PolicyValueNet, torch.optim.Adam]:
+def start_training(ctx: StageContext, cfg, loop: StageLoop) -> tuple[PolicyValueNet, torch.optim.Adam, str]:
     """The net and its Adam optimizer: from this stage's newest checkpoint, or the previous stage's
-    net (a fresh one for the first stage). `cfg` has `lr` and `weight_decay`."""
+    net (a fresh one for the first stage); and the training precision `cfg.train_precision` means
+    here. `cfg` has `lr`, `weight_decay` and `train_precision`."""
     # Prepare the held-out position sets first: a bad entry fails before any training, and the one-time
     # generation is not billed to the first evaluation.
     position_sets_for(ctx, cfg, game_of(ctx))
@@ -45,7 +46,7 @@ def start_training(ctx: StageContext, cfg, loop: StageLoop) -> tuple[PolicyValue
     optimizer = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if loop.state is not None:
         optimizer.load_state_dict(loop.state["optimizer"])
-    return net, optimizer
+    return net, optimizer, training_precision(cfg.train_precision, next(net.parameters()).device)
 
 
 def position_sets_for(ctx: StageContext, cfg: GameEvalFields, game: str) -> list:
