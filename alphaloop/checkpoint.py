@@ -38,16 +38,23 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write `data` as JSON to `path` atomically (temp file, fsync, rename): never half a file."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` atomically (temp file, fsync, rename): never half a file."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w") as handle:
-        json.dump(data, handle, indent=2, sort_keys=True)
-        handle.write("\n")
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write `data` as JSON to `path` atomically."""
+    write_text_atomic(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
 
 
 def write_atomic_dir(target: Path, fill: Callable[[Path], None], meta: dict | None = None) -> Path:
@@ -88,9 +95,14 @@ def verify_dir(path: Path) -> dict:
         raise CorruptCheckpointError(f"checkpoint {path} has no {MANIFEST} (incomplete write)")
     try:
         manifest = json.loads(manifest_path.read_text())
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise CorruptCheckpointError(f"checkpoint {path}: {MANIFEST} is not valid JSON ({exc})") from None
-    for name, entry in manifest["files"].items():
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not isinstance(files, dict) or not all(
+            isinstance(e, dict) and isinstance(e.get("bytes"), int) and isinstance(e.get("sha256"), str)
+            for e in files.values()):
+        raise CorruptCheckpointError(f"checkpoint {path}: {MANIFEST} does not list files with bytes and sha256")
+    for name, entry in files.items():
         file = path / name
         if not file.is_file():
             raise CorruptCheckpointError(f"checkpoint {path}: file {name} is missing")
@@ -101,6 +113,31 @@ def verify_dir(path: Path) -> dict:
         if sha256_file(file) != entry["sha256"]:
             raise CorruptCheckpointError(f"checkpoint {path}: file {name} fails its sha256 check (corrupted)")
     return manifest
+
+
+def verify_if_manifest(path: Path) -> dict | None:
+    """`verify_dir(path)` if `path` holds a manifest, else None.
+
+    Loaders call this so that a directory this package wrote atomically (a stage's final policy, a
+    snapshot) is never used with a flipped bit or a cut-off file, while directories without one still
+    load: a pretrained Hugging Face model, or a checkpoint's `policy/`, whose manifest sits one level up
+    and was checked by `latest_good` when the checkpoint was picked."""
+    path = Path(path)
+    return verify_dir(path) if (path / MANIFEST).is_file() else None
+
+
+class MissingCheckpointError(CorruptCheckpointError, FileNotFoundError):
+    """A directory without a file a loader needs: a user error (exit code 2 in the CLI, not a
+    traceback) that callers catching FileNotFoundError still catch."""
+
+
+def unreadable(path: Path, name: str, exc: BaseException | str) -> CorruptCheckpointError:
+    """The error for file `name` of directory `path` that exists but cannot be parsed, with the
+    parser's reason on one line (parsers' messages can span lines or be very long)."""
+    reason = " ".join(str(exc).split()) or type(exc).__name__
+    if len(reason) > 200:
+        reason = reason[:197] + "..."
+    return CorruptCheckpointError(f"checkpoint {path}: file {name} cannot be read ({reason})")
 
 
 def step_dirs(root: Path) -> list[Path]:

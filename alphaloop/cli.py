@@ -1,22 +1,46 @@
 """The `alphaloop` command: run recipes, resume them, evaluate, play, generate position sets, list envs,
-(re)build and compare reports."""
+(re)build and compare reports.
+
+One error boundary (`main`): a mistake in what the user asked for (`UserError`, or the operating
+system refusing a file: missing, not a directory, read-only, disk full) prints one line and exits
+with code 2; anything else is a bug in alphaloop and prints one line saying so, with the traceback
+behind `--debug` (or ALPHALOOP_DEBUG=1). Messages are printed as plain text, never as Rich markup,
+so a path or hint with [brackets] is shown as written.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.text import Text
 
 from alphaloop.errors import UserError
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train agents: imitation first, then reinforcement, with learning and search together.")
-console = Console()
+console = Console(highlight=False)
+errors = Console(stderr=True, highlight=False, soft_wrap=True)  # one message, one line: never wrapped
 DEFAULT_RECIPE = Path("recipes/quickstart.toml")
+DEBUG = {"on": os.environ.get("ALPHALOOP_DEBUG", "") not in ("", "0")}
+
+
+def say(message: str, style: str = "") -> None:
+    """A line on stderr, plain text (no markup interpretation)."""
+    errors.print(Text(message, style=style))
+
+
+@app.callback()
+def _options(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks of errors")] = False) -> None:
+    if debug:
+        DEBUG["on"] = True
 
 
 def _default_recipe() -> Path:
@@ -32,7 +56,7 @@ def _finish(run_dir: Path) -> None:
     page = build_report(run_dir)
     summary = json.loads((run_dir / "summary.json").read_text())
     console.print(format_report_card(summary))
-    console.print(f"report: {page}")
+    console.print(Text(f"report: {page}"))
 
 
 @app.command()
@@ -45,23 +69,41 @@ def run(
 ) -> None:
     """Run a recipe end to end (or continue one with --resume RUN_DIR)."""
     from alphaloop import runner
+    from alphaloop.preflight import preflight
 
+    created = False
     if resume is not None:
-        if recipe is not None or set_:
-            raise UserError("--resume continues a run with its own saved recipe: give no recipe or --set")
+        if recipe is not None or set_ or out is not None:
+            raise UserError("--resume continues a run with its own saved recipe: give no recipe, --set or --out")
         run_dir = resume
         resolved = runner.load_run_recipe(run_dir)
-        console.print(f"resuming {run_dir}")
+        preflight(resolved, str(run_dir / "recipe.toml"))
+        say(f"resuming {run_dir}")
     else:
         from alphaloop.recipe import load_recipe
 
-        resolved = runner.resolve_threads(load_recipe(recipe or _default_recipe(), set_ or []))
+        source = recipe or _default_recipe()
+        loaded = load_recipe(source, set_ or [])
+        preflight(loaded, str(source))   # everything checkable is checked before anything is created
+        resolved = runner.resolve_threads(loaded)
         run_dir = runner.prepare_run_dir(resolved, out)
-        console.print(f"run directory: {run_dir}")
+        created = True
+        say(f"run directory: {run_dir}")
     warning = runner.warn_if_oversubscribed(resolved.threads)
     if warning:
-        console.print(f"[yellow]{warning}")
-    runner.run(resolved, run_dir, show_progress=progress)
+        say(warning, "yellow")
+    try:
+        runner.run(resolved, run_dir, show_progress=progress)
+    except KeyboardInterrupt:
+        say(f"interrupted: continue with `alphaloop run --resume {run_dir}`")
+        raise typer.Exit(130) from None
+    except UserError:
+        # A mistake found only when a stage started (e.g. a model that cannot be loaded): if this
+        # invocation made the run directory and nothing was trained yet, take it away again so
+        # the fixed command can simply be rerun.
+        if created and not runner.has_progress(run_dir):
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     _finish(run_dir)
 
 
@@ -71,15 +113,15 @@ def eval_(
     split: Annotated[list[str] | None, typer.Option(help="train | test | heldout (repeatable)")] = None,
     decoder: Annotated[list[str] | None, typer.Option(help="greedy, sample, maj@K, pass@K (repeatable)")] = None,
     policy: Annotated[list[str] | None, typer.Option(help="expert or a stage name (default: latest)")] = None,
-    problems: Annotated[int, typer.Option(help="problems per split")] = 500,
+    problems: Annotated[int, typer.Option(help="problems per split", min=1, max=1_000_000)] = 500,
 ) -> None:
-    """Evaluate a run's policies; prints the table and writes it to RUN_DIR/evals/."""
+    """Evaluate a run's policies; prints the table and writes it to a new file in RUN_DIR/evals/."""
     from alphaloop.cli_eval import eval_run
-
-    records = eval_run(run_dir, split or ["test"], decoder or ["greedy"], policy or ["latest"], problems)
     from alphaloop.report import format_report_card
 
+    records, path = eval_run(run_dir, split or ["test"], decoder or ["greedy"], policy or ["latest"], problems)
     console.print(format_report_card({"evals": records}))
+    console.print(Text(f"written to {path}"))
 
 
 @app.command()
@@ -138,18 +180,27 @@ def compare(
 
 @app.command()
 def envs() -> None:
-    """List registered envs and their knobs."""
+    """List the registered text envs with their knobs, and the board games."""
     from rich.table import Table
 
     from alphaloop.envs.registry import describe_env, list_envs
+    from alphaloop.games.registry import game_class, game_names
 
     for name, cls in list_envs().items():
-        table = Table(title=f"{name}  ({cls.__module__}:{cls.__name__})", title_justify="left")
+        table = Table(title=Text(f"{name}  ({cls.__module__}:{cls.__name__})  text env"), title_justify="left")
         for column in ("knob", "type", "default", "description"):
             table.add_column(column)
         for knob, kind, default, description in describe_env(cls):
-            table.add_row(str(knob), str(kind), repr(default), str(description or ""))
+            table.add_row(Text(str(knob)), Text(str(kind)), Text(repr(default)), Text(str(description or "")))
         console.print(table)
+    table = Table(title=Text("board games  (env.name with policy.kind = 'net'; no knobs)"), title_justify="left")
+    for column in ("game", "actions", "observation", "stages"):
+        table.add_column(column)
+    for name in game_names():
+        cls = game_class(name)
+        table.add_row(name, str(cls.num_actions), " x ".join(map(str, cls.observation_shape)),
+                      "game_imitate, alphazero, game_eval")
+    console.print(table)
 
 
 @app.command()
@@ -160,15 +211,37 @@ def report(run_dir: Annotated[Path, typer.Argument(help="a run directory")]) -> 
     _finish(run_dir)
 
 
+def _os_error(exc: OSError) -> str:
+    """An operating-system refusal as one line: what, and which file."""
+    where = f": {exc.filename}" if exc.filename else ""
+    if exc.errno == 28:
+        return f"no space left on the device{where} (free some space, or write elsewhere with --out)"
+    return f"{exc.strerror or exc}{where}"
+
+
 def main() -> None:
     try:
-        app()
+        app()  # standalone: a bad flag or argument gets click's usage message and exit code 2
     except UserError as exc:
-        Console(stderr=True).print(f"[bold red]error:[/] {exc}", highlight=False)
+        if DEBUG["on"]:
+            traceback.print_exc()
+        say(f"error: {exc}", "bold red")
+        sys.exit(2)
+    except OSError as exc:  # the filesystem refused: a path that is a file, read-only, full, ...
+        if DEBUG["on"]:
+            traceback.print_exc()
+        say(f"error: {_os_error(exc)}", "bold red")
         sys.exit(2)
     except KeyboardInterrupt:
-        Console(stderr=True).print("interrupted: continue with `alphaloop run --resume RUN_DIR`")
+        say("interrupted")
         sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 -- the boundary: everything else is a bug of ours
+        if DEBUG["on"]:
+            traceback.print_exc()
+        say(f"internal error: {type(exc).__name__}: {exc}", "bold red")
+        say("this is a bug in alphaloop, not in what you asked for; rerun with --debug for the traceback and "
+            "please report it")
+        sys.exit(1)
 
 
 if __name__ == "__main__":

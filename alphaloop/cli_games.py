@@ -3,6 +3,12 @@
 Moves are written the way position files write them (`alphaloop.games.positions`): 1-based
 digits, a column 1-7 for connect four, a cell 1-9 for tic-tac-toe (row by row from the top left).
 A position is the string of moves played from the start ("" = the initial position).
+
+`alphaloop move` reading stdin is an engine on a pipe, as UCI and GTP engines are: one answer line
+per input line, written and flushed as soon as that line is read, so a program can write a
+position, read the move, and write the next. A bad line gets "?" on stdout (the program reading
+answers stays in step) and one line on stderr naming the line and what was wrong; the lines around
+it are answered, and only at the end of input does the exit code (2) say that some line was bad.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import TextIO
 
 from alphaloop.errors import UserError
 
@@ -34,8 +41,14 @@ def load_game_net(game: str, run: Path):
         net_dir = None
         for index, stage in enumerate(recipe.stages):
             result = run / "stages" / f"{index}-{stage.name}" / "result.json"
-            if result.is_file() and "policy_dir" in json.loads(result.read_text()):
-                net_dir = run / json.loads(result.read_text())["policy_dir"]
+            if not result.is_file():
+                continue
+            try:
+                done = json.loads(result.read_text())
+            except (OSError, ValueError) as exc:
+                raise UserError(f"--run {run}: {result} cannot be read ({exc})") from None
+            if isinstance(done, dict) and "policy_dir" in done:
+                net_dir = run / done["policy_dir"]
         if net_dir is None:
             raise UserError(f"--run {run}: no stage has finished training a net yet")
     net = PolicyValueNet.load(net_dir)
@@ -54,29 +67,64 @@ def _player(net, sims: int):
     return NetPlayer(net, sims=sims, seed=0)
 
 
-def _position(game: str, moves: str, where: str):
-    from alphaloop.games.base import IllegalActionError
-    from alphaloop.games.registry import from_moves
+# What an occupied action is called, for messages about a move that is not legal.
+_TAKEN = {"tictactoe": "is already taken", "connect4": "is full"}
 
-    try:
-        state = from_moves(game, moves)
-    except IllegalActionError as exc:
-        raise UserError(f"{where}: {exc}") from None
+
+def read_position(game: str, moves: str):
+    """The state after `moves` (1-based digits), ready for a move; a ValueError otherwise, whose
+    message speaks of the moves as the user typed them (1-based, counted from 1), because the
+    games' own errors speak of 0-based actions."""
+    from alphaloop.games.registry import game_class
+
+    cls = game_class(game)
+    noun = getattr(cls, "move_noun", "move")
+    digits = "123456789"[:cls.num_actions]
+    state = cls()
+    for i, ch in enumerate(moves, 1):
+        if state.is_terminal():
+            raise ValueError(f"move {i} of {moves!r}: the game is already over after {moves[:i - 1]!r}")
+        if ch not in digits:
+            raise ValueError(f"move {i} of {moves!r} is {ch!r}: expected a {noun} digit 1..{len(digits)}")
+        if int(ch) - 1 not in state.legal_actions():
+            raise ValueError(f"move {i} of {moves!r}: {noun} {ch} {_TAKEN.get(game, 'is not a legal move there')}")
+        state.apply_action(int(ch) - 1)
     if state.is_terminal():
-        raise UserError(f"{where}: the game is already over after {moves!r}; there is no move to make")
+        raise ValueError(f"the game is already over after {moves!r}; there is no move to make")
     return state
 
 
+def _position(game: str, moves: str, where: str):
+    try:
+        return read_position(game, moves)
+    except ValueError as exc:
+        raise UserError(f"{where}: {exc}") from None
+
+
 def move_lines(game: str, run: Path, sims: int, position: str | None, lines: Iterable[str]) -> list[str]:
-    """The agent's move (1-based) for `position`, or for each line of `lines` if position is None."""
+    """The agent's move (1-based) for `position`, or for each line of `lines` if position is None; all
+    or nothing: the first bad line raises UserError (`answer_lines` answers around bad lines)."""
     player = _player(load_game_net(game, run), sims)
     if position is not None:
-        return [str(player.choose(_position(game, position, "--position")) + 1)]
-    out = []
+        return [str(player.choose(_position(game, position.strip(), "--position")) + 1)]
+    return [str(player.choose(_position(game, line.strip(), f"line {number}")) + 1)
+            for number, line in enumerate(lines, 1)]
+
+
+def answer_lines(player, game: str, lines: Iterable[str], out: TextIO, err: TextIO) -> list[int]:
+    """Answer each line of `lines` on `out` as soon as it is read, flushed: the move (1-based), or "?"
+    and one line on `err` for a bad line. Returns the numbers of the bad lines."""
+    bad = []
     for number, line in enumerate(lines, 1):
-        state = _position(game, line.strip(), f"stdin line {number}")
-        out.append(str(player.choose(state) + 1))
-    return out
+        try:
+            state = read_position(game, line.strip())
+        except ValueError as exc:
+            bad.append(number)
+            print(f"error: stdin line {number}: {exc}", file=err, flush=True)
+            print("?", file=out, flush=True)
+            continue
+        print(player.choose(state) + 1, file=out, flush=True)
+    return bad
 
 
 def read_human_move(state, ask: Callable[[str], str], say: Callable[[str], None]) -> int | None:
@@ -125,5 +173,17 @@ def play(game: str, run: Path, sims: int, human_first: bool, ask: Callable[[str]
 
 
 def move_command(game: str, run: Path, sims: int, position: str | None) -> None:
-    for line in move_lines(game, run, sims, position, None if position is not None else sys.stdin):
-        print(line, flush=True)
+    """`alphaloop move`: one answer for `--position`, else an answer per stdin line as it arrives;
+    UserError (exit code 2) if `--position` or any stdin line was bad, after answering the others."""
+    player = _player(load_game_net(game, run), sims)
+    if position is not None:
+        print(player.choose(_position(game, position.strip(), "--position")) + 1, flush=True)
+        return
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="replace")  # undecodable bytes make a bad line, not a crash
+    # readline, not `for line in sys.stdin`: answer each line the moment it arrives on a pipe.
+    bad = answer_lines(player, game, iter(sys.stdin.readline, ""), sys.stdout, sys.stderr)
+    if bad:
+        shown = ", ".join(map(str, bad[:10])) + (", ..." if len(bad) > 10 else "")
+        raise UserError(f"{len(bad)} stdin line{'s' if len(bad) > 1 else ''} could not be answered "
+                        f"(line{'s' if len(bad) > 1 else ''} {shown}; see above)")

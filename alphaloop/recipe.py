@@ -7,13 +7,15 @@ overrides are validated exactly like the file itself.
 
 from __future__ import annotations
 
+import difflib
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
-from pydantic import BeforeValidator, Field, SerializeAsAny, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, SerializeAsAny, ValidationError, model_validator
 
 from alphaloop.errors import UserError
+from alphaloop.games.registry import game_names
 from alphaloop.specs import EnvSpec, PolicySpec, RunSpec, ScaleSpec, StageConfig, Strict
 from alphaloop.stages import STAGES
 
@@ -48,6 +50,33 @@ class Recipe(RunSpec):
             if stage.name in seen or stage.name == "expert":
                 raise ValueError(f"stages.{i}.name: {stage.name!r} is used twice (or reserved); give it a unique name")
             seen.add(stage.name)
+        return self
+
+    @model_validator(mode="after")
+    def _stages_fit_the_recipe(self) -> Recipe:
+        # Everything that can be checked without training is checked here, before a run directory
+        # exists: each stage's env family and policy kind, and its references to other stages.
+        game = self.env.name in game_names()
+        problems, trained = [], []
+        for i, stage in enumerate(self.stages):
+            spec = STAGES[stage.kind]
+            where = f"stages.{i} ({stage.kind})"
+            if spec.env == "game" and not game:
+                problems.append(f"{where} plays a board game: env.name must be one of {', '.join(game_names())}, "
+                                f"got {self.env.name!r}")
+            elif spec.env == "text" and game:
+                problems.append(f"{where} trains or evaluates a language model on a text env, and env.name "
+                                f"{self.env.name!r} is a board game (use game_imitate / alphazero / game_eval)")
+            elif spec.env == "game" and self.policy.kind != "net":
+                problems.append(f"{where} trains a policy-value net: set policy.kind = 'net' (and optionally "
+                                f"[policy.net]), got {self.policy.kind!r}")
+            elif spec.env == "text" and self.policy.kind != "lm":
+                problems.append(f"{where} needs a language model: set policy.kind = 'lm', got {self.policy.kind!r}")
+            problems += [f"stages.{i}.{problem}" for problem in stage.check(self, list(trained))]
+            if spec.trains:
+                trained.append(stage.name)
+        if problems:
+            raise ValueError("\n  ".join(problems))
         return self
 
     @model_validator(mode="after")
@@ -100,34 +129,82 @@ def apply_override(data: dict[str, Any], assignment: str) -> None:
         node[last] = parse_value(raw.strip())
 
 
-def _describe_error(source: str, err: dict[str, Any]) -> str:
+def _model_at(data: Any, loc: list[Any]) -> type[BaseModel] | None:
+    """The pydantic model that validates the table at `loc` (e.g. ['stages', 1] -> that stage's config)."""
+    model: type[BaseModel] | None = Recipe
+    node = data
+    keys = list(loc)
+    while keys and model is not None:
+        key = keys.pop(0)
+        node = node.get(key) if isinstance(node, dict) else None
+        if model is Recipe and key == "stages" and keys:
+            index = keys.pop(0)
+            item = node[index] if isinstance(node, list) and isinstance(index, int) and index < len(node) else None
+            kind = item.get("kind") if isinstance(item, dict) else None
+            model, node = (STAGES[kind].config if kind in STAGES else None), item
+            continue
+        field = model.model_fields.get(str(key))
+        annotation = field.annotation if field else None
+        candidates = [annotation, *get_args(annotation)]
+        model = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+    return model
+
+
+def _unknown_key(data: Any, loc: list[Any]) -> str:
+    """'unknown key' with the allowed keys of that table and the nearest one, if any is near."""
+    model = _model_at(data, loc[:-1])
+    if model is None:
+        return "unknown key"
+    allowed = list(model.model_fields)
+    near = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+    hint = f"did you mean {near[0]!r}? " if near else ""
+    return f"unknown key; {hint}allowed keys: {', '.join(allowed)}"
+
+
+def _describe_error(source: str, err: dict[str, Any], data: Any) -> str:
     loc = list(err["loc"])
-    path = ".".join(str(p) for p in loc) or "(top level)"
-    given = err.get("input")
+    path = ".".join(str(p) for p in loc)
     kind = err["type"]
     if kind == "extra_forbidden":
-        return f"{source}: {path}: unknown key (check the spelling; allowed keys are in the docs/`alphaloop envs`)"
+        return f"{source}: {path}: {_unknown_key(data, loc)}"
     if kind == "missing":
         return f"{source}: {path}: required field is missing"
-    return f"{source}: {path}: {err['msg']} (given: {given!r})"
+    message = err["msg"].removeprefix("Value error, ")
+    if not loc:  # a check across the recipe: its message names the fields itself
+        return f"{source}: {message}"
+    field, sep, rest = message.partition(": ")
+    model = _model_at(data, loc)
+    if sep and (field == "kind" or (model is not None and field in model.model_fields)):  # about one field
+        return f"{source}: {path}.{field}: {rest}"
+    given = err.get("input")
+    if isinstance(given, dict):  # the whole table: the path already says which
+        return f"{source}: {path}: {message}"
+    shown = repr(given) if len(repr(given)) <= 200 else repr(given)[:200] + "..."
+    return f"{source}: {path}: {message} (given: {shown})"
 
 
 def validate_recipe(data: dict[str, Any], source: str = "recipe") -> Recipe:
     """Validate parsed TOML into a Recipe; raise UserError naming file, field path, given and allowed."""
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a TOML table of recipe settings, got {type(data).__name__}")
     try:
         return Recipe.model_validate(data)
     except ValidationError as exc:
-        lines = [_describe_error(source, e) for e in exc.errors()]
+        lines = [_describe_error(source, e, data) for e in exc.errors()]
         raise UserError("invalid recipe:\n  " + "\n  ".join(lines)) from None
 
 
 def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
     """Read a recipe file, apply `--set` overrides, validate."""
     path = Path(path)
+    if path.is_dir():
+        raise UserError(f"recipe {path}: is a directory, expected a recipe TOML file")
     if not path.is_file():
         raise UserError(f"recipe file not found: {path}")
     try:
-        data = tomllib.loads(path.read_text())
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise UserError(f"recipe {path}: not a text file (expected UTF-8 TOML)") from None
     except tomllib.TOMLDecodeError as exc:
         raise UserError(f"{path}: not valid TOML: {exc}") from None
     for assignment in overrides or []:

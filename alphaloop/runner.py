@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from alphaloop.checkpoint import write_json_atomic
+from alphaloop.checkpoint import write_json_atomic, write_text_atomic
 from alphaloop.errors import UserError
 from alphaloop.recipe import Recipe, load_recipe, recipe_to_toml
 from alphaloop.runlog import MetricsLogger
@@ -64,12 +65,27 @@ def prepare_run_dir(recipe: Recipe, out: Path | None) -> Path:
             run_dir = Path("runs") / f"{recipe.name}-{n}"
     else:
         run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UserError(f"--out {run_dir}: is a file, not a directory; give a new directory for the run")
     if run_dir.exists() and any(run_dir.iterdir()):
         raise UserError(f"run directory {run_dir} already exists and is not empty: use "
                         f"`alphaloop run --resume {run_dir}` to continue it, or --out DIR for a new run")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / "recipe.toml").write_text(recipe_to_toml(resolve_threads(recipe)))
+    existed = run_dir.exists()
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(run_dir / "recipe.toml", recipe_to_toml(resolve_threads(recipe)))
+    except OSError:
+        if not existed:  # leave nothing behind: the fixed command must find no half-made run
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     return run_dir
+
+
+def has_progress(run_dir: Path) -> bool:
+    """Whether a run has anything worth keeping: a finished stage or a checkpoint."""
+    stages = Path(run_dir) / "stages"
+    return stages.is_dir() and any(any(d.glob("result.json")) or any(d.glob("checkpoints/step-*"))
+                                   for d in stages.iterdir() if d.is_dir())
 
 
 def load_run_recipe(run_dir: Path) -> Recipe:

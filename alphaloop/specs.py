@@ -8,9 +8,10 @@ import the recipe module that is built from them.
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from alphaloop.policies.arch import LMArch
 from alphaloop.policies.nets import NetConfig
@@ -59,6 +60,17 @@ class ScaleSpec(Strict):
         return self.backend != "local" or self.workers > 1
 
 
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def check_name(value: str | None, what: str) -> str | None:
+    """Run and stage names become directory names: letters, digits, '.', '_', '-', at most 100."""
+    if value is not None and not NAME.match(value):
+        raise ValueError(f"{what} {value!r}: use 1-100 letters, digits, '.', '_' or '-', starting with a letter "
+                         "or digit (it names a directory)")
+    return value
+
+
 class StageConfig(Strict):
     """The base of every stage's settings: `kind` picks the stage (a Literal in each subclass),
     `name` names it in the run (default: its kind, made unique by the recipe)."""
@@ -66,16 +78,33 @@ class StageConfig(Strict):
     kind: str
     name: str | None = None
 
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str | None) -> str | None:
+        return check_name(value, "stage name")
+
+    def check(self, run: RunSpec, trained: list[str]) -> list[str]:
+        """Problems this stage has with the rest of the recipe, found before anything runs: each a
+        message starting with the field it is about. `trained` names the earlier stages that leave
+        a policy. A stage kind overrides this to check its cross-references."""
+        return []
+
 
 class RunSpec(Strict):
     """The run as its stages see it (`StageContext.recipe`)."""
 
     name: str = Field("run", description="run name; the default run directory is runs/<name>")
-    seed: int = Field(0, description="seeds every RNG; same recipe + seed + threads => same summary.json")
-    threads: Annotated[int, Field(ge=1)] | Literal["auto"] = Field(
+    seed: int = Field(0, ge=0, lt=2**63, description="seeds every RNG; same recipe + seed + threads => same "
+                                                     "summary.json")
+    threads: Annotated[int, Field(ge=1, le=1024)] | Literal["auto"] = Field(
         "auto", description="torch intra-op threads; 'auto' = the cores other processes leave free when the run "
                             "starts (resolved once, written to the run's recipe.toml and summary.json)")
     env: EnvSpec = Field(default_factory=EnvSpec)
     policy: PolicySpec = Field(default_factory=PolicySpec)
     scale: ScaleSpec = Field(default_factory=ScaleSpec)
     stages: list[StageConfig] = Field(min_length=1)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return check_name(value, "name")

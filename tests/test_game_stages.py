@@ -104,12 +104,31 @@ def test_bad_move_inputs_are_user_errors(reference, game, position, message):
 def test_bad_cli_input_exits_2_without_traceback(repo_root, reference, tmp_path):
     _, run_dir = reference
     out = subprocess.run([sys.executable, "-m", "alphaloop.cli", "move", "tictactoe", "--run", str(run_dir)],
-                         input="5\n99\n", capture_output=True, text=True, cwd=repo_root)
+                         input="5\n99\n1\n", capture_output=True, text=True, cwd=repo_root)
     assert out.returncode == 2
-    assert "stdin line 2" in out.stderr and "Traceback" not in out.stderr
+    answers = out.stdout.split()                      # the good lines around the bad one are answered
+    assert len(answers) == 3 and answers[1] == "?" and answers[0] in set("12346789")
+    assert "stdin line 2: move 2 of '99': cell 9 is already taken" in out.stderr and "Traceback" not in out.stderr
     out = subprocess.run([sys.executable, "-m", "alphaloop.cli", "move", "tictactoe", "--run", str(tmp_path)],
                          capture_output=True, text=True, cwd=repo_root)
     assert out.returncode == 2 and "no recipe.toml" in out.stderr
+
+
+def test_corrupt_final_net_of_a_run_is_refused(repo_root, reference, tmp_path):
+    """`move --run RUN_DIR` loads the final net a stage wrote beside its manifest: a flipped bit there is
+    one line and exit code 2, not a silently different player."""
+    import shutil
+
+    _, run_dir = reference
+    copy = Path(shutil.copytree(run_dir, tmp_path / "run"))
+    weights = copy / "stages" / "1-alphazero" / "policy" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-4] ^= 0x01
+    weights.write_bytes(bytes(data))
+    out = subprocess.run([sys.executable, "-m", "alphaloop.cli", "move", "tictactoe", "--run", str(copy),
+                          "--position", "5"], capture_output=True, text=True, cwd=repo_root)
+    assert out.returncode == 2 and out.stdout == "" and "Traceback" not in out.stderr
+    assert "fails its sha256 check" in out.stderr and "model.safetensors" in out.stderr
 
 
 def test_play_reprompts_bad_input_and_finishes(reference):
@@ -189,10 +208,8 @@ def test_perfect_lines_of_a_net_that_always_loses_to_a_fork():
 
 
 def test_wrong_policy_kind_or_env_is_a_clear_error(repo_root, tmp_path):
-    recipe = load_recipe(f"{repo_root}/{SMOKE}", ["policy.kind=lm"])
-    run_dir = runner.prepare_run_dir(recipe, tmp_path / "bad")
-    with pytest.raises(UserError, match="policy.kind = 'net'"):
-        runner.run(recipe, run_dir, show_progress=False)
+    with pytest.raises(UserError, match="policy.kind = 'net'"):  # found when the recipe loads
+        load_recipe(f"{repo_root}/{SMOKE}", ["policy.kind=lm"])
     with pytest.raises(UserError, match="opponents"):
         load_recipe(f"{repo_root}/{SMOKE}", ["stages.2.opponents=['minimax']"])
 

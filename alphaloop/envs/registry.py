@@ -107,6 +107,15 @@ def _import(module_name: str, spec: str):
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ImportError(f"env spec {spec!r}: cannot import module {module_name!r} ({exc})") from exc
+    except Exception as exc:  # the module's own code failed: a syntax error, a failing import, ...
+        raise ImportError(f"env spec {spec!r}: module {module_name!r} failed to import: {_failure(exc)}") from exc
+
+
+def _failure(exc: Exception) -> str:
+    """One line for an exception raised by a user's env module (with the line of a syntax error)."""
+    if isinstance(exc, SyntaxError):
+        return f"SyntaxError: {exc.msg} ({exc.filename}, line {exc.lineno})"
+    return f"{type(exc).__name__}: {exc}"
 
 
 def _load_file(location: str, spec: str):
@@ -125,9 +134,9 @@ def _load_file(location: str, spec: str):
     sys.modules[name] = module
     try:
         module_spec.loader.exec_module(module)
-    except Exception:
+    except Exception as exc:
         del sys.modules[name]
-        raise
+        raise ImportError(f"env spec {spec!r}: {path} failed to load: {_failure(exc)}") from exc
     return module
 
 

@@ -10,15 +10,19 @@ signature. Either way a policy saves in HF format (`config.json`, `model.safeten
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from alphaloop import checkpoint as ckpt
 from alphaloop.batch import CompletionBatch
+from alphaloop.errors import CorruptCheckpointError
 from alphaloop.policies.arch import LMArch
 from alphaloop.policies.llama import LeanLlama, lean_supported
 from alphaloop.policies.prefix import completion_forward
@@ -119,11 +123,20 @@ class LMPolicy(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path) -> LMPolicy:
-        """Restore what `save` wrote (weights, tokenizer and the value head if any)."""
+        """Restore what `save` wrote (weights, tokenizer and the value head if any).
+
+        A directory written atomically (a stage's final policy) is first checked against its
+        MANIFEST.json, so flipped bits or a cut-off file are refused instead of used; one without
+        (a pretrained Hugging Face directory) loads as it is. A file that cannot be parsed raises
+        CorruptCheckpointError naming the directory and, where it can be found, the file."""
         directory = Path(directory)
+        ckpt.verify_if_manifest(directory)
         if not (directory / "config.json").is_file():
-            raise FileNotFoundError(f"directory: {directory} holds no config.json; expected a saved policy")
-        return cls.from_pretrained(str(directory))
+            raise ckpt.MissingCheckpointError(f"directory: {directory} holds no config.json; expected a saved policy")
+        try:
+            return cls.from_pretrained(str(directory))
+        except Exception as exc:  # transformers, safetensors and tokenizers raise many types
+            raise _unreadable_policy(directory, exc) from exc
 
     def save(self, directory: str | Path) -> None:
         """config.json + model.safetensors + tokenizer files (+ value_head.safetensors)."""
@@ -234,6 +247,25 @@ class LMPolicy(nn.Module):
         logprobs = logits.gather(-1, targets).squeeze(-1) - torch.logsumexp(logits, dim=-1)
         values = self.value_head(hidden).squeeze(-1).float() if return_values else None
         return logprobs, logits, values
+
+
+def _unreadable_policy(directory: Path, exc: Exception) -> CorruptCheckpointError:
+    """The error for a policy directory that failed to load with `exc`: the loaders' messages rarely
+    say which file was bad, so the JSON files and safetensors headers are parsed again (only now, on
+    failure, so that good loads pay nothing) to name the first that does not parse."""
+    for file in sorted(directory.iterdir()):
+        try:
+            if not file.is_file():
+                continue
+            if file.suffix == ".json":
+                json.loads(file.read_text())
+            elif file.suffix == ".safetensors":
+                with safe_open(str(file), "pt"):
+                    pass
+        except (OSError, ValueError, SafetensorError) as probe:
+            return ckpt.unreadable(directory, file.name, probe)
+    reason = " ".join(f"{type(exc).__name__}: {exc}".split())
+    return CorruptCheckpointError(f"checkpoint {directory}: cannot load the saved policy ({reason[:300]})")
 
 
 def build_tiny_hf_model(directory: str | Path, alphabet: str = "0123456789+= ", seed: int = 0) -> Path:

@@ -41,8 +41,11 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from alphaloop import checkpoint as ckpt
 
 WEIGHTS = "model.safetensors"
 CONFIG = "net_config.json"
@@ -223,14 +226,33 @@ class PolicyValueNet(nn.Module):
 
     @classmethod
     def load(cls, directory: str | Path) -> PolicyValueNet:
-        """Rebuild a net saved by `save`; the net is returned in eval mode."""
+        """Rebuild a net saved by `save`; the net is returned in eval mode.
+
+        A directory written atomically (a stage's final policy, a snapshot) is first checked against
+        its MANIFEST.json, so flipped bits or a cut-off file are refused instead of played. Any file
+        that is missing or cannot be parsed raises CorruptCheckpointError naming the directory and the
+        file -- a user error the CLI reports in one line -- never a parser's traceback."""
         directory = Path(directory)
-        if not (directory / CONFIG).is_file() or not (directory / WEIGHTS).is_file():
-            raise FileNotFoundError(f"directory must hold {CONFIG} and {WEIGHTS} (written by "
-                                    f"PolicyValueNet.save), got {directory}")
-        meta = json.loads((directory / CONFIG).read_text())
-        net = cls(NetConfig(**meta["net"]), tuple(meta["observation_shape"]), meta["num_actions"])
-        net.load_state_dict(load_file(str(directory / WEIGHTS)))
+        ckpt.verify_if_manifest(directory)
+        for name in (CONFIG, WEIGHTS):
+            if not (directory / name).is_file():
+                raise ckpt.MissingCheckpointError(
+                    f"{directory}: no {name}; a net directory holds {CONFIG} and {WEIGHTS} (written by "
+                    f"PolicyValueNet.save)")
+        try:
+            meta = json.loads((directory / CONFIG).read_text())
+            net = cls(NetConfig(**meta["net"]), tuple(meta["observation_shape"]), meta["num_actions"])
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+            raise ckpt.unreadable(directory, CONFIG, exc) from exc
+        try:
+            state = load_file(str(directory / WEIGHTS))
+        except (OSError, SafetensorError) as exc:
+            raise ckpt.unreadable(directory, WEIGHTS, exc) from exc
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ckpt.unreadable(directory, WEIGHTS, f"its tensors do not fit the net {CONFIG} describes: "
+                                                      f"{exc}") from exc
         return net.eval()
 
 

@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import html
 import json
-import math
-import re
 from pathlib import Path
 from typing import Any
 
+from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
 from alphaloop.errors import UserError
 from alphaloop.report.games import game_progress, progress_figure
-from alphaloop.report.plots import curve_figure, elo_figure, img_tag, is_rate, learning_curve_figure, slug
+from alphaloop.report.plots import curve_figure, elo_figure, img_tag, learning_curve_figure, slug
+from alphaloop.report.tables import eval_table_set, format_value
 from alphaloop.runlog import read_metrics
 
 CSS = """
@@ -62,47 +62,6 @@ def decoder_note(decoder: str) -> str:
     return ""
 
 
-def format_value(key: str, value: Any) -> str:
-    if isinstance(value, bool) or value is None:
-        return str(value)
-    if isinstance(value, int):
-        return f"{value:,}"
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            return str(value)
-        if is_rate(key) and 0.0 <= value <= 1.0:
-            return f"{value:.1%}"
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:,.0f}"
-    return str(value)
-
-
-def _metric_order(key: str) -> tuple:
-    """accuracy first, then pass@/maj@ by k, the rest alphabetically, the sample count n last."""
-    match = re.match(r"^(\D+?)[@^](\d+)$", key)
-    if key == "accuracy":
-        return (0, "", 0)
-    if key == "n":
-        return (3, "", 0)
-    return (1, match.group(1), int(match.group(2))) if match else (2, key, 0)
-
-
-def wilson_note(decoder: str, metrics: dict[str, Any]) -> str:
-    """95% Wilson interval of the accuracy, when it is a count of solved problems out of n (greedy,
-    maj@k, oracle@k); pass@k and sample accuracies are averages of per-problem estimates instead."""
-    from alphaloop.evals.metrics import wilson_interval
-
-    acc, n = metrics.get("accuracy"), metrics.get("n")
-    if decoder.startswith(("pass", "sample")):
-        return ""
-    if not (isinstance(acc, int | float) and isinstance(n, int) and n > 0 and 0 <= acc <= 1):
-        return ""
-    hits = acc * n
-    if abs(hits - round(hits)) > 1e-6 * n:  # an average of estimates (pass@k, sample), not a count
-        return ""
-    low, high = wilson_interval(round(hits), n)
-    return f"{low:.1%}-{high:.1%}"
-
-
 def eval_tables(summary: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     """(final evals, evals during training), keeping only well-formed records; the Elo ladder's
     ratings (split "elo") are shown in the Elo section instead."""
@@ -113,13 +72,9 @@ def eval_tables(summary: dict[str, Any]) -> tuple[list[dict], list[dict]]:
     return final, during
 
 
-def _eval_columns(records: list[dict]) -> list[str]:
-    keys = {k for r in records for k in r["metrics"]}
-    return sorted(keys, key=_metric_order)
-
-
-def format_report_card(summary: dict[str, Any]) -> Table:
-    """The eval table for the terminal: final evals, or the last in-training evals if none exist."""
+def format_report_card(summary: dict[str, Any]) -> Group:
+    """The eval tables for the terminal: final evals, or the last in-training evals if none exist;
+    one table per kind of record (`tables.py`), each narrow enough for an 80-column terminal."""
     final, during = eval_tables(summary)
     records = final
     if not records:  # a run stopped before its eval stage: show the latest in-training numbers
@@ -128,27 +83,30 @@ def format_report_card(summary: dict[str, Any]) -> Table:
             latest[(r.get("stage"), r.get("policy"), r.get("split"), r.get("decoder"))] = r
         records = list(latest.values())
     title = " ".join(str(x) for x in (summary.get("name"), summary.get("status")) if x) or "evaluation"
-    table = Table(title=title, title_justify="left", caption_justify="left")
-    columns = _eval_columns(records)
-    for column in ("policy", "split", "decoder"):
-        table.add_column(column)
-    for column in columns:
-        table.add_column(column, justify="right")
-    notes = {}
-    for r in records:
-        decoder = str(r.get("decoder", ""))
-        if decoder_note(decoder) and decoder.partition("@")[0] in ("pass", "oracle"):
-            notes[decoder] = decoder_note(decoder)
-        cells = [Text(str(r.get(k, ""))) for k in ("policy", "split", "decoder")]
-        cells += [Text(format_value(c, r["metrics"][c]) if c in r["metrics"] else "") for c in columns]
-        table.add_row(*cells)
+    notes = {d: decoder_note(d) for d in {str(r.get("decoder", "")) for r in records}
+             if d.partition("@")[0] in ("pass", "oracle")}
     caption = [f"{d}: {note}" for d, note in sorted(notes.items())]
     if not records:
         caption.append("no evaluations in this run")
     elif not final:
         caption.append("latest evaluations during training (the run has no final eval stage yet)")
-    table.caption = "\n".join(caption) or None
-    return table
+    sets = eval_table_set(records, ["policy", "split", "decoder"])
+    if not sets:
+        return Group(Text(title), *[Text(line) for line in caption])
+    rendered = []
+    for i, found in enumerate(sets):
+        heading = title if i == 0 else found.title
+        if i == 0 and len(sets) > 1:
+            heading = f"{title}: {found.title}"
+        table = Table(title=Text(heading), title_justify="left", caption_justify="left")
+        for j, column in enumerate(found.header):
+            table.add_column(Text(column), justify="right" if j in found.numeric else "left")
+        for row in found.rows:
+            table.add_row(*[Text(c.text + (f"\n{c.note}" if c.note else "")) for c in row])
+        if i == len(sets) - 1:
+            table.caption = "\n".join(caption) or None
+        rendered.append(table)
+    return Group(*rendered)
 
 
 # ---------------------------------------------------------------- reading the run directory
@@ -180,27 +138,19 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozens
 
 
 def _eval_html(records: list[dict], with_step: bool) -> str:
-    columns = _eval_columns(records)
     fixed = (["stage", "step"] if with_step else []) + ["policy", "split", "decoder"]
     if not with_step and len({r.get("stage") for r in records}) > 1:
         fixed = ["stage", *fixed]
-    rows = []
     if with_step:
         records = sorted(records, key=lambda r: (str(r.get("stage")), r.get("step") or 0))
-    for r in records:
-        row = [e(str(r.get(k, ""))) for k in fixed]
-        note = decoder_note(str(r.get("decoder", "")))
-        if note:
-            row[-1] += f'<br><span class="note">{e(note)}</span>'
-        for c in columns:
-            cell = e(format_value(c, r["metrics"][c])) if c in r["metrics"] else ""
-            interval = wilson_note(str(r.get("decoder", "")), r["metrics"]) if c == "accuracy" else ""
-            if interval:
-                cell += f' <span class="ci" title="95% Wilson interval">[{e(interval)}]</span>'
-            row.append(cell)
-        rows.append(row)
-    numeric = set(range(len(fixed), len(fixed) + len(columns)))
-    return _table([e(h) for h in fixed + columns], rows, numeric=numeric)
+    parts = []
+    tables = eval_table_set(records, fixed, decoder_note)
+    for found in tables:
+        rows = [[e(c.text) + (f'<br><span class="{"note" if i == len(fixed) - 1 else "ci"}">{e(c.note)}</span>'
+                              if c.note else "") for i, c in enumerate(row)] for row in found.rows]
+        heading = f"<h3>{e(found.title)}</h3>" if len(tables) > 1 else ""
+        parts.append(heading + _table([e(h) for h in found.header], rows, numeric=found.numeric))
+    return "".join(parts)
 
 
 def _stages_html(stages: list[dict], timings: dict[str, Any]) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from alphaloop.specs import StageConfig
 from alphaloop.stages.alphazero import AlphaZeroStageConfig, run_alphazero
@@ -24,20 +24,26 @@ from alphaloop.stages.rl import RLStageConfig, run_rl
 
 @dataclass(frozen=True)
 class Stage:
-    """A stage kind: its settings, what runs it, and whether it spreads work over `[scale]` workers."""
+    """A stage kind: its settings, what runs it, what it needs and leaves.
+
+    `env`: the env family it works on ('text': an LM policy on a text env, 'game': a policy-value net
+    on a board game, None: any); `trains`: it leaves a policy later stages can start from or
+    evaluate; `uses_workers`: it spreads work over the recipe's `[scale]` workers."""
 
     config: type[StageConfig]
     run: Callable[[StageContext, Any], dict[str, Any]]
+    env: Literal["text", "game"] | None = None
+    trains: bool = False
     uses_workers: bool = False
 
 
 STAGES: dict[str, Stage] = {
-    "imitate": Stage(ImitateStageConfig, run_imitate),
-    "rl": Stage(RLStageConfig, run_rl, uses_workers=True),
-    "eval": Stage(EvalStageConfig, run_eval),
-    "game_imitate": Stage(GameImitateStageConfig, run_game_imitate),
-    "alphazero": Stage(AlphaZeroStageConfig, run_alphazero, uses_workers=True),
-    "game_eval": Stage(GameEvalStageConfig, run_game_eval),
+    "imitate": Stage(ImitateStageConfig, run_imitate, env="text", trains=True),
+    "rl": Stage(RLStageConfig, run_rl, env="text", trains=True, uses_workers=True),
+    "eval": Stage(EvalStageConfig, run_eval, env="text"),
+    "game_imitate": Stage(GameImitateStageConfig, run_game_imitate, env="game", trains=True),
+    "alphazero": Stage(AlphaZeroStageConfig, run_alphazero, env="game", trains=True, uses_workers=True),
+    "game_eval": Stage(GameEvalStageConfig, run_game_eval, env="game"),
 }
 
 __all__ = ["STAGES", "Stage", "StageConfig", "StageContext"]

@@ -43,26 +43,26 @@ from alphaloop.stages.loop import StageLoop
 
 class AlphaZeroStageConfig(GameEvalFields):
     kind: Literal["alphazero"]
-    rounds: int = Field(25, ge=1, description="self-play -> train -> (eval) rounds")
-    games_per_round: int = Field(64, ge=1, description="self-play games per round, played in lock-step")
+    rounds: int = Field(25, ge=1, le=10**6, description="self-play -> train -> (eval) rounds")
+    games_per_round: int = Field(64, ge=1, le=10**6, description="self-play games per round, played in lock-step")
     search: Literal["mcts", "gumbel"] = "mcts"
-    simulations: int = Field(32, ge=1, description="search simulations per self-play move")
+    simulations: int = Field(32, ge=1, le=10**6, description="search simulations per self-play move")
     c_puct: float = Field(1.25, gt=0)
     dirichlet_alpha: float = Field(1.0, gt=0, description="root noise Dir(alpha); ~10 / legal moves")
     dirichlet_fraction: float = Field(0.25, ge=0, le=1)
-    max_considered: int = Field(16, ge=1, description="Gumbel: root actions considered")
-    temperature_moves: int = Field(4, ge=0, description="moves sampled from N^(1/tau=1) before argmax play")
-    search_batch: int = Field(8, ge=1, description="leaves per tree per evaluator call")
-    fast_simulations: int = Field(0, ge=0, description="playout-cap randomisation (KataGo): moves searched with "
-                                  "this many simulations, no noise, not recorded; 0 = off (mcts only)")
+    max_considered: int = Field(16, ge=1, le=4096, description="Gumbel: root actions considered")
+    temperature_moves: int = Field(4, ge=0, le=10**4, description="moves sampled from N^(1/tau=1) before argmax play")
+    search_batch: int = Field(8, ge=1, le=4096, description="leaves per tree per evaluator call")
+    fast_simulations: int = Field(0, ge=0, le=10**6, description="playout-cap randomisation (KataGo): moves "
+                                  "searched with this many simulations, no noise, not recorded; 0 = off (mcts only)")
     full_fraction: float = Field(0.25, gt=0, le=1, description="with fast_simulations: chance a move gets the full "
                                  "search (`simulations`, noise) and is recorded for training")
     value_q_weight: float = Field(0.0, ge=0, le=1, description="value target (1 - w) z + w q: z the game outcome, "
                                   "q the search's root value (Willemsen et al. 2021); 0 = AlphaZero's z")
     augment: bool = Field(True, description="add the board symmetries of every position")
-    buffer_size: int = Field(20000, ge=1, description="replay capacity in examples (positions x symmetries)")
-    train_steps: int = Field(100, ge=0, description="Adam steps per round")
-    batch_size: int = Field(128, ge=1)
+    buffer_size: int = Field(20000, ge=1, le=10**8, description="replay capacity in examples (positions x symmetries)")
+    train_steps: int = Field(100, ge=0, le=10**7, description="Adam steps per round")
+    batch_size: int = Field(128, ge=1, le=65536)
     lr: float = Field(1e-3, gt=0)
     lr_final: float | None = Field(None, gt=0, description="cosine-anneal the learning rate from lr (first round) "
                                    "to lr_final (last round); None = constant lr")

@@ -82,7 +82,11 @@ class StageContext:
             return LMPolicy.load(self.policy_dir(previous))
         spec = self.recipe.policy
         if spec.pretrained:
-            return LMPolicy.from_pretrained(spec.pretrained)
+            try:
+                return LMPolicy.from_pretrained(spec.pretrained)
+            except (OSError, ValueError, KeyError) as exc:
+                raise UserError(f"policy.pretrained {spec.pretrained!r}: cannot load a causal LM from it: "
+                                f"{type(exc).__name__}: {exc}") from None
         env = self.make_env("train", seed=0)
         return LMPolicy.build(spec.arch, alphabet=env.alphabet, seed=derive_seed(self.recipe.seed, "init"))
 

@@ -19,7 +19,7 @@ from alphaloop.evals.evaluate import (
     evaluate_decoders,
     parse_decoder,
 )
-from alphaloop.specs import StageConfig
+from alphaloop.specs import RunSpec, StageConfig
 from alphaloop.stages.context import StageContext
 
 
@@ -34,12 +34,12 @@ class EvalStageConfig(StageConfig):
     decoders: list[str] = Field(default_factory=lambda: ["greedy"],
                                 description="greedy, sample, maj@K, pass@K, oracle@K (upper bound), "
                                             "best@K / best-value@K (value head), judge@K (self-judge)")
-    problems: int = Field(500, ge=1, description="problems per split (a fixed, seeded set)")
+    problems: int = Field(500, ge=1, le=10**6, description="problems per split (a fixed, seeded set)")
     problems_seed: int | None = Field(
         None, description="seed of the fixed problem sets (default: the recipe's seed); set it to compare runs "
                           "of different seeds on the very same problems")
     temperature: float = Field(1.0, gt=0, description="temperature of the sampled decoders")
-    batch_size: int = Field(256, ge=1)
+    batch_size: int = Field(256, ge=1, le=65536)
     curve: list[int] | None = Field(
         None, description="test-time compute curve: sample counts k (e.g. [1, 2, 4, 8]); each of maj, "
                           "best, judge, oracle in decoders is scored at every k from one pass of "
@@ -68,6 +68,20 @@ class EvalStageConfig(StageConfig):
             raise ValueError(f"curve: needs at least one of {', '.join(f + '@K' for f in CURVE_FAMILIES)} "
                              f"in decoders to sweep, got decoders={self.decoders}")
         return self
+
+    def check(self, run: RunSpec, trained: list[str]) -> list[str]:
+        problems = []
+        for name in self.policies:
+            if name == "pretrained" and not run.policy.pretrained:
+                problems.append("policies: 'pretrained' is the recipe's [policy] pretrained model, and this recipe "
+                                "sets none")
+            elif name == "latest" and not trained:
+                problems.append("policies: 'latest' is the newest trained stage's policy, and no earlier stage "
+                                "trains one")
+            elif name not in ("expert", "latest", "pretrained") and name not in trained:
+                problems.append(f"policies: {name!r} is not a policy of this recipe: expected 'expert', 'latest', "
+                                f"'pretrained' or an earlier training stage's name ({', '.join(trained) or 'none'})")
+        return problems
 
     @field_validator("splits")
     @classmethod

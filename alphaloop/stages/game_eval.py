@@ -17,6 +17,7 @@ from alphaloop.evals.matches import evaluate_net, lost_lines_record, match_resul
 from alphaloop.evals.metrics import elo_from_results
 from alphaloop.evals.positions import net_position_records, random_position_records, uct_position_records
 from alphaloop.policies.nets import PolicyValueNet
+from alphaloop.specs import RunSpec
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.game_settings import GameEvalFields
 from alphaloop.stages.game_training import eval_info, game_of, position_sets_for
@@ -25,7 +26,7 @@ from alphaloop.stages.game_training import eval_info, game_of, position_sets_for
 class GameEvalStageConfig(GameEvalFields):
     kind: Literal["game_eval"]
     policies: list[str] = Field(default_factory=lambda: ["latest"], description="'latest' or stage names")
-    eval_games: int = Field(40, ge=2, description="games per opponent and decoder (half as each colour)")
+    eval_games: int = Field(40, ge=2, le=10**6, description="games per opponent and decoder (half as each colour)")
     perfect_lines: bool = Field(True, description="tic-tac-toe: count raw-net losses over all optimal lines")
     position_baselines: list[str] = Field(
         default_factory=list, description="on the position sets: 'random' (expected rates of a uniformly random "
@@ -33,11 +34,22 @@ class GameEvalStageConfig(GameEvalFields):
     ladder: bool = Field(False, description="round-robin of the training snapshots (snapshots = true in the "
                          "training stages), the final nets and random + alphabeta@1..@ladder_depth; Elo with "
                          "bootstrap intervals")
-    ladder_depth: int = Field(4, ge=1, description="reference players alphabeta@1 .. alphabeta@D")
-    ladder_games: int = Field(20, ge=2, description="games per pair (half as each colour)")
-    ladder_sims: int = Field(0, ge=0, description="0 = nets play raw (argmax); N = MCTS@N")
-    ladder_opening: int = Field(2, ge=0, description="random plies opening every ladder game (distinct games)")
-    elo_bootstrap: int = Field(200, ge=0, description="bootstrap resamples for the 95% Elo intervals; 0 = none")
+    ladder_depth: int = Field(4, ge=1, le=64, description="reference players alphabeta@1 .. alphabeta@D")
+    ladder_games: int = Field(20, ge=2, le=10**6, description="games per pair (half as each colour)")
+    ladder_sims: int = Field(0, ge=0, le=10**6, description="0 = nets play raw (argmax); N = MCTS@N")
+    ladder_opening: int = Field(2, ge=0, le=64, description="random plies opening every ladder game (distinct games)")
+    elo_bootstrap: int = Field(200, ge=0, le=10**5,
+                               description="bootstrap resamples for the 95% Elo intervals; 0 = none")
+
+    def check(self, run: RunSpec, trained: list[str]) -> list[str]:
+        problems = super().check(run, trained)
+        for name in self.policies:
+            if name == "latest" and not trained:
+                problems.append("policies: 'latest' is the newest trained stage's net, and no earlier stage trains one")
+            elif name != "latest" and name not in trained:
+                problems.append(f"policies: {name!r} is not a net of this recipe: expected 'latest' or an earlier "
+                                f"training stage's name ({', '.join(trained) or 'none'})")
+        return problems
 
     @field_validator("position_baselines")
     @classmethod

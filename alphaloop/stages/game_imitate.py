@@ -19,6 +19,7 @@ from alphaloop.games.players import PerfectTicTacToe
 from alphaloop.games.registry import game_class
 from alphaloop.games.replay import ReplayBuffer
 from alphaloop.learners.alphazero import train_steps
+from alphaloop.specs import RunSpec
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.game_settings import GameEvalFields, TrainPrecision, train_precision_field
 from alphaloop.stages.game_training import final_metrics, game_eval, game_of, start_training
@@ -28,18 +29,25 @@ from alphaloop.stages.loop import StageLoop
 class GameImitateStageConfig(GameEvalFields):
     kind: Literal["game_imitate"]
     expert: Literal["alphabeta", "perfect"] = Field("alphabeta", description="perfect: tic-tac-toe only")
-    depth: int = Field(4, ge=1, description="expert alpha-beta depth (plies)")
+    depth: int = Field(4, ge=1, le=64, description="expert alpha-beta depth (plies)")
     noise: float = Field(0.0, ge=0, le=1, description="chance the expert plays (and teaches) a random move")
     epsilon: float = Field(0.1, ge=0, le=1, description="probability a random move is played, target kept")
-    games: int = Field(300, ge=1, description="expert games generated (once, from the seed)")
+    games: int = Field(300, ge=1, le=10**6, description="expert games generated (once, from the seed)")
     augment: bool = True
-    steps: int = Field(500, ge=1)
-    batch_size: int = Field(128, ge=1)
+    steps: int = Field(500, ge=1, le=10**7)
+    batch_size: int = Field(128, ge=1, le=65536)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
     train_precision: TrainPrecision = train_precision_field()
     eval_every: int = Field(250, ge=1)
     checkpoint_every: int = Field(250, ge=1)
+
+
+    def check(self, run: RunSpec, trained: list[str]) -> list[str]:
+        problems = super().check(run, trained)
+        if self.expert == "perfect" and run.env.name != "tictactoe":
+            problems.append(f"expert: 'perfect' exists for tictactoe only, not {run.env.name!r}; use 'alphabeta'")
+        return problems
 
 
 def expert_buffer(game: str, cfg: GameImitateStageConfig, seed: int):

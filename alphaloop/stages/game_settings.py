@@ -10,7 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from alphaloop.evals.opponents import make_opponent
 from alphaloop.games.positions import KINDS
-from alphaloop.specs import StageConfig
+from alphaloop.specs import RunSpec, StageConfig
 
 TrainPrecision = Literal["auto", "float32", "bfloat16"]
 
@@ -29,22 +29,36 @@ class GameEvalFields(StageConfig):
     opponents: list[str] | None = Field(
         None, description="random | perfect (tic-tac-toe) | alphabeta@D | uct@N (plain UCT, random roll-outs); "
         "default: random and the strongest")
-    alphabeta_depth: int = Field(4, ge=1, description="depth of the default connect-four opponent")
-    eval_games: int = Field(20, ge=2, description="games per opponent and decoder (half as each colour)")
-    eval_opening: int = Field(0, ge=0, description="random plies opening every match game: deterministic players "
-                              "would otherwise replay the same two games (keep 0 where a random opening can be "
-                              "lost, e.g. against perfect tic-tac-toe)")
+    alphabeta_depth: int = Field(4, ge=1, le=64, description="depth of the default connect-four opponent")
+    eval_games: int = Field(20, ge=2, le=10**6, description="games per opponent and decoder (half as each colour)")
+    eval_opening: int = Field(0, ge=0, le=64, description="random plies opening every match game: deterministic "
+                              "players would otherwise replay the same two games (keep 0 where a random opening can "
+                              "be lost, e.g. against perfect tic-tac-toe)")
     eval_sims: list[int] = Field(default_factory=lambda: [0, 32],
                                  description="0 = raw net (argmax over legal moves); N = MCTS, N simulations")
     position_sets: list[str] = Field(
         default_factory=list, description="connect four: good/perfect-move rates on solver-labelled positions; "
         "kinds endgame | middle-soon | middle-late | opening (generated from the recipe seed, cached in "
         "RUN_DIR/positions) or Pons-format files")
-    position_count: int = Field(200, ge=1, description="positions per generated set (at most this many of a file)")
+    position_count: int = Field(200, ge=1, le=10**6,
+                                description="positions per generated set (at most this many of a file)")
     position_sims: list[int] = Field(default_factory=lambda: [0],
                                      description="on the position sets: 0 = raw net; N = MCTS, N simulations")
     snapshots: bool = Field(False, description="training stages: keep the net of every in-training eval "
                             "(stages/<i>-<name>/snapshots/step-N) for the game_eval Elo ladder")
+
+    def check(self, run: RunSpec, trained: list[str]) -> list[str]:
+        """Opponents and position sets that exist for this recipe's game."""
+        problems = []
+        for name in self.opponents or []:
+            try:
+                make_opponent(name, run.env.name, 0, build=False)
+            except ValueError as exc:
+                problems.append(f"opponents: {exc}")
+        if self.position_sets and run.env.name != "connect4":
+            problems.append(f"position_sets: solver-labelled positions exist for connect4 only, and this recipe plays "
+                            f"{run.env.name!r} (remove position_sets)")
+        return problems
 
     @field_validator("opponents")
     @classmethod

@@ -32,17 +32,17 @@ from alphaloop.stages.loop import StageLoop
 
 class ImitateStageConfig(StageConfig):
     kind: Literal["imitate"]
-    steps: int = Field(1500, ge=1, description="optimizer steps")
-    batch_size: int = Field(64, ge=1, description="demonstrations per step")
+    steps: int = Field(1500, ge=1, le=10**7, description="optimizer steps")
+    batch_size: int = Field(64, ge=1, le=65536, description="demonstrations per step")
     lr: float = Field(3e-3, gt=0, description="peak AdamW learning rate")
     warmup_steps: int = Field(50, ge=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
     weight_decay: float = Field(0.01, ge=0)
     grad_clip: float = Field(1.0, gt=0)
     eval_every: int = Field(250, ge=1, description="greedy eval on the test split every N steps")
-    eval_problems: int = Field(200, ge=1)
+    eval_problems: int = Field(200, ge=1, le=10**6)
     checkpoint_every: int = Field(250, ge=1)
-    verify_batch_size: int = Field(0, ge=0, description="verification rows per step that train the judge@K "
+    verify_batch_size: int = Field(0, ge=0, le=65536, description="verification rows per step that train the judge@K "
                                                         "verdict (0 = none); see alphaloop.scorers.judge_data")
 
 

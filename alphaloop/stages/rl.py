@@ -19,7 +19,7 @@ import time
 from typing import Any, Literal
 
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from alphaloop.collect import policy_episodes
 from alphaloop.collect.text_workers import RolloutFactory, load_policy_weights, rollout, rollout_jobs
@@ -38,23 +38,33 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
     """The step's sampling and schedule; the algorithm's own knobs are `PolicyGradientSettings`."""
 
     kind: Literal["rl"]
-    steps: int = Field(100, ge=1, description="RL steps (one rollout batch each)")
-    prompts_per_step: int = Field(16, ge=1)
-    group_size: int = Field(8, ge=1, description="completions sampled per prompt (G)")
+    steps: int = Field(100, ge=1, le=10**7, description="RL steps (one rollout batch each)")
+    prompts_per_step: int = Field(16, ge=1, le=65536)
+    group_size: int = Field(8, ge=1, le=4096, description="completions sampled per prompt (G)")
     temperature: float = Field(1.0, gt=0)
-    top_k: int = Field(0, ge=0)
-    max_new_tokens: int | None = Field(None, ge=1, description="default: the env's longest correct completion + 1")
+    top_k: int = Field(0, ge=0, le=10**6)
+    max_new_tokens: int | None = Field(None, ge=1, le=65536,
+                                       description="default: the env's longest correct completion + 1")
     lr: float = Field(2e-4, gt=0)
     schedule: Schedule = "constant"
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.1, ge=0, le=1)
     weight_decay: float = Field(0.0, ge=0)
     dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal and refill (DAPO)")
-    max_refill_rounds: int = Field(4, ge=0)
+    max_refill_rounds: int = Field(4, ge=0, le=1000)
     format_reward: float = Field(0.0, ge=0, description="bonus for a parseable final answer")
     eval_every: int = Field(25, ge=1)
-    eval_problems: int = Field(200, ge=1)
+    eval_problems: int = Field(200, ge=1, le=10**6)
     checkpoint_every: int = Field(25, ge=1)
+
+    @model_validator(mode="after")
+    def _groups_need_two(self) -> RLStageConfig:
+        # rloo, grpo and dr_grpo score each completion against the others of its group: a group of
+        # one has no baseline (rloo divides by G - 1, grpo by a std of one sample).
+        if self.group_size < 2 and self.algorithm in ("rloo", "grpo", "dr_grpo"):
+            raise ValueError(f"group_size: {self.algorithm} compares the completions of a prompt with each "
+                             f"other and needs group_size >= 2, got {self.group_size} (or use reinforce / ppo)")
+        return self
 
 
 def rewards_of(groups: list[list[Episode]], format_reward: float) -> torch.Tensor:

@@ -138,10 +138,9 @@ def test_report_and_compare(run, tmp_path):
 
 
 def test_position_sets_need_connect4(repo_root, tmp_path):
-    recipe = load_recipe(f"{repo_root}/recipes/tictactoe-smoke.toml", ["stages.0.position_sets=['endgame']"])
-    run_dir = runner.prepare_run_dir(recipe, tmp_path / "ttt")
-    with pytest.raises(UserError, match="connect-four positions"):
-        runner.run(recipe, run_dir, show_progress=False)
+    # found when the recipe loads, before any stage trains
+    with pytest.raises(UserError, match="stages.0.position_sets: solver-labelled positions exist for connect4 only"):
+        load_recipe(f"{repo_root}/recipes/tictactoe-smoke.toml", ["stages.0.position_sets=['endgame']"])
     with pytest.raises(UserError, match="neither a kind"):
         load_recipe(f"{repo_root}/recipes/tictactoe-smoke.toml", ["stages.2.position_sets=['midgame']"])
     with pytest.raises(UserError, match="uct@N"):

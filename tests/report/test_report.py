@@ -156,3 +156,34 @@ def test_format_value_rates_and_numbers():
     assert format_value("learning_rate", 0.001) == "0.001"  # a rate by name, not a fraction
     assert format_value("loss", 0.123456) == "0.1235"
     assert format_value("n", 500) == "500" and format_value("tokens", 1234567) == "1,234,567"
+
+
+GAME_EVALS = [
+    {"stage": "game_eval", "step": None, "policy": "alphazero", "split": "vs-alphabeta@4", "decoder": "mcts@800",
+     "metrics": {"win_rate": 0.92, "draw_rate": 0.03, "loss_rate": 0.05, "score": 0.945, "n": 200,
+                 "win_low": 0.874, "win_high": 0.95}},
+    {"stage": "game_eval", "step": None, "policy": "alphazero", "split": "positions-middle-late",
+     "decoder": "mcts@800", "metrics": {"good_move_rate": 0.974, "perfect_move_rate": 0.75, "n": 500}},
+    {"stage": "game_eval", "step": None, "policy": "random", "split": "positions-middle-late",
+     "decoder": "expected", "metrics": {"good_move_rate": 0.708, "perfect_move_rate": 0.269, "n": 500}},
+    {"stage": "game_eval", "step": None, "policy": "alphazero", "split": "perfect-lines", "decoder": "raw",
+     "metrics": {"lost_lines_as_first": 0, "lost_lines_as_second": 2, "lines": 143}},
+]
+
+
+def test_game_report_card_fits_80_columns_with_one_number_format(tmp_path):
+    """Matches, positions and perfect lines get a table each, the key figure first (win rate with its
+    interval; good-move rate), every rate a percentage, nothing cut to an ellipsis at 80 columns."""
+    console = Console(record=True, width=80)
+    console.print(format_report_card({"name": "connect4", "status": "complete", "evals": GAME_EVALS}))
+    text = console.export_text()
+    assert "…" not in text
+    for needle in ("opponent", "alphabeta@4", "92.0%", "[87.4%-95.0%]", "5.0%", "good move", "97.4%", "75.0%",
+                   "middle-late", "lost as second", "143"):
+        assert needle in text, needle
+    assert "0.75" not in text and "0.945" not in text        # no fraction beside a percentage
+    header = next(line for line in text.splitlines() if "opponent" in line)
+    assert header.index("win") < header.index("draw") < header.index("loss")
+    page = build_report(make_run(tmp_path, summary={"name": "c4", "evals": GAME_EVALS})).read_text()
+    assert "matches (both colours)" in page and "solver-labelled positions" in page and "97.4%" in page
+    assert ">0.75<" not in page

@@ -122,6 +122,7 @@ def test_scale_without_an_alphazero_stage_is_an_error(repo_root):
     clear error, not a no-op."""
     data = tomllib.loads(Path(f"{repo_root}/recipes/smoke.toml").read_text())
     data["stages"] = [stage for stage in data["stages"] if stage["kind"] != "rl"]
+    data["stages"][-1]["policies"] = ["expert", "imitate"]
     data["scale"] = {"backend": "ray", "workers": 2}
     with pytest.raises(UserError, match="scale: .*spreads the work of 'rl' and 'alphazero' stages only"):
         validate_recipe(data)
