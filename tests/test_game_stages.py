@@ -6,15 +6,18 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from game_helpers import tictactoe_optimal_move_rate
 
 from alphaloop import runner
 from alphaloop.cli_games import move_lines, play, read_human_move
 from alphaloop.errors import UserError
 from alphaloop.evals.matches import match_results, perfect_lines
 from alphaloop.evals.opponents import make_opponent
-from alphaloop.games.registry import from_moves
-from alphaloop.policies.nets import PolicyValueNet
+from alphaloop.games.registry import from_moves, game_class
+from alphaloop.policies.nets import NetConfig, PolicyValueNet, build_net
 from alphaloop.recipe import load_recipe
+from alphaloop.seeding import derive_seed
 
 TIME_KEYS = {"time_s", "positions_per_s", "selfplay_s", "train_s"}
 SMOKE = "recipes/tictactoe-smoke.toml"
@@ -57,6 +60,11 @@ def test_tiny_recipe_end_to_end(reference):
     assert summary["elo"]["random"] == 0.0 and summary["elo"]["perfect"] > summary["elo"]["random"]
     net = PolicyValueNet.load(run_dir / summary["stages"][1]["policy_dir"])
     assert net.num_actions == 9
+    # It learned something, tiny as it is: its raw moves are optimal in more positions than the
+    # untrained net's (seed 0, measured 54.9% -> 61.3-61.5% in float32 and bfloat16 training).
+    torch.manual_seed(derive_seed(0, "init"))
+    untrained = build_net(NetConfig(kind="resnet", channels=8, blocks=1, hidden=16), game_class("tictactoe"))
+    assert tictactoe_optimal_move_rate(net) >= tictactoe_optimal_move_rate(untrained.eval()) + 0.03
 
 
 def test_resume_after_kill_9_matches(repo_root, reference, tmp_path, kill_then_resume):

@@ -41,8 +41,8 @@ def test_smoke_run_writes_report_card(reference):
     final_evals = [e for e in summary["evals"] if e["stage"] == "eval"]
     combos = {(e["policy"], e["split"], e["decoder"]) for e in final_evals}
     assert ("expert", "test", "greedy") in combos and ("imitate", "heldout", "pass@4") in combos
-    for record in final_evals:
-        assert 0.0 <= record["metrics"]["accuracy"] <= 1.0
+    assert all(0.0 <= record["metrics"]["accuracy"] <= 1.0 for record in final_evals)  # plumbing only:
+    # the smoke policy is too small to learn; test_learning.py recomputes a trained one's accuracy
     policy_dir = run_dir / summary["stages"][0]["policy_dir"]
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
         assert (policy_dir / name).is_file()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from game_helpers import independent_argmax
 
 from alphaloop.evals import positions as pe
 from alphaloop.evals.positions import PositionSet, net_moves, position_set, random_position_records
@@ -31,10 +32,14 @@ def test_random_baseline_is_the_exact_expectation():
     assert record["metrics"] == {"good_move_rate": 0.8, "perfect_move_rate": round((2 / 5 + 1 / 3) / 2, 6), "n": 2}
 
 
-def test_raw_net_moves_are_the_net_players_moves(net):
+def test_raw_net_moves_are_the_nets_own_argmax():
+    """Checked against the training forward's masked argmax, computed without the evaluator."""
+    torch.manual_seed(0)
+    net = build_net(NetConfig(kind="resnet", channels=8, blocks=1, hidden=16, inference="float32"),
+                    Connect4State).eval()
     states = [Connect4State.from_moves(m) for m in MOVES]
-    player = NetPlayer(net, sims=0)
-    assert net_moves(net, states, 0, seed=0) == [player.choose(s) for s in states]
+    assert net_moves(net, states, 0, seed=0) == independent_argmax(net, states)
+    assert NetPlayer(net, sims=0).choose_many(states) == independent_argmax(net, states)
 
 
 def test_search_moves_do_not_depend_on_chunking(net, monkeypatch):

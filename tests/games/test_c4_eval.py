@@ -8,10 +8,13 @@ import subprocess
 import sys
 
 import pytest
+from game_helpers import independent_argmax
 
 from alphaloop import runner
 from alphaloop.errors import UserError
+from alphaloop.games.connect4 import Connect4State
 from alphaloop.games.solver import bitbully_available
+from alphaloop.policies.nets import PolicyValueNet
 from alphaloop.recipe import load_recipe
 from alphaloop.seeding import derive_seed
 
@@ -30,6 +33,7 @@ kind = "resnet"
 channels = 8
 blocks = 1
 hidden = 16
+inference = "float32"
 [[stages]]
 kind = "game_imitate"
 depth = 2
@@ -103,7 +107,22 @@ def test_position_rates_in_training_and_final(run):
     logged = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     games = {(r["stage"], r["step"]): r["selfplay_games"] for r in logged if r.get("kind") == "eval"}
     assert games[("game_imitate", 6)] == 0 and games[("alphazero", 1)] == 3 and games[("alphazero", 2)] == 6
-    assert summary["stages"][1]["final"]["positions-endgame/raw/good_move_rate"] >= 0
+    # The final net's raw good-move rate, recomputed without the evaluator, the position-set code or
+    # move_quality: the forward's masked argmax, judged by the sidecar's solver scores directly.
+    net = PolicyValueNet.load(run_dir / summary["stages"][1]["policy_dir"])
+    seed = derive_seed(0, "positions") % 2**31
+    for kind in ("endgame", "middle-soon"):
+        path = run_dir / "positions" / f"{kind}-10-seed{seed}.txt.move-scores"
+        rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+        states = [Connect4State.from_moves(row[0]) for row in rows]
+        scores = [[None if v in ("-", "None") else int(v) for v in row[1:]] for row in rows]
+        moves = independent_argmax(net, states)
+        sign = [(lambda v: (v > 0) - (v < 0))(max(v for v in r if v is not None)) for r in scores]
+        good = sum((r[m] > 0) - (r[m] < 0) == b for r, m, b in zip(scores, moves, sign)) / len(rows)
+        assert summary["stages"][1]["final"][f"positions-{kind}/raw/good_move_rate"] == pytest.approx(good)
+        final = next(r for r in summary["evals"] if r["step"] is None and r["policy"] == "alphazero"
+                     and r["split"] == f"positions-{kind}" and r["decoder"] == "raw")
+        assert final["metrics"]["good_move_rate"] == pytest.approx(good)
 
 
 def test_snapshots_and_ladder(run):
