@@ -35,13 +35,19 @@ bench: install
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/rl_step.py
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/mcts.py
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/selfplay.py
+	OMP_NUM_THREADS=$(THREADS) $(BIN)/python benchmarks/contention.py --threads $(THREADS)
 
-# OpenSpiel's Python AlphaZero side by side with our self-play (benchmark only: its own venv,
-# since it brings JAX and flax).
+# OpenSpiel's Python AlphaZero side by side with our search and self-play, measured in the same
+# run at equal games in flight (benchmark only: its own venv, since it brings JAX and flax).
+# Pinned (benchmarks/openspiel-constraints.txt): OpenSpiel's AlphaZero imports chex, which
+# nothing in an unpinned jax/flax/optax install brings any more.
 OS_VENV ?= .venv-openspiel
-$(OS_VENV)/.installed:
+OS_PINS := benchmarks/openspiel-constraints.txt
+$(OS_VENV)/.installed: $(OS_PINS)
 	$(PY) -m venv $(OS_VENV)
-	$(OS_VENV)/bin/pip install -q open_spiel==2.0.2 jax flax optax
+	$(OS_VENV)/bin/pip install -q --upgrade pip
+	$(OS_VENV)/bin/pip install -q -c $(OS_PINS) open_spiel==2.0.2 jax jaxlib flax optax chex orbax-checkpoint
+	$(OS_VENV)/bin/python -c "import chex, flax, optax, pyspiel; from open_spiel.python.algorithms.alpha_zero import alpha_zero, model_linen"
 	touch $@
 
 bench-openspiel: install $(OS_VENV)/.installed

@@ -1,50 +1,34 @@
-"""Throughput of a full RL step (generation + scoring + GRPO update) on the quickstart model.
+"""Throughput of a full RL step (generation + scoring + GRPO update): the `rl` stage alone.
 
-Setup (the one benchmarks/trl_grpo.py gives TRL's GRPOTrainer too): the default Llama arch over
-the arithmetic env's character tokenizer, 1-3 digit addition, 8 prompts x 8 completions, at
-most 8 new tokens, temperature 1, beta 0 (no reference model), one optimisation pass, CPU.
-A step is timed from the start of sampling to the end of the optimizer step, as the `rl`
-stage logs it (`samples_per_s`); the first `--warmup` steps are left out. Prints completions/s
-and new tokens/s (median over steps) and the time spent generating.
+The rows of benchmarks/trl_grpo.py without TRL (benchmarks/_grpo.py builds both):
 
-    python benchmarks/rl_step.py [--threads 2] [--steps 20]
+  quickstart  the quickstart's rl stage (16 prompts x 8 completions, its learning rate and
+              generation length) from an imitation-trained policy (benchmarks/_common.py: the
+              quickstart's imitate stage, trained once and cached), so rewards vary and
+              completions run to the length the task needs: the step users run;
+  overhead    an untrained policy, 8 x 8, at most 8 new tokens: every reward 0, nothing learnt,
+              the fixed cost of a step.
+
+A step is timed from the start of sampling to the end of the optimizer step, as the `rl` stage
+logs it (`samples_per_s`); the first `--warmup` steps are left out. Prints completions/s (median
+over steps), reward mean, truncation share and mean completion length.
+
+    python benchmarks/rl_step.py [--threads 2] [--steps 20] [--rows quickstart overhead]
     python benchmarks/trl_grpo.py            # the same, side by side with TRL
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
+import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from alphaloop import runner
-from alphaloop.recipe import validate_recipe
-
-PROMPTS, GROUP, MAX_NEW_TOKENS, LR = 8, 8, 8, 1e-4
-ENV = {"name": "arithmetic", "knobs": {"digits_min": 1, "digits_max": 3}}
-
-
-def bench_recipe(threads: int, steps: int, seed: int = 0):
-    return validate_recipe({
-        "name": "bench-rl", "seed": seed, "threads": threads, "env": ENV,
-        "stages": [{"kind": "rl", "algorithm": "grpo", "steps": steps, "prompts_per_step": PROMPTS,
-                    "group_size": GROUP, "max_new_tokens": MAX_NEW_TOKENS, "lr": LR, "mask_truncated": False,
-                    "eval_every": 10_000, "eval_problems": 1, "checkpoint_every": 10_000}],
-    })
-
-
-def alphaloop_steps(threads: int, steps: int, seed: int = 0) -> list[dict]:
-    """Run `steps` RL steps through the runner; return each step's metrics record."""
-    recipe = bench_recipe(threads, steps, seed)
-    with tempfile.TemporaryDirectory() as tmp:
-        run_dir = runner.prepare_run_dir(recipe, Path(tmp) / "run")
-        runner.run(recipe, run_dir, show_progress=False)
-        records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in records if r.get("stage") == "rl" and "samples_per_s" in r]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import IMITATION_STEPS, imitation_policy, machine  # noqa: E402
+from _grpo import alphaloop_steps, headline, overhead, summarize, untrained_policy  # noqa: E402
 
 
 def main() -> None:
@@ -52,15 +36,20 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--rows", nargs="+", choices=("quickstart", "overhead"), default=["quickstart", "overhead"])
+    parser.add_argument("--imitation-steps", type=int, default=IMITATION_STEPS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    steps = alphaloop_steps(args.threads, args.steps + args.warmup)[args.warmup:]
-    completions = statistics.median(r["samples_per_s"] for r in steps)
-    tokens = statistics.median(r["tokens_per_s"] for r in steps)
-    generation = statistics.median(r["generation_s"] for r in steps)
-    print(f"alphaloop RL step (GRPO, {PROMPTS}x{GROUP}, <={MAX_NEW_TOKENS} new tokens, {args.threads} threads): "
-          f"{completions:.0f} completions/s, {tokens:.0f} new tokens/s, "
-          f"{PROMPTS * GROUP / completions * 1000:.0f} ms/step of which generation {generation * 1000:.0f} ms")
+    print(machine())
+    with tempfile.TemporaryDirectory() as untrained:
+        for row in args.rows:
+            setup = (headline(imitation_policy(args.imitation_steps, threads=args.threads)) if row == "quickstart"
+                     else overhead(untrained_policy(untrained)))
+            s = summarize(alphaloop_steps(setup, args.threads, args.steps + args.warmup)[args.warmup:])
+            print(f"alphaloop RL step, {setup.label} (GRPO, {setup.prompts}x{setup.group}, <={setup.max_new_tokens} "
+                  f"new tokens, {args.threads} threads): {s['completions_per_s']:.0f} completions/s, reward mean "
+                  f"{s['reward_mean']:.3f}, truncated {s['truncated_frac']:.1%}, mean length {s['mean_length']:.1f} "
+                  f"tokens, {setup.prompts * setup.group / s['completions_per_s'] * 1000:.0f} ms/step")
     print("side by side with TRL's GRPOTrainer: python benchmarks/trl_grpo.py")
 
 

@@ -1,88 +1,76 @@
-"""Side by side: TRL's `GRPOTrainer` and alphaloop's `rl` stage, one GRPO step each, same setup.
+"""Side by side: TRL's `GRPOTrainer` and alphaloop's `rl` stage, GRPO steps on the same setup.
 
-Both sides train the same model from the same initial weights (the default Llama arch over the
-arithmetic env's character tokenizer, saved in HF format and loaded by TRL with
-`AutoModelForCausalLM`) on 1-3 digit addition prompts, rewarded by the env's exact verifier:
-8 prompts x 8 completions per step, at most 8 new tokens, temperature 1, no top-k/top-p, beta 0
-(no reference model), one optimisation pass per batch, token-mean loss (TRL's "dapo"), group
-mean/std advantages, AdamW at lr 1e-4, CPU, fp32, the same thread count. TRL runs without
-gradient checkpointing (its default is on, which would only slow it down) and without logging
-or saving.
+Two rows, each stated in the output:
 
-A step is timed from the start of generation to the end of the optimizer step on both sides
-(TRL: `on_step_begin` -> `on_step_end`; alphaloop: the `rl` stage's own per-step timing, which
-covers the same span). The two run back to back in rounds (alphaloop then TRL, `--rounds`
-times, `--steps` steps each after `--warmup` untimed ones), so load from other processes hits
-both alike; the ratio reported is the median over rounds of (our completions/s / TRL's).
+  quickstart  the headline: what `alphaloop run recipes/quickstart.toml` does in its rl stage,
+              from the policy its imitate stage trains (here `--imitation-steps` steps of that
+              stage, trained once and cached: benchmarks/_common.py). Its prompts x group size
+              (16 x 8), learning rate, truncation masking and generation length (the rl stage's
+              default max_new_tokens = env.max_completion_chars + 1). The policy gets some
+              problems right and some wrong, so rewards vary within groups and both sides really
+              learn; completions run to the length the task needs.
+  overhead    the quickstart's untrained Llama, 8 prompts x 8 completions, at most 8 new tokens:
+              every reward is 0 and no weight changes, so this row measures each side's fixed
+              cost per step, not training.
+
+Both sides start each row from the same HF-format weights (TRL loads them with
+`AutoModelForCausalLM`), on the quickstart env (1-3 digit addition, the env's exact verifier as
+reward), temperature 1, no top-k/top-p, beta 0 (no reference model), one optimisation pass,
+token-mean loss (TRL's "dapo"), group mean/std advantages, clip 0.2, AdamW, CPU, fp32, the
+same thread count; TRL without gradient checkpointing (its default is on, which would only
+slow it down), logging or saving. A step is timed from the start of generation to the end of
+the optimizer step on both sides (TRL: `on_step_begin` -> `on_step_end`; alphaloop: the `rl`
+stage's own per-step timing, the same span). Printed per side: completions/s (median over
+steps), reward mean, truncation share (completions that hit the limit without EOS) and mean
+completion length in tokens (EOS included): equal lengths and rewards say both sides did the
+same work. The sides run back to back in rounds (alphaloop then TRL, `--rounds` times,
+`--steps` timed steps each after `--warmup` untimed ones), so load from other processes hits
+both alike; the ratio is the median over rounds of (our completions/s / TRL's).
 
     .venv/bin/pip install -c constraints.txt trl     # benchmark only: the `bench` extra
-    python benchmarks/trl_grpo.py [--threads 2] [--rounds 3] [--steps 10]
+    python benchmarks/trl_grpo.py [--threads 2] [--rounds 3] [--steps 10] [--rows quickstart overhead]
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib.util
-import random
 import statistics
 import sys
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rl_step import ENV, GROUP, LR, MAX_NEW_TOKENS, PROMPTS, alphaloop_steps, bench_recipe  # noqa: E402
+from _common import IMITATION_STEPS, imitation_policy, machine  # noqa: E402
+from _grpo import Setup, alphaloop_steps, headline, overhead, summarize, trl_steps, untrained_policy  # noqa: E402
 
-from alphaloop.envs.registry import make_env  # noqa: E402
-from alphaloop.policies.lm import LMPolicy  # noqa: E402
-from alphaloop.seeding import derive_seed  # noqa: E402
+from alphaloop.policies import matmul  # noqa: E402
 
 
-def trl_step_times(model_dir: str, threads: int, steps: int, warmup: int, seed: int) -> list[float]:
-    """Seconds per GRPOTrainer step (after `warmup` steps) on the benchmark setup."""
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
-    from trl import GRPOConfig, GRPOTrainer
-
-    env = make_env(ENV["name"], split="train", seed=seed, **ENV["knobs"])
-    rng = random.Random(seed)
-    problems = [env.sample_problem(rng, "train") for _ in range(PROMPTS * (steps + warmup) * 2)]
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    # TRL tokenizes the prompt text as is; our prompts start with BOS, written as its token text.
-    dataset = Dataset.from_list([{"prompt": tokenizer.bos_token + p.prompt, "index": i}
-                                 for i, p in enumerate(problems)])
-
-    def verifier(prompts, completions, index, **_) -> list[float]:
-        return [1.0 if env.verify(problems[i], c) else 0.0 for i, c in zip(index, completions)]
-
-    times: list[float] = []
-
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.began = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter() - self.began)
-
-    with tempfile.TemporaryDirectory() as out:
-        config = GRPOConfig(
-            output_dir=out, per_device_train_batch_size=PROMPTS * GROUP, num_generations=GROUP,
-            gradient_accumulation_steps=1, max_completion_length=MAX_NEW_TOKENS, temperature=1.0, top_k=0,
-            top_p=1.0, beta=0.0, num_iterations=1, loss_type="dapo", scale_rewards="group",
-            mask_truncated_completions=False, learning_rate=LR, lr_scheduler_type="constant",
-            adam_beta2=0.99, max_grad_norm=1.0, max_steps=steps + warmup, logging_steps=10_000,
-            save_strategy="no", report_to=[], use_cpu=True, bf16=False, fp16=False,
-            gradient_checkpointing=False, dataloader_num_workers=0, seed=seed, disable_tqdm=True,
-        )
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
-        trainer = GRPOTrainer(model=model, reward_funcs=verifier, args=config, train_dataset=dataset,
-                              processing_class=tokenizer, callbacks=[StepTimer()])
+def compare(setup: Setup, threads: int, rounds: int, steps: int, warmup: int) -> None:
+    """Run one row in paired rounds and print both sides' figures and the ratio."""
+    sides: dict[str, list] = {"alphaloop": [], "TRL": []}
+    ratios = []
+    for round_index in range(rounds):
         torch.set_num_threads(threads)
-        trainer.train()
-    return times[warmup:]
+        ours = alphaloop_steps(setup, threads, steps + warmup, seed=round_index)[warmup:]
+        theirs = trl_steps(setup, threads, steps + warmup, seed=round_index)[warmup:]
+        sides["alphaloop"] += ours
+        sides["TRL"] += theirs
+        ratio = summarize(ours)["completions_per_s"] / summarize(theirs)["completions_per_s"]
+        ratios.append(ratio)
+        print(f"  round {round_index + 1}: alphaloop {summarize(ours)['completions_per_s']:.0f}, "
+              f"TRL {summarize(theirs)['completions_per_s']:.0f} completions/s, ratio {ratio:.2f}x", flush=True)
+    print(f"{setup.label}: {setup.prompts} prompts x {setup.group} completions, <= {setup.max_new_tokens} new "
+          f"tokens, mask_truncated {setup.mask_truncated}, lr {setup.lr:g}")
+    for name, steps_seen in sides.items():
+        s = summarize(steps_seen)
+        print(f"  {name:>9}: {s['completions_per_s']:6.0f} completions/s, reward mean {s['reward_mean']:.3f}, "
+              f"truncated {s['truncated_frac']:.1%}, mean length {s['mean_length']:.1f} tokens")
+    print(f"  ratio alphaloop / TRL (median of {rounds} paired rounds): {statistics.median(ratios):.2f}x", flush=True)
 
 
 def main() -> None:
@@ -91,7 +79,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=10, help="timed steps per side per round")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each run")
+    parser.add_argument("--rows", nargs="+", choices=("quickstart", "overhead"), default=["quickstart", "overhead"])
+    parser.add_argument("--imitation-steps", type=int, default=IMITATION_STEPS,
+                        help="imitate-stage steps that train the headline's policy (cached)")
     args = parser.parse_args()
+    print(machine())
     if importlib.util.find_spec("trl") is None:
         print("TRL is not installed; it is a benchmark-only dependency:\n"
               "    .venv/bin/pip install -c constraints.txt trl      (or: pip install -e '.[bench]')")
@@ -101,30 +93,17 @@ def main() -> None:
 
     hf_logging.disable_progress_bar()
     warnings.filterwarnings("ignore", category=FutureWarning)  # deprecation notices from transformers/TRL
-
-    recipe = bench_recipe(args.threads, args.steps + args.warmup)
-    env = make_env(ENV["name"], split="train", seed=0, **ENV["knobs"])
-    policy = LMPolicy.build(recipe.policy.arch, alphabet=env.alphabet, seed=derive_seed(recipe.seed, "init"))
-    completions_per_step = PROMPTS * GROUP
-    ours_rates, trl_rates, ratios = [], [], []
-    with tempfile.TemporaryDirectory() as model_dir:
-        policy.save(model_dir)  # exactly the weights the `rl` stage starts from
-        for round_index in range(args.rounds):
-            torch.set_num_threads(args.threads)
-            records = alphaloop_steps(args.threads, args.steps + args.warmup, seed=0)[args.warmup:]
-            ours = statistics.median(r["samples_per_s"] for r in records)
-            theirs = completions_per_step / statistics.median(
-                trl_step_times(model_dir, args.threads, args.steps, args.warmup, seed=round_index))
-            ours_rates.append(ours)
-            trl_rates.append(theirs)
-            ratios.append(ours / theirs)
-            print(f"round {round_index + 1}: alphaloop {ours:.0f} completions/s, TRL {theirs:.0f} completions/s, "
-                  f"ratio {ours / theirs:.2f}x", flush=True)
-    print(f"GRPO step, {PROMPTS} prompts x {GROUP} completions, <= {MAX_NEW_TOKENS} new tokens, "
-          f"{policy.num_parameters / 1e6:.2f}M-param Llama, {args.threads} threads, TRL {trl.__version__}: "
-          f"alphaloop {statistics.median(ours_rates):.0f} completions/s, TRL GRPOTrainer "
-          f"{statistics.median(trl_rates):.0f} completions/s; paired ratio (median over "
-          f"{args.rounds} rounds) {statistics.median(ratios):.2f}x")
+    print(f"TRL {trl.__version__}, {args.threads} threads")
+    with tempfile.TemporaryDirectory() as untrained:
+        for row in args.rows:
+            if row == "quickstart":
+                policy = imitation_policy(args.imitation_steps, threads=args.threads)
+                print(f"\nquickstart policy: {args.imitation_steps} imitate steps ({policy})")
+                compare(headline(policy), args.threads, args.rounds, args.steps, args.warmup)
+            else:
+                print("\noverhead: untrained policy")
+                compare(overhead(untrained_policy(untrained)), args.threads, args.rounds, args.steps, args.warmup)
+    print(f"\nlinears: {matmul.describe()}")
 
 
 if __name__ == "__main__":

@@ -1,10 +1,15 @@
 import os
 import sys
+import tempfile
 
 import pytest
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared helpers: tests/game_helpers.py
+# Kernel timing decisions (policies/matmul.py) go to a file of this test session, not the user's cache;
+# subprocesses started by tests inherit it.
+os.environ.setdefault("ALPHALOOP_KERNEL_CACHE", os.path.join(tempfile.mkdtemp(prefix="alphaloop-kernels-"),
+                                                             "kernels.json"))
 
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")
