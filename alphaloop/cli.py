@@ -96,7 +96,12 @@ def run(
         runner.run(resolved, run_dir, show_progress=progress)
     except KeyboardInterrupt:
         say(f"interrupted: continue with `alphaloop run --resume {run_dir}`")
-        raise typer.Exit(130) from None
+        # Leave at once: the checkpoints and metrics.jsonl are complete on disk, and joining the
+        # helper threads the interrupt may have caught mid-operation (TensorBoard's writer, Ray)
+        # could hang or end the process with the signal instead of the exit code.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(130)
     except UserError:
         # A mistake found only when a stage started (e.g. a model that cannot be loaded): if this
         # invocation made the run directory and nothing was trained yet, take it away again so

@@ -63,9 +63,13 @@ class MetricsLogger:
         tmp.replace(self.path)
         self._file = open(self.path, "a")
 
-    def close(self) -> None:
+    def close(self, wait: bool = True) -> None:
+        """Close metrics.jsonl (every record is already flushed) and, with `wait`, the TensorBoard
+        writer, which joins its writing thread. After Ctrl-C the interrupt may have landed inside
+        that writer, so an interrupted run closes without waiting (its event files may miss the
+        last few scalars; metrics.jsonl, the record, misses nothing)."""
         self._file.close()
-        if self._writer is not None:
+        if self._writer is not None and wait:
             self._writer.close()
 
 

@@ -170,8 +170,10 @@ def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, 
                 ctx.results[stage.name] = result
                 timings[stage.name] = timings.get(stage.name, 0.0) + round(time.time() - began, 2)
                 write_json_atomic(timings_path, timings)
-    finally:
-        logger.close()
+    except BaseException as exc:
+        logger.close(wait=not isinstance(exc, KeyboardInterrupt))
+        raise
+    logger.close()
     summary = build_summary(recipe, ctx.results)
     write_json_atomic(run_dir / "summary.json", summary)
     return summary
