@@ -96,6 +96,9 @@ ROWS = [
     ("eval-unknown-decoder", lambda t: ["eval", run_dir(t, SMOKE), "--decoder", "best-of@3"], "best-of@3"),
     ("eval-unknown-split", lambda t: ["eval", run_dir(t, SMOKE), "--split", "validation"], "validation"),
     ("eval-nothing-trained", lambda t: ["eval", run_dir(t, SMOKE)], "no trained policy"),
+    ("eval-results-unwritable",  # checked before any work: here evals/ is a file, so nothing can be written
+     lambda t: ["eval", str(Path(write(t, "smoke-run/evals", "not a directory")).parent), "--policy", "expert"]
+     if run_dir(t, SMOKE) else [], "cannot write the eval results"),
     ("recipe-not-text", lambda t: ["run", write(t, "binary.toml", bytes(range(256)))], "not a text file"),
     ("recipe-is-a-directory", lambda t: ["run", str(t)], "is a directory"),
     ("recipe-not-toml", lambda t: ["run", write(t, "bad.toml", "stages = [\n")], "not valid TOML"),
