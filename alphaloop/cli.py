@@ -102,10 +102,10 @@ def run(
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(130)
-    except UserError:
-        # A mistake found only when a stage started (e.g. a model that cannot be loaded): if this
-        # invocation made the run directory and nothing was trained yet, take it away again so
-        # the fixed command can simply be rerun.
+    except Exception:
+        # A failure found only when a stage started (a model that cannot be loaded, one too big for
+        # memory, ...): if this invocation made the run directory and nothing was trained yet,
+        # take it away again so the fixed command can simply be rerun.
         if created and not runner.has_progress(run_dir):
             shutil.rmtree(run_dir, ignore_errors=True)
         raise
@@ -240,9 +240,18 @@ def main() -> None:
     except KeyboardInterrupt:
         say("interrupted")
         sys.exit(130)
+    except MemoryError:
+        say("error: out of memory: the model, batch or search is too big for this machine; make it smaller "
+            "(e.g. [policy.arch], batch_size, games_per_round)", "bold red")
+        sys.exit(2)
     except Exception as exc:  # noqa: BLE001 -- the boundary: everything else is a bug of ours
         if DEBUG["on"]:
             traceback.print_exc()
+        if "allocate memory" in str(exc) or "out of memory" in str(exc).lower():  # torch's allocators
+            say(f"error: out of memory ({' '.join(str(exc).split())[:160]}): the model, batch or search is too "
+                "big for this machine; make it smaller (e.g. [policy.arch], batch_size, games_per_round)",
+                "bold red")
+            sys.exit(2)
         say(f"internal error: {type(exc).__name__}: {exc}", "bold red")
         say("this is a bug in alphaloop, not in what you asked for; rerun with --debug for the traceback and "
             "please report it")

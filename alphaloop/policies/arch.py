@@ -14,17 +14,20 @@ if TYPE_CHECKING:
     from transformers import LlamaConfig
 
 
+MAX_PARAMETERS = 10**9   # fp32 weights, gradients and AdamW state: 16 GB at this size
+
+
 class LMArch(BaseModel):
     """Size of a freshly built Llama-architecture policy (defaults: ~0.85M parameters)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    hidden_size: int = Field(128, ge=8, description="width of the residual stream")
-    num_layers: int = Field(4, ge=1, description="decoder layers")
-    num_heads: int = Field(4, ge=1, description="query heads; hidden_size must be a multiple")
-    num_kv_heads: int = Field(4, ge=1, description="key/value heads (GQA); must divide num_heads")
-    intermediate_size: int = Field(384, ge=1, description="SwiGLU MLP width")
-    max_seq_len: int = Field(128, ge=8, description="longest prompt + completion, in tokens")
+    hidden_size: int = Field(128, ge=8, le=65536, description="width of the residual stream")
+    num_layers: int = Field(4, ge=1, le=1024, description="decoder layers")
+    num_heads: int = Field(4, ge=1, le=1024, description="query heads; hidden_size must be a multiple")
+    num_kv_heads: int = Field(4, ge=1, le=1024, description="key/value heads (GQA); must divide num_heads")
+    intermediate_size: int = Field(384, ge=1, le=262144, description="SwiGLU MLP width")
+    max_seq_len: int = Field(128, ge=8, le=1048576, description="longest prompt + completion, in tokens")
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency")
     tie_embeddings: bool = Field(True, description="share the input embedding and the output projection")
 
@@ -35,10 +38,19 @@ class LMArch(BaseModel):
             raise ValueError(f"hidden_size ({self.hidden_size}) must be a multiple of num_heads ({self.num_heads})")
         if self.num_heads % self.num_kv_heads:
             raise ValueError(f"num_heads ({self.num_heads}) must be a multiple of num_kv_heads ({self.num_kv_heads})")
+        if self.approx_parameters() > MAX_PARAMETERS:
+            raise ValueError(f"about {self.approx_parameters():.2g} parameters: more than {MAX_PARAMETERS:.0e}, the "
+                             "largest model built from [policy.arch] (start from a pretrained model instead)")
         if (self.hidden_size // self.num_heads) % 2:
             raise ValueError(f"hidden_size / num_heads = {self.hidden_size // self.num_heads} (the head dimension) "
                              "must be even: RoPE rotates pairs of features")
         return self
+
+    def approx_parameters(self) -> int:
+        """Decoder parameters (attention + SwiGLU MLP per layer), without the small embedding."""
+        kv = self.hidden_size // self.num_heads * self.num_kv_heads
+        attention = self.hidden_size * (2 * self.hidden_size + 2 * kv)
+        return self.num_layers * (attention + 3 * self.hidden_size * self.intermediate_size)
 
     def llama_config(self, vocab_size: int, bos_id: int, eos_id: int, pad_id: int) -> LlamaConfig:
         from transformers import LlamaConfig
