@@ -186,7 +186,8 @@ def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[st
         status = "complete" if result is not None else "pending"
         entry = {"index": index, "kind": stage.kind, "name": stage.name, "status": status}
         if result is not None:
-            entry.update({k: v for k, v in result.items() if k in ("steps", "final", "policy_dir", "train_precision")})
+            entry.update({k: v for k, v in result.items() if k in ("steps", "final", "policy_dir", "reward_model_dir",
+                                                                     "train_precision")})
             evals.extend(result.get("evals", []))
             elo.update(result.get("elo", {}))
             for name, points in result.get("curves", {}).items():

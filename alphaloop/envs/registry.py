@@ -23,7 +23,8 @@ from typing import Any
 from alphaloop.envs.base import TextEnv
 
 ENTRY_POINT_GROUP = "alphaloop.envs"
-BUILTINS: dict[str, str] = {"arithmetic": "alphaloop.envs.arithmetic:ArithmeticEnv"}
+BUILTINS: dict[str, str] = {"arithmetic": "alphaloop.envs.arithmetic:ArithmeticEnv",
+                            "assistant": "alphaloop.envs.assistant:AssistantEnv"}
 
 
 def make_env(spec: str, split: str = "train", seed: int | None = None, **knobs: Any) -> TextEnv:

@@ -21,7 +21,7 @@ from alphaloop.evals.metrics import wilson_interval
 from alphaloop.report.plots import is_rate
 
 # Rates that `is_rate` does not know by name but that are fractions in [0, 1].
-FRACTIONS = {"loss_rate", "score", "win_low", "win_high", "good_move_rate", "perfect_move_rate"}
+FRACTIONS = {"loss_rate", "score", "win_low", "win_high", "good_move_rate", "perfect_move_rate", "gold_accuracy"}
 
 
 def format_value(key: str, value: Any) -> str:
@@ -85,6 +85,8 @@ def family(record: dict[str, Any]) -> str:
         return "positions"
     if split == "perfect-lines":
         return "lines"
+    if split == "test-pairs":
+        return "pairs"
     return "text"
 
 
@@ -146,6 +148,18 @@ def _lines_table(records: list[dict], lead: list[str]) -> EvalTable:
     return table
 
 
+def _pairs_table(records: list[dict], lead: list[str]) -> EvalTable:
+    header = [*lead[:-2], "pair accuracy", "gold accuracy", "reward gap", "pairs"]
+    table = EvalTable("reward models on held-out preference pairs", header, set(range(len(lead) - 2, len(header))))
+    for r in records:
+        m = r["metrics"]
+        cells = [Cell(str(r.get(k, ""))) for k in lead[:-2]]
+        cells += [Cell(_value(m, "accuracy")), Cell(_value(m, "gold_accuracy")), Cell(_value(m, "gap")),
+                  Cell(_value(m, "n"))]
+        table.rows.append(cells)
+    return table
+
+
 def eval_table_set(records: list[dict], lead: list[str], note=lambda decoder: "") -> list[EvalTable]:
     """One table per family present in `records`, in a fixed order. `lead` are the identifying
     columns (e.g. ["policy", "split", "decoder"], with "stage" / "step" in front where needed)."""
@@ -161,4 +175,6 @@ def eval_table_set(records: list[dict], lead: list[str], note=lambda decoder: ""
         tables.append(_position_table(groups["positions"], lead))
     if "lines" in groups:
         tables.append(_lines_table(groups["lines"], lead))
+    if "pairs" in groups:
+        tables.append(_pairs_table(groups["pairs"], lead))
     return tables

@@ -19,6 +19,7 @@ from alphaloop.stages.eval import EvalStageConfig, run_eval
 from alphaloop.stages.game_eval import GameEvalStageConfig, run_game_eval
 from alphaloop.stages.game_imitate import GameImitateStageConfig, run_game_imitate
 from alphaloop.stages.imitate import ImitateStageConfig, run_imitate
+from alphaloop.stages.reward_model import RewardModelStageConfig, run_reward_model
 from alphaloop.stages.rl import RLStageConfig, run_rl
 
 
@@ -40,6 +41,7 @@ class Stage:
 STAGES: dict[str, Stage] = {
     "imitate": Stage(ImitateStageConfig, run_imitate, env="text", trains=True),
     "rl": Stage(RLStageConfig, run_rl, env="text", trains=True, uses_workers=True),
+    "reward_model": Stage(RewardModelStageConfig, run_reward_model, env="text"),
     "eval": Stage(EvalStageConfig, run_eval, env="text"),
     "game_imitate": Stage(GameImitateStageConfig, run_game_imitate, env="game", trains=True),
     "alphazero": Stage(AlphaZeroStageConfig, run_alphazero, env="game", trains=True, uses_workers=True),

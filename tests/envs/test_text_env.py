@@ -17,6 +17,8 @@ CASES = [
     ("arithmetic", {}),
     ("arithmetic", {"ops": "+-*", "digits_max": 2, "slip_rate": 0.1}),
     (REVERSE, {}),
+    ("assistant", {}),
+    ("assistant", {"expert_polite": 0.6, "expert_error": 0.3, "expert_refusal_error": 0.3}),
 ]
 
 
