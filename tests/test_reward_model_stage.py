@@ -55,3 +55,39 @@ def test_resume_after_kill_9_matches(tmp_path, kill_then_resume):
     (tmp_path / "recipe.toml").write_text((tmp_path / "ref" / "recipe.toml").read_text())
     kill_then_resume(tmp_path / "recipe.toml", tmp_path / "killed", "0-reward_model")
     assert json.loads((tmp_path / "killed" / "summary.json").read_text()) == reference
+
+
+def test_rl_against_the_reward_model_measures_gold_proxy_and_kl(tmp_path):
+    """SFT -> reward model -> GRPO against it, tiny: the rewards are the model's, and every eval logs
+    gold, proxy and sqrt(KL) on fixed prompts; the result carries the gold-vs-KL curve."""
+    r = validate_recipe({
+        "name": "rlhf-tiny", "seed": 0, "threads": 1, "env": {"name": "assistant"}, "policy": {"arch": ARCH},
+        "stages": [{"kind": "imitate", "steps": 30, "batch_size": 16, "eval_every": 30, "eval_problems": 10,
+                    "checkpoint_every": 30},
+                   {"kind": "reward_model", "pairs": 64, "test_pairs": 20, "steps": 10, "batch_size": 16,
+                    "eval_every": 10, "checkpoint_every": 10},
+                   {"kind": "rl", "reward": "reward_model", "steps": 4, "prompts_per_step": 4, "group_size": 4,
+                    "lr": 5e-3, "eval_every": 2, "eval_problems": 8, "checkpoint_every": 4, "gold_prompts": 6,
+                    "gold_samples": 2}]})
+    summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
+    gold = [e for e in summary["evals"] if e["split"] == "gold-prompts"]
+    assert [e["step"] for e in gold] == [0, 2, 4]
+    # at step 0 the policy is its reference: KL is 0 up to the sampler-vs-forward rounding
+    assert gold[0]["metrics"]["kl_sqrt"] < 0.05 < gold[-1]["metrics"]["kl_sqrt"]
+    assert {"gold", "proxy", "length", "polite_rate", "harm_rate"} <= set(gold[-1]["metrics"])
+    assert [p["kl_sqrt"] for p in summary["curves"]["gold_vs_kl"]] == [e["metrics"]["kl_sqrt"] for e in gold]
+    final = summary["stages"][2]["final"]
+    assert {"gold", "proxy", "kl_sqrt", "test_greedy_accuracy"} <= set(final)
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rewards = [rec["reward_mean"] for rec in logged if rec["stage"] == "rl" and "reward_mean" in rec]
+    assert len(rewards) == 4 and any(x not in (0.0, 1.0) for x in rewards)   # real-valued: the model's
+
+
+def test_rl_reward_model_needs_one_before_it():
+    with pytest.raises(Exception, match="needs an earlier reward_model stage"):
+        validate_recipe({"env": {"name": "assistant"}, "stages": [{"kind": "imitate"},
+                                                                  {"kind": "rl", "reward": "reward_model"}]})
+    with pytest.raises(Exception, match="'other' is not an earlier reward_model stage"):
+        validate_recipe({"env": {"name": "assistant"}, "stages": [
+            {"kind": "imitate"}, {"kind": "reward_model"}, {"kind": "rl", "reward": "reward_model",
+                                                           "reward_model": "other"}]})

@@ -1,4 +1,5 @@
-"""Stage `rl`: reinforcement learning with verifiable rewards (RLVR).
+"""Stage `rl`: reinforcement learning with verifiable rewards (RLVR), or against a learned reward
+model (RLHF, `reward = "reward_model"`).
 
 One step (Shao et al. 2024's GRPO loop, with the DAPO and Dr. GRPO knobs of Yu et al. 2025 and
 Liu et al. 2025, and PPO with a critic as the fifth option):
@@ -6,6 +7,11 @@ Liu et al. 2025, and PPO with a critic as the fifth option):
     prompts  --sampler-->  G completions each  --verifier-->  rewards
              --advantages (reinforce | rloo | grpo | dr_grpo | GAE for ppo)-->
              --clipped surrogate (+ beta * k3 KL to the frozen reference)-->  AdamW step
+
+With `reward = "reward_model"` the verifier's reward is replaced by an earlier `reward_model`
+stage's model (or ensemble), and -- where the env has a hidden gold judge -- every eval also
+measures gold, proxy and sqrt(KL(pi || pi_ref)) on fixed held-out prompts (`stages/gold_eval.py`):
+the reward-hacking curve of Gao et al. 2022, in the run itself.
 
 The batch of a step depends only on (recipe seed, stage, step), and the sampler's generator is
 seeded the same way, so a resumed run samples exactly what an uninterrupted one would.
@@ -16,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import random
 import time
+from functools import partial
 from typing import Any, Literal
 
 import torch
@@ -28,8 +35,10 @@ from alphaloop.learners.advantages import zero_variance_groups
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch, update
 from alphaloop.learners.schedules import Schedule, multiplier
 from alphaloop.scale import make_workers, worker_threads
-from alphaloop.specs import StageConfig
+from alphaloop.scorers.reward_model import Aggregate, RewardEnsemble
+from alphaloop.specs import RunSpec, StageConfig
 from alphaloop.stages.context import StageContext
+from alphaloop.stages.gold_eval import combine, gold_eval
 from alphaloop.stages.lm_eval import greedy_test_eval
 from alphaloop.stages.loop import StageLoop
 
@@ -53,9 +62,30 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
     dynamic_sampling: bool = Field(False, description="drop groups whose rewards are all equal and refill (DAPO)")
     max_refill_rounds: int = Field(4, ge=0, le=1000)
     format_reward: float = Field(0.0, ge=0, description="bonus for a parseable final answer")
+    reward: Literal["verifier", "reward_model"] = Field("verifier", description="the reward: the env's verifier "
+                                                        "(RLVR) or an earlier reward_model stage's model (RLHF)")
+    reward_model: str | None = Field(None, description="the reward_model stage whose model is the reward; default: "
+                                     "the latest one")
+    reward_aggregate: Aggregate | None = Field(None, description="override the ensemble's aggregation (mean, "
+                                               "mean_minus_std, min)")
+    gold_prompts: int = Field(48, ge=0, le=10**5, description="RLHF on an env with a hidden gold: fixed test prompts "
+                              "on which gold, proxy and sqrt(KL) are measured at every eval (0 = off)")
+    gold_samples: int = Field(4, ge=1, le=1024, description="samples per gold prompt")
     eval_every: int = Field(25, ge=1)
     eval_problems: int = Field(200, ge=1, le=10**6)
     checkpoint_every: int = Field(25, ge=1)
+
+    def check(self, run: RunSpec, trained: list[str]) -> list[str]:
+        if self.reward != "reward_model":
+            return [] if self.reward_model is None else ["reward_model: only read with reward = 'reward_model'"]
+        earlier = [s.name for s in run.stages[:next(i for i, s in enumerate(run.stages) if s is self)]
+                   if s.kind == "reward_model"]
+        if not earlier:
+            return ["reward: 'reward_model' needs an earlier reward_model stage"]
+        if self.reward_model is not None and self.reward_model not in earlier:
+            return [f"reward_model: {self.reward_model!r} is not an earlier reward_model stage "
+                    f"({', '.join(earlier)})"]
+        return []
 
     @model_validator(mode="after")
     def _groups_need_two(self) -> RLStageConfig:
@@ -73,11 +103,13 @@ def rewards_of(groups: list[list[Episode]], format_reward: float) -> torch.Tenso
                          for g in groups])
 
 
-def collect_groups(ctx: StageContext, cfg: RLStageConfig, policy, env, step: int, max_new_tokens: int, workers=None):
+def collect_groups(ctx: StageContext, cfg: RLStageConfig, policy, env, step: int, max_new_tokens: int, workers=None,
+                   rescore=None):
     """Sample prompts_per_step groups; with dynamic sampling, replace all-equal-reward groups (DAPO).
 
     With `workers` (the recipe's `[scale]`, `collect/text_workers.py`) the sampling of each draw is split
-    into one seeded chunk per worker; without, it runs here from one generator.
+    into one seeded chunk per worker; without, it runs here from one generator. `rescore(groups)`
+    replaces each draw's verifier rewards (a reward model's, for RLHF).
     """
     rng = random.Random(ctx.seed("prompts", step))
     generator = torch.Generator().manual_seed(ctx.seed("sample", step))
@@ -89,12 +121,16 @@ def collect_groups(ctx: StageContext, cfg: RLStageConfig, policy, env, step: int
         problems = [env.sample_problem(rng, "train") for _ in range(count)]
         draws += 1
         if workers is None:
-            return policy_episodes(policy, env, problems, cfg.group_size, temperature=cfg.temperature,
-                                   top_k=cfg.top_k, max_new_tokens=max_new_tokens, generator=generator)
-        seeds = [ctx.seed("sample", step, draws, chunk) for chunk in range(workers.workers)]
-        jobs = rollout_jobs(problems, workers.workers, seeds, cfg.group_size, cfg.temperature, cfg.top_k,
-                            max_new_tokens)
-        return [group for chunk in workers.map(rollout, jobs, weights) for group in chunk]
+            drawn = policy_episodes(policy, env, problems, cfg.group_size, temperature=cfg.temperature,
+                                    top_k=cfg.top_k, max_new_tokens=max_new_tokens, generator=generator)
+        else:
+            seeds = [ctx.seed("sample", step, draws, chunk) for chunk in range(workers.workers)]
+            jobs = rollout_jobs(problems, workers.workers, seeds, cfg.group_size, cfg.temperature, cfg.top_k,
+                                max_new_tokens)
+            drawn = [group for chunk in workers.map(rollout, jobs, weights) for group in chunk]
+        if rescore is not None:
+            rescore(drawn)
+        return drawn
 
     groups = draw(cfg.prompts_per_step)
     flat = zero_variance_groups(rewards_of(groups, cfg.format_reward))
@@ -163,18 +199,29 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
     if loop.state:
         optimizer.load_state_dict(loop.state["optimizer"])
         baseline = loop.state["baseline"]
+    proxy = rescore = None
     evaluate = greedy_test_eval(ctx, policy, cfg.eval_problems)
+    if cfg.reward == "reward_model":
+        proxy = reward_model_of(ctx, cfg)
+        rescore = partial(proxy_rewards, proxy)
+        if cfg.gold_prompts and hasattr(env, "gold"):
+            if reference is None:
+                reference = ctx.initial_policy()
+                reference.requires_grad_(False)
+            evaluate = combine(evaluate, gold_eval(ctx, policy, reference, proxy, ctx.make_env("test"),
+                                                   cfg.gold_prompts, cfg.gold_samples, max_new_tokens))
     loop.eval_at_start(evaluate)
 
     with _rollout_workers(ctx, policy) as workers:  # None: sample in this process
         for step in loop.steps():
             began = time.time()
             policy.model.eval()
-            groups, zero_frac = collect_groups(ctx, cfg, policy, env, step, max_new_tokens, workers)
+            groups, zero_frac = collect_groups(ctx, cfg, policy, env, step, max_new_tokens, workers, rescore)
             sampled_at = time.time()
             episodes = [e for g in groups for e in g]
             rewards = rewards_of(groups, cfg.format_reward)
-            batch, baseline = rollout_batch(policy, episodes, rewards, cfg, reference, baseline)
+            batch, baseline = rollout_batch(policy, episodes, rewards, cfg, reference if cfg.beta > 0 else None,
+                                            baseline)
             lr = cfg.lr * multiplier(cfg.schedule, step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
@@ -185,5 +232,35 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
             loop.end_step(step + 1, policy, f"reward {metrics['reward_mean']:.3f}", evaluate,
                           lambda baseline=baseline: {"optimizer": optimizer.state_dict(), "baseline": baseline})
 
-    final = {"test_greedy_accuracy": loop.evals[-1]["metrics"]["accuracy"]} if loop.evals else {}
-    return loop.finish(policy, final)
+    return finish_rl(loop, policy)
+
+
+def reward_model_of(ctx: StageContext, cfg: RLStageConfig) -> RewardEnsemble:
+    """The reward model (ensemble) of the named or latest earlier reward_model stage."""
+    names = [n for n, r in ctx.results.items() if "reward_model_dir" in r]
+    name = cfg.reward_model or names[-1]
+    return RewardEnsemble.load(ctx.run_dir / ctx.results[name]["reward_model_dir"], cfg.reward_aggregate)
+
+
+def proxy_rewards(proxy: RewardEnsemble, groups: list[list[Episode]]) -> None:
+    """Replace each episode's reward by the reward model's score (kept in info["proxy"] too)."""
+    episodes = [e for g in groups for e in g]
+    for episode, score in zip(episodes, proxy.score(episodes)):
+        episode.rewards = [score]
+        episode.info["proxy"] = score
+
+
+def finish_rl(loop: StageLoop, policy) -> dict[str, Any]:
+    """The result: final greedy accuracy (and the last gold measurement), and the gold-vs-KL curve."""
+    greedy = [r for r in loop.evals if r["split"] == "test" and r["decoder"] == "greedy"]
+    gold = [r for r in loop.evals if r["split"] == "gold-prompts"]
+    final = {"test_greedy_accuracy": greedy[-1]["metrics"]["accuracy"]} if greedy else {}
+    if gold:
+        final.update({k: gold[-1]["metrics"][k] for k in ("gold", "proxy", "kl_sqrt") if k in gold[-1]["metrics"]})
+    result = loop.finish(policy, final)
+    if gold:
+        result["curves"] = {"gold_vs_kl": [{"policy": r["stage"], "kl_sqrt": r["metrics"]["kl_sqrt"],
+                                            "gold": r["metrics"]["gold"], **({"proxy": r["metrics"]["proxy"]}
+                                                                             if "proxy" in r["metrics"] else {})}
+                                           for r in gold]}
+    return result
