@@ -96,6 +96,11 @@ ROWS = [
                                           "policy.arch.num_layers=64"], "parameters"),
     ("table-replaced-by-a-number", lambda t: ["run", SMOKE, "--set", "stages.0=3"], "stages.0"),
     ("fractional-steps", lambda t: ["run", SMOKE, "--set", "stages.0.steps=1.5"], "stages.0.steps"),
+    ("preference-data-missing", lambda t: ["run", write(t, "rm.toml", '[env]\nname = "assistant"\n[[stages]]\n'
+                                                        'kind = "reward_model"\ndata = "nowhere.jsonl"\n')],
+     "nowhere.jsonl"),
+    ("rl-reward-model-missing", lambda t: ["run", SMOKE, "--set", "stages.1.reward=reward_model"],
+     "needs an earlier reward_model stage"),
     ("kv-heads-do-not-divide", lambda t: ["run", SMOKE, "--set", "policy.arch.num_kv_heads=3"], "num_kv_heads"),
     ("eval-zero-problems", lambda t: ["eval", str(t), "--problems", "0"], "--problems"),
     ("eval-on-a-game-run", lambda t: ["eval", game_run_dir(t)], "board game"),

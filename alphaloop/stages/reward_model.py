@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import random
 import time
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from alphaloop.collect.preferences import PreferencePair, Source, collect_pairs, read_pairs, write_pairs
 from alphaloop.learners.reward_model import bradley_terry_loss
@@ -55,6 +56,15 @@ class RewardModelStageConfig(StageConfig):
     grad_clip: float = Field(1.0, gt=0)
     eval_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(100, ge=1)
+
+    @field_validator("data")
+    @classmethod
+    def _data_exists(cls, value: str | None) -> str | None:
+        # Checked when the recipe loads: a typo must not cost the earlier stages' training.
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"preference data {value!r} not found (expected a JSON Lines file of prompt, chosen, "
+                             "rejected)")
+        return value
 
     @model_validator(mode="after")
     def _enough_pairs(self) -> RewardModelStageConfig:
