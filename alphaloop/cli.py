@@ -92,6 +92,9 @@ def run(
     warning = runner.warn_if_oversubscribed(resolved.threads)
     if warning:
         say(warning, "yellow")
+    from alphaloop import interrupt
+
+    interrupt.install()
     try:
         runner.run(resolved, run_dir, show_progress=progress)
     except KeyboardInterrupt:

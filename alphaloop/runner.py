@@ -25,6 +25,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
+from alphaloop import interrupt
 from alphaloop.checkpoint import write_json_atomic, write_text_atomic
 from alphaloop.errors import UserError
 from alphaloop.recipe import Recipe, load_recipe, recipe_to_toml
@@ -156,6 +157,7 @@ def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, 
     try:
         with progress:
             for index, stage in enumerate(recipe.stages):
+                interrupt.check()
                 ctx.index = index
                 result_path = ctx.stage_dir / "result.json"
                 if result_path.is_file():

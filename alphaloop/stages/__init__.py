@@ -15,6 +15,7 @@ from typing import Any, Literal
 from alphaloop.specs import StageConfig
 from alphaloop.stages.alphazero import AlphaZeroStageConfig, run_alphazero
 from alphaloop.stages.context import StageContext
+from alphaloop.stages.dpo import DPOStageConfig, run_dpo
 from alphaloop.stages.eval import EvalStageConfig, run_eval
 from alphaloop.stages.game_eval import GameEvalStageConfig, run_game_eval
 from alphaloop.stages.game_imitate import GameImitateStageConfig, run_game_imitate
@@ -42,6 +43,7 @@ STAGES: dict[str, Stage] = {
     "imitate": Stage(ImitateStageConfig, run_imitate, env="text", trains=True),
     "rl": Stage(RLStageConfig, run_rl, env="text", trains=True, uses_workers=True),
     "reward_model": Stage(RewardModelStageConfig, run_reward_model, env="text"),
+    "dpo": Stage(DPOStageConfig, run_dpo, env="text", trains=True),
     "eval": Stage(EvalStageConfig, run_eval, env="text"),
     "game_imitate": Stage(GameImitateStageConfig, run_game_imitate, env="game", trains=True),
     "alphazero": Stage(AlphaZeroStageConfig, run_alphazero, env="game", trains=True, uses_workers=True),

@@ -67,6 +67,20 @@ def gold_eval(ctx: StageContext, policy, reference, proxy, env, prompts: int, sa
     return evaluate_at
 
 
+def gold_results(evals: list[dict]) -> tuple[dict, dict]:
+    """(the last gold measurement's headline numbers, {"gold_vs_kl": points}) from a stage's evals;
+    both empty without gold measurements. Stages' curves of one name share a plot in the report,
+    so RLHF and DPO runs land on the same axes."""
+    gold = [r for r in evals if r["split"] == "gold-prompts"]
+    if not gold:
+        return {}, {}
+    last = gold[-1]["metrics"]
+    final = {k: last[k] for k in ("gold", "proxy", "kl_sqrt") if k in last}
+    points = [{"policy": r["stage"], "kl_sqrt": r["metrics"]["kl_sqrt"], "gold": r["metrics"]["gold"],
+               **({"proxy": r["metrics"]["proxy"]} if "proxy" in r["metrics"] else {})} for r in gold]
+    return final, {"gold_vs_kl": points}
+
+
 def combine(*evaluations: Evaluate) -> Evaluate:
     """Several in-training evaluations as one: their records in order, their notes side by side."""
 

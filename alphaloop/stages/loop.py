@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from alphaloop import interrupt
 from alphaloop.stages.context import StageContext
 
 Evaluate = Callable[[int], tuple[list[dict[str, Any]], str]]   # step -> (eval records, progress note)
@@ -69,6 +70,7 @@ class StageLoop:
                  trainer_state: Callable[[], dict[str, Any]]) -> None:
         """After step `done` (1-based): `evaluate` when due, show `info` (+ the eval's note),
         checkpoint `policy` when due with `trainer_state()` (called only then) and the evals so far."""
+        interrupt.check()   # a Ctrl-C that landed where Python drops it (a __del__) stops the run here
         if self.due(done, self.eval_every):
             records, note = evaluate(done)
             self.evals.extend(records)

@@ -38,7 +38,7 @@ from alphaloop.scale import make_workers, worker_threads
 from alphaloop.scorers.reward_model import Aggregate, RewardEnsemble
 from alphaloop.specs import RunSpec, StageConfig
 from alphaloop.stages.context import StageContext
-from alphaloop.stages.gold_eval import combine, gold_eval
+from alphaloop.stages.gold_eval import combine, gold_eval, gold_results
 from alphaloop.stages.lm_eval import greedy_test_eval
 from alphaloop.stages.loop import StageLoop
 
@@ -253,14 +253,7 @@ def proxy_rewards(proxy: RewardEnsemble, groups: list[list[Episode]]) -> None:
 def finish_rl(loop: StageLoop, policy) -> dict[str, Any]:
     """The result: final greedy accuracy (and the last gold measurement), and the gold-vs-KL curve."""
     greedy = [r for r in loop.evals if r["split"] == "test" and r["decoder"] == "greedy"]
-    gold = [r for r in loop.evals if r["split"] == "gold-prompts"]
     final = {"test_greedy_accuracy": greedy[-1]["metrics"]["accuracy"]} if greedy else {}
-    if gold:
-        final.update({k: gold[-1]["metrics"][k] for k in ("gold", "proxy", "kl_sqrt") if k in gold[-1]["metrics"]})
-    result = loop.finish(policy, final)
-    if gold:
-        result["curves"] = {"gold_vs_kl": [{"policy": r["stage"], "kl_sqrt": r["metrics"]["kl_sqrt"],
-                                            "gold": r["metrics"]["gold"], **({"proxy": r["metrics"]["proxy"]}
-                                                                             if "proxy" in r["metrics"] else {})}
-                                           for r in gold]}
-    return result
+    gold, curves = gold_results(loop.evals)
+    result = loop.finish(policy, final | gold)
+    return result | ({"curves": curves} if curves else {})
