@@ -77,6 +77,9 @@ def test_eval_writes_a_new_file_every_time_and_ctrl_c_says_how_to_resume(repo_ro
         time.sleep(0.05)
     time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=60)
+    try:
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()   # never leave a training process behind, whatever happened
     assert proc.returncode == 130, stderr
     assert f"alphaloop run --resume {again}" in stderr and "Traceback" not in stderr
