@@ -30,13 +30,8 @@ class DPOStageConfig(PreferenceDataFields):
     kind: Literal["dpo"]
     loss: Loss = Field("sigmoid", description="'sigmoid' = DPO, 'ipo' = IPO's squared loss")
     beta: float = Field(0.1, gt=0, description="DPO's beta (IPO's tau): the strength of the pull to the reference")
-    steps: int = Field(300, ge=1, le=10**7)
-    batch_size: int = Field(32, ge=1, le=65536, description="pairs per step")
     lr: float = Field(1e-4, gt=0)
     warmup_steps: int = Field(10, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    grad_clip: float = Field(1.0, gt=0)
     eval_every: int = Field(50, ge=1)
     eval_problems: int = Field(200, ge=1, le=10**6)
     gold_prompts: int = Field(48, ge=0, le=10**5, description="fixed test prompts for gold and sqrt(KL) (0 = off)")

@@ -1,4 +1,5 @@
-"""What the preference stages (`reward_model`, `dpo`) share: where their pairs come from.
+"""What the preference stages (`reward_model`, `dpo`) share: where their pairs come from, and the
+optimisation knobs of a pass over them (each stage sets its own learning rate and cadence).
 
 Pairs come from a JSON Lines file (`data`, the TRL/OpenRLHF shape: prompt, chosen, rejected) or are
 collected here: responses to the env's training prompts from the latest policy and/or the env's
@@ -13,7 +14,7 @@ import random
 from pathlib import Path
 
 import torch
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from alphaloop.collect.preferences import PreferencePair, Source, collect_pairs, read_pairs, write_pairs
 from alphaloop.specs import RunSpec, StageConfig
@@ -30,6 +31,11 @@ class PreferenceDataFields(StageConfig):
     source: Source = Field("mixed", description="responses compared: 'policy' (two samples of the latest "
                            "policy), 'variants' (the env's response kinds), 'mixed' (one of each)")
     sample_temperature: float = Field(1.0, gt=0)
+    steps: int = Field(300, ge=1, le=10**7)
+    batch_size: int = Field(32, ge=1, le=65536, description="pairs per step")
+    min_lr_ratio: float = Field(0.1, ge=0, le=1, description="cosine decays to lr * min_lr_ratio")
+    weight_decay: float = Field(0.0, ge=0)
+    grad_clip: float = Field(1.0, gt=0)
 
     @field_validator("data")
     @classmethod
@@ -39,6 +45,12 @@ class PreferenceDataFields(StageConfig):
             raise ValueError(f"preference data {value!r} not found (expected a JSON Lines file of prompt, chosen, "
                              "rejected)")
         return value
+
+    @model_validator(mode="after")
+    def _enough_pairs(self) -> PreferenceDataFields:
+        if self.data is None and self.batch_size > self.pairs:
+            raise ValueError(f"batch_size ({self.batch_size}) must not exceed pairs ({self.pairs})")
+        return self
 
     def check(self, run: RunSpec, trained: list[str]) -> list[str]:
         if self.source != "variants" and not trained and not run.policy.pretrained:

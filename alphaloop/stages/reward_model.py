@@ -16,7 +16,7 @@ import time
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from alphaloop.learners.reward_model import bradley_terry_loss
 from alphaloop.learners.schedules import warmup_cosine
@@ -33,22 +33,11 @@ class RewardModelStageConfig(PreferenceDataFields):
     ensemble: int = Field(1, ge=1, le=16, description="reward models trained (seeds and data orders differ)")
     aggregate: Aggregate = Field("mean", description="how an ensemble's rewards combine (Coste et al. 2023)")
     lam: float = Field(1.0, ge=0, description="mean_minus_std: the weight of the members' disagreement")
-    steps: int = Field(300, ge=1, le=10**7)
-    batch_size: int = Field(32, ge=1, le=65536, description="pairs per step (each member)")
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
     margin: float = Field(0.0, ge=0, description="Bradley-Terry margin m: -log sigmoid(r_c - r_r - m)")
-    grad_clip: float = Field(1.0, gt=0)
     eval_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(100, ge=1)
-
-    @model_validator(mode="after")
-    def _enough_pairs(self) -> RewardModelStageConfig:
-        if self.data is None and self.batch_size > self.pairs:
-            raise ValueError(f"batch_size ({self.batch_size}) must not exceed pairs ({self.pairs})")
-        return self
 
 
 def evaluate_rm(ctx: StageContext, ensemble: RewardEnsemble, test: list, env, step: int) -> tuple[list[dict], str]:
