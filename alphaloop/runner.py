@@ -182,7 +182,7 @@ def run(recipe: Recipe, run_dir: Path, show_progress: bool = True) -> dict[str, 
 
 
 def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    stages, evals, curves, elo = [], [], {}, {}
+    stages, evals, curves, elo, fits = [], [], {}, {}, []
     for index, stage in enumerate(recipe.stages):
         result = results.get(stage.name)
         status = "complete" if result is not None else "pending"
@@ -192,6 +192,7 @@ def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[st
                                                                      "train_precision")})
             evals.extend(result.get("evals", []))
             elo.update(result.get("elo", {}))
+            fits.extend(result.get("fits", []))
             for name, points in result.get("curves", {}).items():
                 curves.setdefault(name, []).extend(points)
         stages.append(entry)
@@ -200,7 +201,7 @@ def build_summary(recipe: Recipe, results: dict[str, dict[str, Any]]) -> dict[st
         "status": "complete" if all(s["status"] == "complete" for s in stages) else "incomplete",
         "stages": stages, "evals": evals, "curves": curves,
     }
-    return summary | ({"elo": elo} if elo else {})
+    return summary | ({"elo": elo} if elo else {}) | ({"fits": fits} if fits else {})
 
 
 __all__ = ["run", "prepare_run_dir", "load_run_recipe", "build_summary", "busy_cores", "free_cores", "resolve_threads",

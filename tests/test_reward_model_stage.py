@@ -67,17 +67,21 @@ def test_rl_against_the_reward_model_measures_gold_proxy_and_kl(tmp_path):
                    {"kind": "reward_model", "pairs": 64, "test_pairs": 20, "steps": 10, "batch_size": 16,
                     "eval_every": 10, "checkpoint_every": 10},
                    {"kind": "rl", "reward": "reward_model", "steps": 4, "prompts_per_step": 4, "group_size": 4,
-                    "lr": 5e-3, "eval_every": 2, "eval_problems": 8, "checkpoint_every": 4, "gold_prompts": 6,
-                    "gold_samples": 2}]})
+                    "lr": 5e-3, "eval_every": 1, "eval_problems": 8, "checkpoint_every": 4, "gold_prompts": 6,
+                    "gold_samples": 2, "alarm_prompts": 6}]})
     summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
     gold = [e for e in summary["evals"] if e["split"] == "gold-prompts"]
-    assert [e["step"] for e in gold] == [0, 2, 4]
+    assert [e["step"] for e in gold] == [0, 1, 2, 3, 4]
     # at step 0 the policy is its reference: KL is 0 up to the sampler-vs-forward rounding
     assert gold[0]["metrics"]["kl_sqrt"] < 0.05 < gold[-1]["metrics"]["kl_sqrt"]
     assert {"gold", "proxy", "length", "polite_rate", "harm_rate"} <= set(gold[-1]["metrics"])
-    assert [p["kl_sqrt"] for p in summary["curves"]["gold_vs_kl"]] == [e["metrics"]["kl_sqrt"] for e in gold]
+    measured = [p for p in summary["curves"]["gold_vs_kl"] if p["policy"] == "rl"]
+    assert [p["kl_sqrt"] for p in measured] == [e["metrics"]["kl_sqrt"] for e in gold]
+    assert [f["form"] for f in summary["fits"]] == ["rl"]       # Gao's RL form fitted to that curve
+    alarm = [e["metrics"] for e in summary["evals"] if e["split"] == "alarm"]
+    assert [a["labels"] for a in alarm] == [6, 12, 18, 24, 30] and all(0 <= a["win_rate"] <= 1 for a in alarm)
     final = summary["stages"][2]["final"]
-    assert {"gold", "proxy", "kl_sqrt", "test_greedy_accuracy"} <= set(final)
+    assert {"gold", "proxy", "kl_sqrt", "test_greedy_accuracy", "gold_peak", "alarm_labels"} <= set(final)
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rewards = [rec["reward_mean"] for rec in logged if rec["stage"] == "rl" and "reward_mean" in rec]
     assert len(rewards) == 4 and any(x not in (0.0, 1.0) for x in rewards)   # real-valued: the model's

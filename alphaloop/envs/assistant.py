@@ -200,6 +200,17 @@ class AssistantEnv(TextEnv):
             p_a = 1.0 / (1.0 + math.exp(-(ga - gb) / c.label_temperature))
         return (a, b, p_a) if rng.random() < p_a else (b, a, p_a)
 
+    def careful_label(self, problem: Problem, a: str, b: str, rng: random.Random) -> float:
+        """A careful labeller's verdict on a against b -- 1 (a better), 0.5 (equally good), 0 -- the
+        kind of small, expensive, gold-standard label set a team keeps to audit a run (the RL stage's
+        over-optimisation alarm spends a few hundred). No biases; Bradley-Terry noise on the gold
+        (`label_temperature`), and a tie where the gold differs by less than 0.05."""
+        _check_caller()
+        ga, gb = _gold(problem.meta["kind"], problem.answer, a), _gold(problem.meta["kind"], problem.answer, b)
+        if abs(ga - gb) < 0.05:
+            return 0.5
+        return 1.0 if rng.random() < 1.0 / (1.0 + math.exp(-(ga - gb) / self.config.label_temperature)) else 0.0
+
     # --- demonstrations --------------------------------------------------------------------------
     def expert(self, problem: Problem, rng: random.Random) -> str:
         c, kind, ideal = self.config, problem.meta["kind"], problem.answer

@@ -269,6 +269,17 @@ def build_report(run_dir: Path) -> Path:
                          "(log2 axis), one line per policy and decoder</p>")
         parts.append(img_tag(path, title))
 
+    fits = [f for f in summary.get("fits") or [] if isinstance(f, dict)]
+    if fits:
+        parts.append("<h2>Over-optimisation fits</h2><p class=\"note\">Gao et al. (2022): gold gain over the start "
+                     "against d = sqrt(KL), best-of-n R(d) = d (alpha - beta d), RL R(d) = d (alpha - beta log d); "
+                     "d* is where the fitted gold peaks</p>")
+        parts.append(_table(["curve", "form", "d from", "alpha", "beta", "R^2", "fitted d*", "measured d at peak",
+                             "gold at start", "measured gold peak"],
+                            [[e(str(f.get(k, ""))) if not isinstance(f.get(k), float) else f"{f[k]:.3g}"
+                              for k in ("curve", "form", "d", "alpha", "beta", "r2", "d_peak", "d_peak_measured",
+                                        "gold_start", "gold_peak_measured")] for f in fits], {3, 4, 5, 6, 7, 8, 9}))
+
     elo = summary.get("elo")
     if isinstance(elo, dict) and elo:
         numeric = {str(k): float(v) for k, v in elo.items() if isinstance(v, int | float)}

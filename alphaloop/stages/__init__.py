@@ -14,6 +14,7 @@ from typing import Any, Literal
 
 from alphaloop.specs import StageConfig
 from alphaloop.stages.alphazero import AlphaZeroStageConfig, run_alphazero
+from alphaloop.stages.best_of_n import BestOfNStageConfig, run_best_of_n
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.dpo import DPOStageConfig, run_dpo
 from alphaloop.stages.eval import EvalStageConfig, run_eval
@@ -44,6 +45,7 @@ STAGES: dict[str, Stage] = {
     "rl": Stage(RLStageConfig, run_rl, env="text", trains=True, uses_workers=True),
     "reward_model": Stage(RewardModelStageConfig, run_reward_model, env="text"),
     "dpo": Stage(DPOStageConfig, run_dpo, env="text", trains=True),
+    "best_of_n": Stage(BestOfNStageConfig, run_best_of_n, env="text"),
     "eval": Stage(EvalStageConfig, run_eval, env="text"),
     "game_imitate": Stage(GameImitateStageConfig, run_game_imitate, env="game", trains=True),
     "alphazero": Stage(AlphaZeroStageConfig, run_alphazero, env="game", trains=True, uses_workers=True),

@@ -70,10 +70,11 @@ class StageContext:
         trained = [n for n, r in self.results.items() if "policy_dir" in r]
         return trained[-1] if trained else None
 
-    def initial_policy(self):
-        """The policy a training stage starts from: the previous trained stage's, else a fresh one
-        (an LM, or for `policy.kind = 'net'` a game net), seeded from the recipe seed only."""
-        previous = self.latest_policy_name()
+    def initial_policy(self, start_from: str | None = None):
+        """The policy a training stage starts from: stage `start_from`'s, by default the previous
+        trained stage's, else a fresh one (an LM, or for `policy.kind = 'net'` a game net), seeded
+        from the recipe seed only."""
+        previous = start_from or self.latest_policy_name()
         if self.recipe.policy.kind == "net":
             return self._initial_net(previous)
         from alphaloop.policies.lm import LMPolicy

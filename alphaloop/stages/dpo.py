@@ -131,6 +131,6 @@ def run_dpo(ctx: StageContext, cfg: DPOStageConfig) -> dict[str, Any]:
     final = {"test_greedy_accuracy": greedy[-1]["metrics"]["accuracy"]} if greedy else {}
     if pairs_eval:
         final["pair_accuracy"] = pairs_eval[-1]["metrics"]["accuracy"]
-    gold, curves = gold_results(loop.evals)
+    gold, curves, fits = gold_results(loop.evals)
     result = loop.finish(policy, final | gold)
-    return result | ({"curves": curves} if curves else {})
+    return result | ({"curves": curves} if curves else {}) | ({"fits": fits} if fits else {})

@@ -15,11 +15,13 @@ The gold is read here, by evaluation code, for measurement; nothing here feeds a
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from alphaloop.batch import episode_batch
 from alphaloop.collect import policy_episodes
 from alphaloop.evals.evaluate import eval_problem_seed
+from alphaloop.evals.overoptimisation import Form, fit_gao
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.loop import Evaluate
 
@@ -67,18 +69,43 @@ def gold_eval(ctx: StageContext, policy, reference, proxy, env, prompts: int, sa
     return evaluate_at
 
 
-def gold_results(evals: list[dict]) -> tuple[dict, dict]:
-    """(the last gold measurement's headline numbers, {"gold_vs_kl": points}) from a stage's evals;
-    both empty without gold measurements. Stages' curves of one name share a plot in the report,
-    so RLHF and DPO runs land on the same axes."""
+def gold_results(evals: list[dict], kept: int | None = None) -> tuple[dict, dict, list[dict]]:
+    """(the headline gold numbers of the last gold measurement -- or of step `kept` --, {"gold_vs_kl":
+    points}, Gao's RL form fitted to the gold curve); all empty without gold measurements. Stages'
+    curves of one name share a plot in the report, so RLHF and DPO runs land on the same axes."""
     gold = [r for r in evals if r["split"] == "gold-prompts"]
     if not gold:
-        return {}, {}
-    last = gold[-1]["metrics"]
+        return {}, {}, []
+    last = next((r for r in gold if r["step"] == kept), gold[-1])["metrics"]
     final = {k: last[k] for k in ("gold", "proxy", "kl_sqrt") if k in last}
+    peak = max(gold, key=lambda r: r["metrics"]["gold"])
+    final |= {"gold_peak": peak["metrics"]["gold"], "gold_peak_step": peak["step"]}
     points = [{"policy": r["stage"], "kl_sqrt": r["metrics"]["kl_sqrt"], "gold": r["metrics"]["gold"],
                **({"proxy": r["metrics"]["proxy"]} if "proxy" in r["metrics"] else {})} for r in gold]
-    return final, {"gold_vs_kl": points}
+    fit, fitted = gao_fit(gold[0]["stage"], [p["kl_sqrt"] for p in points], [p["gold"] for p in points], "rl")
+    return final, {"gold_vs_kl": points + fitted}, [fit] if fit else []
+
+
+def gao_fit(label: str, d: list[float], gold: list[float], form: Form, d_name: str = "k1 KL"
+            ) -> tuple[dict | None, list[dict]]:
+    """Gao et al.'s form fitted to the gold gain gold - gold[0] against d = sqrt(KL) (gold[0] measured
+    at d = 0, the start): (the fit's record, points of the fitted curve for the gold-vs-KL plot), or
+    (None, []) with fewer than four points (two coefficients need a residual to be judged by) or
+    none away from the start."""
+    if len(d) < 4:
+        return None, []
+    try:
+        fit = fit_gao(d, [g - gold[0] for g in gold], form)
+    except ValueError:
+        return None, []
+    best = max(range(len(gold)), key=gold.__getitem__)
+    record = {"curve": label, "form": form, "d": d_name, **fit.as_dict(),
+              "gold_start": round(gold[0], 6), "gold_peak_measured": round(gold[best], 6),
+              "d_peak_measured": round(d[best], 6)}
+    grid = np.linspace(0, max(d), 25)
+    points = [{"policy": f"{label}: Gao fit (R^2 {fit.r2:.2f})", "kl_sqrt": round(float(x), 6),
+               "gold": round(gold[0] + float(y), 6)} for x, y in zip(grid, fit.predict(grid))]
+    return record, points
 
 
 def combine(*evaluations: Evaluate) -> Evaluate:

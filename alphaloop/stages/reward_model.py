@@ -20,6 +20,7 @@ from pydantic import Field
 
 from alphaloop.learners.reward_model import bradley_terry_loss
 from alphaloop.learners.schedules import warmup_cosine
+from alphaloop.policies.arch import LMArch
 from alphaloop.scorers.reward_model import Aggregate, RewardEnsemble, RewardModel
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.loop import StageLoop
@@ -36,6 +37,8 @@ class RewardModelStageConfig(PreferenceDataFields):
     lr: float = Field(1e-3, gt=0)
     warmup_steps: int = Field(20, ge=0)
     margin: float = Field(0.0, ge=0, description="Bradley-Terry margin m: -log sigmoid(r_c - r_r - m)")
+    arch: LMArch | None = Field(None, description="a freshly initialised backbone of this size instead of the latest "
+                                "policy (reward-model size sweeps); the pairs still come from the latest policy")
     eval_every: int = Field(100, ge=1)
     checkpoint_every: int = Field(100, ge=1)
 
@@ -78,8 +81,14 @@ def run_reward_model(ctx: StageContext, cfg: RewardModelStageConfig) -> dict[str
     if resumed:
         ensemble = RewardEnsemble.load(resumed, cfg.aggregate, cfg.lam)
     else:
-        ensemble = RewardEnsemble([RewardModel.from_policy(base, ctx.seed("head", i)) for i in range(cfg.ensemble)],
-                                  cfg.aggregate, cfg.lam)
+        backbone = base
+        if cfg.arch is not None:
+            from alphaloop.policies.lm import LMPolicy
+
+            backbone = LMPolicy.build(cfg.arch, alphabet=ctx.make_env("train", seed=0).alphabet,
+                                      seed=ctx.seed("backbone"))
+        ensemble = RewardEnsemble([RewardModel.from_policy(backbone, ctx.seed("head", i))
+                                   for i in range(cfg.ensemble)], cfg.aggregate, cfg.lam)
     optimizers = [torch.optim.AdamW(list(m.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
                   for m in ensemble.members]
     if loop.state:

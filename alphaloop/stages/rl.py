@@ -31,12 +31,14 @@ from pydantic import Field, model_validator
 from alphaloop.collect import policy_episodes
 from alphaloop.collect.text_workers import RolloutFactory, load_policy_weights, rollout, rollout_jobs
 from alphaloop.episode import Episode
+from alphaloop.errors import UserError
 from alphaloop.learners.advantages import zero_variance_groups
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch, update
 from alphaloop.learners.schedules import Schedule, multiplier
 from alphaloop.scale import make_workers, worker_threads
 from alphaloop.scorers.reward_model import Aggregate, RewardEnsemble
 from alphaloop.specs import RunSpec, StageConfig
+from alphaloop.stages.alarm import OveroptimisationAlarm, alarm_eval
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.gold_eval import combine, gold_eval, gold_results
 from alphaloop.stages.lm_eval import greedy_test_eval
@@ -68,14 +70,26 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
                                      "the latest one")
     reward_aggregate: Aggregate | None = Field(None, description="override the ensemble's aggregation (mean, "
                                                "mean_minus_std, min)")
+    start_from: str | None = Field(None, description="the trained stage whose policy this stage starts from (and "
+                                   "whose policy is the KL reference); default: the latest")
+    reward_members: int | None = Field(None, ge=1, le=16, description="score with only the first k members of "
+                                       "the reward model's ensemble (default: all)")
     gold_prompts: int = Field(48, ge=0, le=10**5, description="RLHF on an env with a hidden gold: fixed test prompts "
                               "on which gold, proxy and sqrt(KL) are measured at every eval (0 = off)")
     gold_samples: int = Field(4, ge=1, le=1024, description="samples per gold prompt")
+    alarm_prompts: int = Field(48, ge=0, le=10**5, description="RLHF: careful labels per eval for the "
+                               "over-optimisation alarm (policy vs start on fixed training prompts; 0 = off)")
+    alarm_drop: float = Field(0.1, gt=0, le=1, description="the alarm fires when the win rate falls this far "
+                              "below its best while the proxy is above its value there")
+    early_stop: bool = Field(False, description="when the alarm fires, stop and keep the policy of the best eval")
     eval_every: int = Field(25, ge=1)
     eval_problems: int = Field(200, ge=1, le=10**6)
     checkpoint_every: int = Field(25, ge=1)
 
     def check(self, run: RunSpec, trained: list[str]) -> list[str]:
+        if self.start_from is not None and self.start_from not in trained:
+            return [f"start_from: {self.start_from!r} is not an earlier stage that trains a policy "
+                    f"({', '.join(trained) or 'none'})"]
         if self.reward != "reward_model":
             return [] if self.reward_model is None else ["reward_model: only read with reward = 'reward_model'"]
         earlier = [s.name for s in run.stages[:next(i for i, s in enumerate(run.stages) if s is self)]
@@ -184,11 +198,8 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
     max_new_tokens = cfg.max_new_tokens or env.max_completion_chars + 1
     loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
     resumed = loop.resume()
-    policy = LMPolicy.load(resumed) if resumed else ctx.initial_policy()
-    reference = None
-    if cfg.beta > 0:  # the frozen policy the stage started from
-        reference = ctx.initial_policy()
-        reference.requires_grad_(False)
+    policy = LMPolicy.load(resumed) if resumed else ctx.initial_policy(cfg.start_from)
+    reference = frozen_start(ctx, cfg) if cfg.beta > 0 else None  # the KL penalty's reference
     if cfg.algorithm == "ppo":
         policy.add_value_head()
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -205,15 +216,23 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
         proxy = reward_model_of(ctx, cfg)
         rescore = partial(proxy_rewards, proxy)
         if cfg.gold_prompts and hasattr(env, "gold"):
-            if reference is None:
-                reference = ctx.initial_policy()
-                reference.requires_grad_(False)
+            reference = reference or frozen_start(ctx, cfg)
             evaluate = combine(evaluate, gold_eval(ctx, policy, reference, proxy, ctx.make_env("test"),
                                                    cfg.gold_prompts, cfg.gold_samples, max_new_tokens))
+    alarm = None
+    if cfg.reward == "reward_model" and cfg.alarm_prompts and hasattr(env, "careful_label"):
+        alarm = OveroptimisationAlarm(cfg.alarm_drop)
+        if loop.state and "alarm" in loop.state:
+            alarm.load_state_dict(loop.state["alarm"])
+        evaluate = combine(evaluate, alarm_eval(ctx, alarm, policy, reference or frozen_start(ctx, cfg), proxy, env,
+                                                cfg.alarm_prompts, max_new_tokens))
+    stopping = lambda: alarm is not None and cfg.early_stop and alarm.fired_at is not None  # noqa: E731
     loop.eval_at_start(evaluate)
 
     with _rollout_workers(ctx, policy) as workers:  # None: sample in this process
         for step in loop.steps():
+            if stopping():
+                break
             began = time.time()
             policy.model.eval()
             groups, zero_frac = collect_groups(ctx, cfg, policy, env, step, max_new_tokens, workers, rescore)
@@ -230,16 +249,33 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
             metrics = step_metrics(stats, episodes, rewards, zero_frac, lr, began, sampled_at)
             ctx.log(step + 1, **metrics)
             loop.end_step(step + 1, policy, f"reward {metrics['reward_mean']:.3f}", evaluate,
-                          lambda baseline=baseline: {"optimizer": optimizer.state_dict(), "baseline": baseline})
+                          lambda baseline=baseline: {"optimizer": optimizer.state_dict(), "baseline": baseline,
+                                                     **({"alarm": alarm.state_dict()} if alarm else {})})
+            if stopping():
+                break
+    if stopping():
+        policy.load_state_dict(alarm.best_weights)   # the policy from before the alarm
+    return finish_rl(loop, policy, alarm, cfg.early_stop)
 
-    return finish_rl(loop, policy)
+
+def frozen_start(ctx: StageContext, cfg: RLStageConfig):
+    """The policy the stage started from, frozen: the KL reference and the gold's and alarm's baseline."""
+    reference = ctx.initial_policy(cfg.start_from)
+    reference.requires_grad_(False)
+    return reference
 
 
 def reward_model_of(ctx: StageContext, cfg: RLStageConfig) -> RewardEnsemble:
     """The reward model (ensemble) of the named or latest earlier reward_model stage."""
     names = [n for n, r in ctx.results.items() if "reward_model_dir" in r]
     name = cfg.reward_model or names[-1]
-    return RewardEnsemble.load(ctx.run_dir / ctx.results[name]["reward_model_dir"], cfg.reward_aggregate)
+    ensemble = RewardEnsemble.load(ctx.run_dir / ctx.results[name]["reward_model_dir"], cfg.reward_aggregate)
+    if cfg.reward_members is not None:
+        if cfg.reward_members > len(ensemble.members):
+            raise UserError(f"reward_members: {cfg.reward_members} but reward model {name!r} has "
+                            f"{len(ensemble.members)} member(s)")
+        ensemble.members = ensemble.members[:cfg.reward_members]
+    return ensemble
 
 
 def proxy_rewards(proxy: RewardEnsemble, groups: list[list[Episode]]) -> None:
@@ -250,10 +286,17 @@ def proxy_rewards(proxy: RewardEnsemble, groups: list[list[Episode]]) -> None:
         episode.info["proxy"] = score
 
 
-def finish_rl(loop: StageLoop, policy) -> dict[str, Any]:
-    """The result: final greedy accuracy (and the last gold measurement), and the gold-vs-KL curve."""
-    greedy = [r for r in loop.evals if r["split"] == "test" and r["decoder"] == "greedy"]
+def finish_rl(loop: StageLoop, policy, alarm: OveroptimisationAlarm | None, early_stop: bool) -> dict[str, Any]:
+    """The result: final greedy accuracy and gold measurement (of the kept policy, after an early stop),
+    the alarm's verdict, the gold-vs-KL curve and Gao's RL form fitted to it."""
+    kept = alarm.best_step if alarm is not None and early_stop and alarm.fired_at is not None else None
+    at_end = [r for r in loop.evals if kept is None or r["step"] == kept]
+    greedy = [r for r in at_end if r["split"] == "test" and r["decoder"] == "greedy"]
     final = {"test_greedy_accuracy": greedy[-1]["metrics"]["accuracy"]} if greedy else {}
-    gold, curves = gold_results(loop.evals)
+    gold, curves, fits = gold_results(loop.evals, kept)
+    if alarm is not None:
+        final |= {"alarm_step": alarm.fired_at, "alarm_labels": alarm.labels}
+        if kept is not None:
+            final["kept_step"] = kept
     result = loop.finish(policy, final | gold)
-    return result | ({"curves": curves} if curves else {})
+    return result | ({"curves": curves} if curves else {}) | ({"fits": fits} if fits else {})

@@ -1,0 +1,138 @@
+"""The over-optimisation study's pieces: best-of-n against a reward model (stage `best_of_n`), the
+alarm's rule and its early stop, and the careful labellers it spends."""
+
+import math
+import random
+
+import pytest
+import torch
+
+from alphaloop import runner
+from alphaloop.envs.registry import make_env
+from alphaloop.recipe import validate_recipe
+from alphaloop.stages.alarm import OveroptimisationAlarm
+
+ARCH = {"hidden_size": 32, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2, "intermediate_size": 64}
+SFT = {"kind": "imitate", "steps": 30, "batch_size": 16, "eval_every": 30, "eval_problems": 10, "checkpoint_every": 30}
+RM = {"kind": "reward_model", "pairs": 64, "test_pairs": 20, "steps": 10, "batch_size": 16, "eval_every": 10,
+      "checkpoint_every": 10}
+
+
+def tiny(stages: list[dict], seed: int = 0):
+    return validate_recipe({"name": "study-tiny", "seed": seed, "threads": 1, "env": {"name": "assistant"},
+                            "policy": {"arch": ARCH}, "stages": stages})
+
+
+class _Weights(torch.nn.Module):
+    def __init__(self, value: float) -> None:
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.tensor([float(value)]))
+
+
+def test_alarm_fires_when_win_rate_falls_while_proxy_rises():
+    alarm = OveroptimisationAlarm(drop=0.1)
+    trace = [(0, 0.50, 0.1), (10, 0.62, 0.8), (20, 0.60, 1.2), (30, 0.55, 1.9), (40, 0.45, 2.5), (50, 0.30, 3.0)]
+    fired = [step for step, win, proxy in trace if alarm.observe(step, win, proxy, _Weights(step))]
+    assert fired == [40] and alarm.fired_at == 40 and alarm.best_step == 10
+    assert alarm.best_weights["w"].item() == 10.0          # the policy from before the alarm is kept
+
+
+def test_alarm_stays_quiet_when_the_proxy_falls_too_and_survives_a_resume():
+    alarm = OveroptimisationAlarm(drop=0.1)
+    for step, win, proxy in [(0, 0.5, 1.0), (10, 0.7, 2.0), (20, 0.4, 1.5)]:
+        assert not alarm.observe(step, win, proxy, _Weights(step))     # proxy fell with it: no exploit
+    resumed = OveroptimisationAlarm(drop=0.1)
+    resumed.load_state_dict(alarm.state_dict())
+    assert resumed.observe(30, 0.55, 2.5, _Weights(30)) and resumed.fired_at == 30
+
+
+def test_careful_labels_have_ties_and_prefer_the_gold():
+    env = make_env("assistant", split="test")
+    problem = next(p for p in env.problems("test", 200, seed=0) if p.meta["kind"] == "add")
+    rng = random.Random(0)
+    assert env.careful_label(problem, problem.answer, problem.answer, rng) == 0.5
+    wins = [env.careful_label(problem, problem.answer, "sure! " + problem.answer + " hope this helps!", rng)
+            for _ in range(200)]
+    assert sum(wins) / len(wins) > 0.95       # concise beats padded (gold 1.0 vs 0.45, temperature 0.1)
+
+
+def test_careful_labels_are_gold_and_out_of_learners_reach():
+    from alphaloop.envs.assistant import GoldAccessError
+
+    env = make_env("assistant", split="test")
+    problem = env.problems("test", 1, seed=0)[0]
+    code = compile("env.careful_label(problem, 'a', 'b', rng)", "<learner>", "eval")
+    with pytest.raises(GoldAccessError):
+        eval(code, {"__name__": "alphaloop.learners.fake", "env": env, "problem": problem, "rng": random.Random(0)})
+
+
+def test_best_of_n_stage_reports_gold_proxy_and_both_kls(tmp_path):
+    r = tiny([SFT, RM, {"kind": "best_of_n", "prompts": 4, "samples": 16}])
+    summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
+    curve = summary["curves"]["best_of_n"]
+    assert [p["n"] for p in curve] == [1, 2, 4, 8, 16]
+    for point in curve:
+        assert point["kl"] == pytest.approx(math.log(point["n"]) - (point["n"] - 1) / point["n"], abs=1e-6)
+        assert 0 <= point["kl_plugin"] <= math.log(16) + 1e-6 and point["kl_plugin"] <= point["kl"] + 1e-6
+        assert point["gold"] <= point["gold_ceiling"] + 1e-9
+    proxies = [p["proxy"] for p in curve]
+    assert proxies == sorted(proxies)          # picking by the proxy raises the proxy, by construction
+    assert [f["d"] for f in summary["fits"]] == ["closed-form KL", "plug-in KL"]
+    assert all(f["form"] == "bon" for f in summary["fits"])
+    final = summary["stages"][2]["final"]["reward_model"]
+    assert {"gold_n1", "gold_peak", "n_peak", "fit_alpha", "fit_beta", "fit_r2"} <= set(final)
+    from alphaloop.report import build_report
+
+    page = build_report(tmp_path / "run").read_text()
+    assert "Over-optimisation fits" in page and "closed-form KL" in page
+    assert (tmp_path / "run" / "plots" / "curve-best_of_n.png").is_file()
+    assert (tmp_path / "run" / "plots" / "curve-gold_vs_kl.png").is_file()
+
+
+def test_best_of_n_needs_a_reward_model_and_enough_samples():
+    with pytest.raises(Exception, match="needs an earlier reward_model stage"):
+        tiny([SFT, {"kind": "best_of_n"}])
+    with pytest.raises(Exception, match="ns: n = 64 needs at least that many samples"):
+        tiny([SFT, RM, {"kind": "best_of_n", "samples": 32, "ns": [1, 64]}])
+    with pytest.raises(Exception, match="reward_models: 'nope' not an earlier reward_model stage"):
+        tiny([SFT, RM, {"kind": "best_of_n", "reward_models": ["nope"]}])
+
+
+def test_early_stop_keeps_the_policy_from_before_the_alarm(tmp_path, monkeypatch):
+    # A tiny SFT policy is wrong everywhere, so careful labels would all be ties: script them instead
+    # (eval 0: even, eval 1: the policy wins everything, then it loses everything). The alarm fires at
+    # the first later eval whose proxy beats eval 1's; the stage stops there and keeps eval 1's policy.
+    from alphaloop.envs.assistant import AssistantEnv
+
+    calls = []
+
+    def scripted(self, problem, a, b, rng):
+        calls.append(1)
+        index = (len(calls) - 1) // 8
+        return 0.5 if index == 0 else 1.0 if index == 1 else 0.0
+
+    monkeypatch.setattr(AssistantEnv, "careful_label", scripted)
+    rl = {"kind": "rl", "reward": "reward_model", "steps": 12, "prompts_per_step": 4, "group_size": 4, "lr": 1e-2,
+          "eval_every": 1, "eval_problems": 4, "checkpoint_every": 12, "gold_prompts": 4, "gold_samples": 2,
+          "alarm_prompts": 8, "alarm_drop": 0.1, "early_stop": True}
+    r = tiny([SFT, RM, rl])
+    summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
+    final = summary["stages"][2]["final"]
+    alarm = [e for e in summary["evals"] if e["split"] == "alarm"]
+    proxy = [e["metrics"]["proxy"] for e in alarm]
+    expected = next(i for i in range(2, len(proxy)) if proxy[i] > proxy[1])
+    assert final["alarm_step"] == expected and alarm[-1]["step"] == expected   # nothing ran after it
+    assert final["kept_step"] == 1 and final["alarm_labels"] == 8 * (expected + 1)
+    gold = {e["step"]: e["metrics"]["gold"] for e in summary["evals"] if e["split"] == "gold-prompts"}
+    assert final["gold"] == gold[1]
+    assert summary["stages"][2]["steps"] == 12       # the stage's budget; it ran `expected` of them
+
+
+def test_reward_model_of_its_own_size_for_size_sweeps(tmp_path):
+    import json
+
+    small = {"hidden_size": 16, "num_layers": 1, "num_heads": 2, "num_kv_heads": 2, "intermediate_size": 32}
+    r = tiny([{**RM, "source": "variants", "arch": small}])
+    summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
+    member = tmp_path / "run" / summary["stages"][0]["reward_model_dir"] / "member-0" / "config.json"
+    assert json.loads(member.read_text())["hidden_size"] == 16
