@@ -43,6 +43,7 @@ training and its collation before `on_step_begin`), and our reward step also com
 head's log-probs of the response tokens (unused). Against TRL: its reward pooling reads the state
 at EOS, ours the state that predicts EOS (the same tokens run, a different position read); its
 DPO step also computes metrics (entropy, mean logits, top-1 accuracy) with its fused LM head.
+Each side's own AdamW kernel: TRL's default `adamw_torch_fused`, the stages' `torch.optim.AdamW`.
 
 Printed per side: pairs/s (median over steps), the loss at the first and the last step, real
 tokens per pair (the prompt counted with each response) and positions computed per pair. The
@@ -226,8 +227,8 @@ def trl_steps(kind: str, policy_dir: str, pairs: list, batch: int, threads: int,
     """Run len(pairs) / batch steps of TRL's trainer for the row; one StepStats per step
     (`on_step_begin` -> `on_step_end`; loss and token counts from its `compute_loss`)."""
     from datasets import Dataset
-    from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
-                              PrinterCallback, TrainerCallback)
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.trainer_callback import PrinterCallback, TrainerCallback
     from trl import DPOTrainer, RewardTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)

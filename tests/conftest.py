@@ -1,4 +1,6 @@
+import atexit
 import os
+import shutil
 import sys
 import tempfile
 
@@ -8,8 +10,10 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # shared helpers: tests/game_helpers.py
 # Kernel timing decisions (policies/matmul.py) go to a file of this test session, not the user's cache;
 # subprocesses started by tests inherit it.
-os.environ.setdefault("ALPHALOOP_KERNEL_CACHE", os.path.join(tempfile.mkdtemp(prefix="alphaloop-kernels-"),
-                                                             "kernels.json"))
+if "ALPHALOOP_KERNEL_CACHE" not in os.environ:
+    _kernel_dir = tempfile.mkdtemp(prefix="alphaloop-kernels-")
+    atexit.register(shutil.rmtree, _kernel_dir, ignore_errors=True)
+    os.environ["ALPHALOOP_KERNEL_CACHE"] = os.path.join(_kernel_dir, "kernels.json")
 
 torch.set_num_threads(1)
 os.environ.setdefault("OMP_NUM_THREADS", "1")

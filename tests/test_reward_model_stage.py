@@ -79,7 +79,7 @@ def test_rl_against_the_reward_model_measures_gold_proxy_and_kl(tmp_path):
     assert [p["kl_sqrt"] for p in measured] == [e["metrics"]["kl_sqrt"] for e in gold]
     assert [f["form"] for f in summary["fits"]] == ["rl"]       # Gao's RL form fitted to that curve
     alarm = [e["metrics"] for e in summary["evals"] if e["split"] == "alarm"]
-    assert [a["labels"] for a in alarm] == [6, 12, 18, 24, 30] and all(0 <= a["win_rate"] <= 1 for a in alarm)
+    assert [a["labels"] for a in alarm] == [18, 36, 54, 72, 90] and all(0 <= a["win_rate"] <= 1 for a in alarm)
     final = summary["stages"][2]["final"]
     assert {"gold", "proxy", "kl_sqrt", "test_greedy_accuracy", "gold_peak", "alarm_labels"} <= set(final)
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]

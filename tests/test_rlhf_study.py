@@ -29,21 +29,26 @@ class _Weights(torch.nn.Module):
         self.w = torch.nn.Parameter(torch.tensor([float(value)]))
 
 
-def test_alarm_fires_when_win_rate_falls_while_proxy_rises():
-    alarm = OveroptimisationAlarm(drop=0.1)
-    trace = [(0, 0.50, 0.1), (10, 0.62, 0.8), (20, 0.60, 1.2), (30, 0.55, 1.9), (40, 0.45, 2.5), (50, 0.30, 3.0)]
-    fired = [step for step, win, proxy in trace if alarm.observe(step, win, proxy, _Weights(step))]
-    assert fired == [40] and alarm.fired_at == 40 and alarm.best_step == 10
+def test_alarm_fires_when_the_proxy_stops_agreeing_with_careful_labels_while_it_rises():
+    alarm = OveroptimisationAlarm(agreement=0.5, window=2, min_pairs=8)
+    # (step, pairs the proxy ordered like the labels, labelled pairs, win rate over the start, proxy)
+    trace = [(0, 9, 10, 0.50, 0.1), (5, 8, 10, 0.58, 0.8), (10, 6, 10, 0.62, 1.2), (15, 4, 10, 0.57, 1.9),
+             (20, 3, 10, 0.50, 2.5), (25, 2, 10, 0.41, 3.0)]
+    fired = [step for step, agree, n, win, proxy in trace if alarm.observe(step, agree, n, win, proxy, _Weights(step))]
+    # pooled over two evals: 0.9, 0.85, 0.7, 0.5, 0.35 < 0.5 at step 20
+    assert fired == [20] and alarm.fired_at == 20 and alarm.best_step == 10
     assert alarm.best_weights["w"].item() == 10.0          # the policy from before the alarm is kept
 
 
-def test_alarm_stays_quiet_when_the_proxy_falls_too_and_survives_a_resume():
-    alarm = OveroptimisationAlarm(drop=0.1)
-    for step, win, proxy in [(0, 0.5, 1.0), (10, 0.7, 2.0), (20, 0.4, 1.5)]:
-        assert not alarm.observe(step, win, proxy, _Weights(step))     # proxy fell with it: no exploit
-    resumed = OveroptimisationAlarm(drop=0.1)
+def test_alarm_stays_quiet_without_a_rising_proxy_or_enough_pairs_and_survives_a_resume():
+    alarm = OveroptimisationAlarm(agreement=0.5, window=2, min_pairs=8)
+    assert not alarm.observe(0, 1, 3, 0.5, 1.0, _Weights(0))        # 3 labelled pairs: too few to decide
+    assert not alarm.observe(5, 0, 3, 0.4, 0.8, _Weights(5))        # disagreeing, but the proxy fell
+    assert not alarm.observe(10, 0, 3, 0.4, 2.0, _Weights(10))      # 6 pairs pooled: still too few
+    resumed = OveroptimisationAlarm(agreement=0.5, window=2, min_pairs=8)
     resumed.load_state_dict(alarm.state_dict())
-    assert resumed.observe(30, 0.55, 2.5, _Weights(30)) and resumed.fired_at == 30
+    assert resumed.observe(15, 1, 6, 0.3, 2.5, _Weights(15)) and resumed.fired_at == 15
+    assert resumed.best_step == 0
 
 
 def test_careful_labels_have_ties_and_prefer_the_gold():
@@ -99,30 +104,39 @@ def test_best_of_n_needs_a_reward_model_and_enough_samples():
 
 
 def test_early_stop_keeps_the_policy_from_before_the_alarm(tmp_path, monkeypatch):
-    # A tiny SFT policy is wrong everywhere, so careful labels would all be ties: script them instead
-    # (eval 0: even, eval 1: the policy wins everything, then it loses everything). The alarm fires at
-    # the first later eval whose proxy beats eval 1's; the stage stops there and keeps eval 1's policy.
+    # A tiny SFT policy is wrong everywhere, so careful labels would all be ties: script them. Win labels
+    # (every third call: two pair labels, then the win label, per prompt): even at eval 0, all won at
+    # eval 1, all lost after. From eval 3 on, the alarm
+    # is told the proxy disagrees with every pair; it fires at the first such eval whose proxy is above
+    # the start's, the stage stops there and keeps eval 1's policy (the best win rate).
     from alphaloop.envs.assistant import AssistantEnv
 
     calls = []
 
     def scripted(self, problem, a, b, rng):
         calls.append(1)
-        index = (len(calls) - 1) // 8
-        return 0.5 if index == 0 else 1.0 if index == 1 else 0.0
+        index = (len(calls) - 1) // 24                    # 8 prompts x 3 labels per eval
+        return 0.5 if index == 0 or len(calls) % 3 else 1.0 if index == 1 else 0.0
+
+    real_observe = OveroptimisationAlarm.observe
+
+    def told(self, step, agree, pairs, win_rate, proxy, policy):
+        return real_observe(self, step, 0 if step >= 3 else 8, 8, win_rate, proxy, policy)
 
     monkeypatch.setattr(AssistantEnv, "careful_label", scripted)
+    monkeypatch.setattr(OveroptimisationAlarm, "observe", told)
     rl = {"kind": "rl", "reward": "reward_model", "steps": 12, "prompts_per_step": 4, "group_size": 4, "lr": 1e-2,
           "eval_every": 1, "eval_problems": 4, "checkpoint_every": 12, "gold_prompts": 4, "gold_samples": 2,
-          "alarm_prompts": 8, "alarm_drop": 0.1, "early_stop": True}
+          "alarm_prompts": 8, "alarm_window": 1, "early_stop": True}
     r = tiny([SFT, RM, rl])
     summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
     final = summary["stages"][2]["final"]
     alarm = [e for e in summary["evals"] if e["split"] == "alarm"]
     proxy = [e["metrics"]["proxy"] for e in alarm]
-    expected = next(i for i in range(2, len(proxy)) if proxy[i] > proxy[1])
+    expected = next(i for i in range(3, len(proxy)) if proxy[i] > proxy[0])
     assert final["alarm_step"] == expected and alarm[-1]["step"] == expected   # nothing ran after it
-    assert final["kept_step"] == 1 and final["alarm_labels"] == 8 * (expected + 1)
+    assert [e["metrics"]["win_rate"] for e in alarm[:3]] == [0.5, 1.0, 0.0]
+    assert final["kept_step"] == 1 and final["alarm_labels"] == 24 * (expected + 1)
     gold = {e["step"]: e["metrics"]["gold"] for e in summary["evals"] if e["split"] == "gold-prompts"}
     assert final["gold"] == gold[1]
     assert summary["stages"][2]["steps"] == 12       # the stage's budget; it ran `expected` of them

@@ -2,20 +2,25 @@
 still rises but the policy has started to exploit it.
 
 A team optimising against a learned reward cannot see the gold, but it can afford a small set of
-careful labels: at every eval, `prompts` training prompts, one response of the current policy
-against one of the starting policy (sampled once), judged by careful labellers (better / equally
-good / worse; `env.careful_label`). Their mean is the policy's **win rate over its start**. While
-the policy learns what the labellers meant, it rises; once the policy trades real quality for what
-only the reward model pays for, it falls -- while the proxy keeps climbing. The alarm fires at the
-first eval where
+careful labels (`env.careful_label`: better / equally good / worse, no biases). At every eval, on
+`prompts` fixed training prompts, it draws `pairs` pairs of responses of the current policy and one
+label on each pair, and asks: **does the reward model still agree with the careful labellers about the policy's
+own samples?** Policy-gradient RL pushes each prompt's samples apart in the order the proxy ranks
+them, so the gold improves while that order agrees with the labels more often than not and falls
+once it disagrees: the agreement falling marks the turn of the gold curve (Gao et al. 2022), while the proxy, by
+construction, still climbs. The gold on held-out prompts turns before the agreement on training
+prompts reaches 1/2 (agreeing on the few pairs that differ a lot in gold, right against wrong,
+is outweighed by disagreeing on many that differ a little), so the default threshold, 0.7, was
+set on three development seeds and checked on others (docs/rlhf.md). Pairs the labellers call equally
+good carry no information and are skipped; the last `window` evals are pooled so a few dozen labels
+decide. The alarm fires at the first eval where
 
-    win_rate < max(win_rate so far) - drop     and     proxy > proxy at that best eval
+    agreement(last `window` evals) < `agreement`    and    proxy > proxy at the start
 
-(Gao et al. 2022 show gold against KL turning down while the proxy keeps rising; this watches the
-same turn through a few hundred labels instead of the gold). The policy's samples use the same
-seed at every eval (common random numbers), so the win rate moves when the policy does, not with
-sampling noise. With `early_stop` the stage ends there and keeps the policy of the best eval: the
-checkpoint from before the alarm.
+A second label per prompt, one response against the starting policy's, gives the policy's **win
+rate over its start**; with `early_stop` the stage ends at the alarm and keeps the policy of the
+eval with the best win rate so far: the checkpoint from before the alarm. Both use the same seed
+at every eval (common random numbers), so they move when the policy does, not with sampling noise.
 """
 
 from __future__ import annotations
@@ -33,31 +38,44 @@ from alphaloop.stages.loop import Evaluate
 class OveroptimisationAlarm:
     """The decision rule (module docstring) and the policy weights of the best eval so far."""
 
-    def __init__(self, drop: float) -> None:
-        self.drop = drop
+    def __init__(self, agreement: float = 0.7, window: int = 2, min_pairs: int = 8) -> None:
+        self.agreement = agreement
+        self.window = window
+        self.min_pairs = min_pairs
+        self.pairs: list[tuple[int, int]] = []      # per eval: (pairs the proxy ordered like the labels, pairs)
+        self.start_proxy: float | None = None
         self.best: float | None = None
         self.best_step = 0
-        self.best_proxy = float("-inf")
         self.best_weights: dict[str, torch.Tensor] | None = None
         self.fired_at: int | None = None
         self.labels = 0
 
-    def observe(self, step: int, win_rate: float, proxy: float, policy) -> bool:
-        """Record an eval; True when the alarm fires at this one."""
+    def pooled_agreement(self) -> tuple[float | None, int]:
+        """(share of the last `window` evals' labelled pairs the proxy orders like the labels, pairs)."""
+        agree = sum(a for a, _ in self.pairs[-self.window:])
+        total = sum(n for _, n in self.pairs[-self.window:])
+        return (agree / total if total else None), total
+
+    def observe(self, step: int, agree: int, pairs: int, win_rate: float, proxy: float, policy) -> bool:
+        """Record an eval (`agree` of `pairs` labelled pairs ordered alike by the proxy); True when the
+        alarm fires at this one."""
+        self.pairs.append((agree, pairs))
         if self.fired_at is not None:
             return False
+        if self.start_proxy is None:
+            self.start_proxy = proxy
         if self.best is None or win_rate > self.best:
-            self.best, self.best_step, self.best_proxy = win_rate, step, proxy
+            self.best, self.best_step = win_rate, step
             self.best_weights = {k: v.detach().clone() for k, v in policy.state_dict().items()}
-            return False
-        if win_rate < self.best - self.drop and proxy > self.best_proxy:
+        pooled, total = self.pooled_agreement()
+        if pooled is not None and total >= self.min_pairs and pooled < self.agreement and proxy > self.start_proxy:
             self.fired_at = step
             return True
         return False
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_step": self.best_step, "best_proxy": self.best_proxy,
-                "best_weights": self.best_weights, "fired_at": self.fired_at, "labels": self.labels}
+        return {k: getattr(self, k) for k in ("pairs", "start_proxy", "best", "best_step", "best_weights",
+                                               "fired_at", "labels")}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
@@ -65,9 +83,10 @@ class OveroptimisationAlarm:
 
 
 def alarm_eval(ctx: StageContext, alarm: OveroptimisationAlarm, policy, reference, proxy, env, prompts: int,
-               max_new_tokens: int) -> Evaluate:
-    """`evaluate(step)` for the stage loop: the careful labels' win rate of `policy` over `reference` on
-    `prompts` fixed training prompts, the proxy on the same samples, and the alarm's verdict."""
+               pairs: int, max_new_tokens: int) -> Evaluate:
+    """`evaluate(step)` for the stage loop: on `prompts` fixed training prompts, the reward model's
+    agreement with careful labels on `pairs` pairs of the policy's samples per prompt, the policy's
+    win rate over its start, the proxy, and the alarm's verdict (pairs + 1 labels per prompt)."""
     rng = random.Random(ctx.seed("alarm-prompts"))
     problems = [env.sample_problem(rng, "train") for _ in range(prompts)]
     reference.model.eval()
@@ -79,20 +98,35 @@ def alarm_eval(ctx: StageContext, alarm: OveroptimisationAlarm, policy, referenc
     def evaluate_at(step: int) -> tuple[list[dict], str]:
         was_training = policy.model.training
         policy.model.eval()
-        episodes = [g[0] for g in policy_episodes(policy, env, problems, 1, max_new_tokens=max_new_tokens,
-                                                  generator=torch.Generator().manual_seed(ctx.seed("alarm-sample")))]
+        groups = policy_episodes(policy, env, problems, 2 * pairs, max_new_tokens=max_new_tokens,
+                                 generator=torch.Generator().manual_seed(ctx.seed("alarm-sample")))
         policy.model.train(was_training)
         label_rng = random.Random(ctx.seed("alarm-label", step))
-        verdicts = [env.careful_label(p, e.completion, ref, label_rng) for p, e, ref in zip(problems, episodes, before)]
-        alarm.labels += len(verdicts)
-        win_rate = sum(verdicts) / len(verdicts)
-        proxy_mean = sum(proxy.score(episodes)) / len(episodes)
-        fired = alarm.observe(step, win_rate, proxy_mean, policy)
-        metrics = {"win_rate": round(win_rate, 6), "proxy": round(proxy_mean, 6),
-                   "best_win_rate": round(alarm.best, 6), "labels": alarm.labels, "fired": float(fired)}
+        flat = [e for g in groups for e in g]
+        scores = proxy.score(flat)
+        agree = labelled = 0
+        wins = []
+        for i, (problem, ref) in enumerate(zip(problems, before)):
+            for j in range(2 * pairs * i, 2 * pairs * (i + 1), 2):
+                verdict = env.careful_label(problem, flat[j].completion, flat[j + 1].completion, label_rng)
+                if verdict != 0.5 and scores[j] != scores[j + 1]:
+                    labelled += 1
+                    agree += (scores[j] > scores[j + 1]) == (verdict == 1.0)
+            wins.append(env.careful_label(problem, flat[2 * pairs * i].completion, ref, label_rng))
+        alarm.labels += (pairs + 1) * len(problems)
+        win_rate = sum(wins) / len(wins)
+        proxy_mean = sum(scores) / len(scores)
+        fired = alarm.observe(step, agree, labelled, win_rate, proxy_mean, policy)
+        pooled, pooled_pairs = alarm.pooled_agreement()
+        metrics = {"agreement": round(agree / labelled, 6) if labelled else None, "agreed": agree,
+                   "labelled": labelled,
+                   "agreement_pooled": None if pooled is None else round(pooled, 6), "pairs": pooled_pairs,
+                   "win_rate": round(win_rate, 6), "proxy": round(proxy_mean, 6), "labels": alarm.labels,
+                   "fired": float(fired)}
         ctx.log(step, kind="eval", split="alarm", decoder="careful-labels", **metrics)
         record = {"stage": ctx.stage.name, "step": step, "policy": ctx.stage.name, "split": "alarm",
                   "decoder": "careful-labels", "metrics": metrics}
-        return [record], f"win rate {win_rate:.2f}" + ("  ALARM" if fired else "")
+        shown = "-" if pooled is None else f"{pooled:.2f}"
+        return [record], f"agreement {shown} win {win_rate:.2f}" + ("  ALARM" if fired else "")
 
     return evaluate_at

@@ -77,10 +77,12 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
     gold_prompts: int = Field(48, ge=0, le=10**5, description="RLHF on an env with a hidden gold: fixed test prompts "
                               "on which gold, proxy and sqrt(KL) are measured at every eval (0 = off)")
     gold_samples: int = Field(4, ge=1, le=1024, description="samples per gold prompt")
-    alarm_prompts: int = Field(48, ge=0, le=10**5, description="RLHF: careful labels per eval for the "
-                               "over-optimisation alarm (policy vs start on fixed training prompts; 0 = off)")
-    alarm_drop: float = Field(0.1, gt=0, le=1, description="the alarm fires when the win rate falls this far "
-                              "below its best while the proxy is above its value there")
+    alarm_prompts: int = Field(48, ge=0, le=10**5, description="RLHF: fixed training prompts on which the "
+                               "over-optimisation alarm spends alarm_pairs + 1 careful labels per eval (0 = off)")
+    alarm_pairs: int = Field(2, ge=1, le=64, description="pairs of the policy's samples labelled per alarm prompt")
+    alarm_agreement: float = Field(0.7, ge=0, le=1, description="the alarm fires when the reward model orders the "
+                                   "policy's own labelled sample pairs like the labels less often than this")
+    alarm_window: int = Field(2, ge=1, le=1000, description="evals pooled for the alarm's agreement")
     early_stop: bool = Field(False, description="when the alarm fires, stop and keep the policy of the best eval")
     eval_every: int = Field(25, ge=1)
     eval_problems: int = Field(200, ge=1, le=10**6)
@@ -221,11 +223,11 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
                                                    cfg.gold_prompts, cfg.gold_samples, max_new_tokens))
     alarm = None
     if cfg.reward == "reward_model" and cfg.alarm_prompts and hasattr(env, "careful_label"):
-        alarm = OveroptimisationAlarm(cfg.alarm_drop)
+        alarm = OveroptimisationAlarm(cfg.alarm_agreement, cfg.alarm_window)
         if loop.state and "alarm" in loop.state:
             alarm.load_state_dict(loop.state["alarm"])
         evaluate = combine(evaluate, alarm_eval(ctx, alarm, policy, reference or frozen_start(ctx, cfg), proxy, env,
-                                                cfg.alarm_prompts, max_new_tokens))
+                                                cfg.alarm_prompts, cfg.alarm_pairs, max_new_tokens))
     stopping = lambda: alarm is not None and cfg.early_stop and alarm.fired_at is not None  # noqa: E731
     loop.eval_at_start(evaluate)
 
