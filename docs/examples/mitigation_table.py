@@ -3,6 +3,8 @@ the fixed held-out prompts (mean and spread over its seeds), the gold peak, sqrt
 and for the alarm the step it fired at and the gold 10% line it had to beat.
 
     python docs/examples/mitigation_table.py runs/rlhf-mitigations
+
+It also replays the alarm's rule at other thresholds on the stages that ran to the end.
 """
 
 from __future__ import annotations
@@ -44,5 +46,42 @@ def main(run_dir: Path) -> None:
                                                           if "kept_step" in s["final"] else ""))
 
 
+
+
+def alarm_thresholds(summary: dict, thresholds: tuple[float, ...] = (0.5, 0.55, 0.6, 0.65, 0.7, 0.75),
+                     window: int = 2) -> None:
+    """Replay the alarm's rule at other thresholds on every stage that ran to its end (not the early
+    stops, which ended at theirs): when would it have fired, and was that before the gold first fell
+    10% below its peak? (`agreed` / `labelled` are logged per eval, so any window can be replayed.)"""
+    evals = summary["evals"]
+    ran_out = [s["name"] for s in summary["stages"] if s["kind"] == "rl" and "kept_step" not in s.get("final", {})]
+    print(f"\nalarm replayed (pooled over {window} evals; in time = strictly before the gold is 10% below its peak):")
+    print("| threshold | " + " | ".join(ran_out) + " | in time |")
+    print("|---|" + "---|" * (len(ran_out) + 1))
+    for threshold in thresholds:
+        cells, in_time = [], 0
+        for name in ran_out:
+            alarm = [e for e in evals if e["stage"] == name and e["split"] == "alarm"]
+            gold = [(e["step"], e["metrics"]["gold"]) for e in evals if e["stage"] == name
+                    and e["split"] == "gold-prompts"]
+            peak_step, peak = max(gold, key=lambda sg: (sg[1], -sg[0]))
+            fell = next((step for step, g in gold if step > peak_step and g < 0.9 * peak), None)
+            fired = None
+            for i, e in enumerate(alarm):
+                recent = alarm[max(0, i - window + 1): i + 1]
+                agreed = sum(r["metrics"]["agreed"] for r in recent)
+                labelled = sum(r["metrics"]["labelled"] for r in recent)
+                rising = e["metrics"]["proxy"] > alarm[0]["metrics"]["proxy"]
+                if labelled >= 8 and agreed / labelled < threshold and rising:
+                    fired = e["step"]
+                    break
+            ok = fired is not None and (fell is None or fired < fell)
+            in_time += ok
+            cells.append(f"{fired} / {fell}" + ("" if ok else " (late)" if fired is not None else " (never)"))
+        print(f"| {threshold} | " + " | ".join(cells) + f" | {in_time}/{len(ran_out)} |")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "runs/rlhf-mitigations"))
+    run = Path(sys.argv[1] if len(sys.argv) > 1 else "runs/rlhf-mitigations")
+    main(run)
+    alarm_thresholds(json.loads((run / "summary.json").read_text()))
