@@ -16,6 +16,7 @@ import json
 import os
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,41 @@ def imitation_policy(steps: int = IMITATION_STEPS, threads: int = 2, arch: dict[
             if not (target / "config.json").is_file():
                 raise
     return target
+
+
+def trl_missing() -> bool:
+    """True (after saying how to install it) when TRL, a benchmark-only dependency, is absent."""
+    import importlib.util
+
+    if importlib.util.find_spec("trl") is not None:
+        return False
+    print("TRL is not installed; it is a benchmark-only dependency:\n"
+          "    .venv/bin/pip install -c constraints.txt trl      (or: pip install -e '.[bench]')")
+    return True
+
+
+def step_timer(times: list[float]):
+    """A transformers TrainerCallback appending each optimizer step's seconds (on_step_begin ->
+    on_step_end) to `times`: how the TRL side of a paired benchmark is timed."""
+    from transformers import TrainerCallback
+
+    class StepTimer(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            self.began = time.perf_counter()
+
+        def on_step_end(self, args, state, control, **kwargs):
+            times.append(time.perf_counter() - self.began)
+
+    return StepTimer()
+
+
+def paired_parser(description: str):
+    """The arguments every paired side-by-side benchmark takes: threads, rounds, timed and warmup steps."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per side per round")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each run")
+    return parser

@@ -15,12 +15,11 @@ import json
 import random
 import statistics
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from _common import quickstart
+from _common import quickstart, step_timer
 
 from alphaloop import runner
 from alphaloop.recipe import validate_recipe
@@ -150,7 +149,7 @@ def trl_steps(setup: Setup, threads: int, steps: int, seed: int = 0) -> list[Ste
     from the completions its reward function sees)."""
     import torch
     from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
     from trl import GRPOTrainer
 
     from alphaloop.envs.registry import make_env
@@ -172,17 +171,10 @@ def trl_steps(setup: Setup, threads: int, steps: int, seed: int = 0) -> list[Ste
 
     times: list[float] = []
 
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.began = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter() - self.began)
-
     with tempfile.TemporaryDirectory() as out:
         model = AutoModelForCausalLM.from_pretrained(setup.policy_dir, dtype=torch.float32)
         trainer = GRPOTrainer(model=model, reward_funcs=verifier, args=trl_config(setup, threads, steps, seed, out),
-                              train_dataset=dataset, processing_class=tokenizer, callbacks=[StepTimer()])
+                              train_dataset=dataset, processing_class=tokenizer, callbacks=[step_timer(times)])
         trainer.remove_callback(PrinterCallback)  # its end-of-training log line
         torch.set_num_threads(threads)
         trainer.train()

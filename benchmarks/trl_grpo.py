@@ -33,8 +33,6 @@ both alike; the ratio is the median over rounds of (our completions/s / TRL's).
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import statistics
 import sys
 import tempfile
@@ -44,7 +42,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import IMITATION_STEPS, imitation_policy, machine  # noqa: E402
+from _common import IMITATION_STEPS, imitation_policy, machine, paired_parser, trl_missing  # noqa: E402
 from _grpo import Setup, alphaloop_steps, headline, overhead, summarize, trl_steps, untrained_policy  # noqa: E402
 
 from alphaloop.policies import matmul  # noqa: E402
@@ -74,19 +72,13 @@ def compare(setup: Setup, threads: int, rounds: int, steps: int, warmup: int) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per side per round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each run")
+    parser = paired_parser(__doc__)
     parser.add_argument("--rows", nargs="+", choices=("quickstart", "overhead"), default=["quickstart", "overhead"])
     parser.add_argument("--imitation-steps", type=int, default=IMITATION_STEPS,
                         help="imitate-stage steps that train the headline's policy (cached)")
     args = parser.parse_args()
     print(machine())
-    if importlib.util.find_spec("trl") is None:
-        print("TRL is not installed; it is a benchmark-only dependency:\n"
-              "    .venv/bin/pip install -c constraints.txt trl      (or: pip install -e '.[bench]')")
+    if trl_missing():
         return
     import trl
     from transformers.utils import logging as hf_logging

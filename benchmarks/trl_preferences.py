@@ -57,8 +57,6 @@ processes hits both alike; the ratio is the median over rounds of (our pairs/s /
 
 from __future__ import annotations
 
-import argparse
-import importlib.util
 import os
 import random
 import statistics
@@ -72,7 +70,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import REPO, machine  # noqa: E402
+from _common import REPO, machine, paired_parser, step_timer, trl_missing  # noqa: E402
 
 from alphaloop.policies import matmul  # noqa: E402
 
@@ -164,12 +162,17 @@ def alphaloop_reward(policy_dir: str, pairs: list, batch: int) -> list[StepStats
         began = time.perf_counter()
         rewards = member.rewards([p.prompt for p in part] * 2, [p.chosen for p in part] + [p.rejected for p in part])
         loss, info = bradley_terry_loss(rewards[:len(part)], rewards[len(part):])
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        stats.append(StepStats(time.perf_counter() - began, len(part), info["loss"], *work))
+        stats.append(optimizer_step(loss, optimizer, params, began, len(part), info["loss"], work))
     return stats
+
+
+def optimizer_step(loss, optimizer, params, began: float, pairs: int, loss_value: float, work) -> StepStats:
+    """The end of both stages' steps: backward, clip 1.0, AdamW; the step's timing and work."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    optimizer.step()
+    return StepStats(time.perf_counter() - began, pairs, loss_value, *work)
 
 
 def alphaloop_dpo(policy_dir: str, pairs: list, batch: int) -> list[StepStats]:
@@ -197,11 +200,7 @@ def alphaloop_dpo(policy_dir: str, pairs: list, batch: int) -> list[StepStats]:
         index = torch.arange(k * batch, k * batch + len(part))
         loss, info = dpo_loss(both[:len(part)], both[len(part):], ref_chosen[index], ref_rejected[index],
                               ROWS["dpo"]["beta"], "sigmoid")
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        optimizer.step()
-        stats.append(StepStats(time.perf_counter() - began, len(part), info["loss"], *work))
+        stats.append(optimizer_step(loss, optimizer, params, began, len(part), info["loss"], work))
     return stats
 
 
@@ -228,7 +227,7 @@ def trl_steps(kind: str, policy_dir: str, pairs: list, batch: int, threads: int,
     (`on_step_begin` -> `on_step_end`; loss and token counts from its `compute_loss`)."""
     from datasets import Dataset
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
-    from transformers.trainer_callback import PrinterCallback, TrainerCallback
+    from transformers.trainer_callback import PrinterCallback
     from trl import DPOTrainer, RewardTrainer
 
     tokenizer = AutoTokenizer.from_pretrained(policy_dir)
@@ -238,13 +237,6 @@ def trl_steps(kind: str, policy_dir: str, pairs: list, batch: int, threads: int,
     times: list[float] = []
     seen: list[tuple[float, int, int]] = []
 
-    class StepTimer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            self.began = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):
-            times.append(time.perf_counter() - self.began)
-
     with tempfile.TemporaryDirectory() as out:
         args = trl_config(kind, batch, steps, seed, out, precompute)
         if kind == "reward":
@@ -252,12 +244,12 @@ def trl_steps(kind: str, policy_dir: str, pairs: list, batch: int, threads: int,
             with torch.no_grad():
                 model.score.weight.copy_(reward_head(policy_dir)[1])
             trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                    callbacks=[StepTimer()])
+                                    callbacks=[step_timer(times)])
         else:
             model = AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
             reference = None if precompute else AutoModelForCausalLM.from_pretrained(policy_dir, dtype=torch.float32)
             trainer = DPOTrainer(model=model, ref_model=reference, args=args, train_dataset=dataset,
-                                 processing_class=tokenizer, callbacks=[StepTimer()])
+                                 processing_class=tokenizer, callbacks=[step_timer(times)])
         trainer.remove_callback(PrinterCallback)  # its end-of-training log line
         compute_loss = trainer.compute_loss
 
@@ -305,18 +297,12 @@ def compare(kind: str, policy_dir: str, batch: int, threads: int, rounds: int, s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps per side per round")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps at the start of each run")
+    parser = paired_parser(__doc__)
     parser.add_argument("--batch-size", type=int, default=32, help="pairs per step")
     parser.add_argument("--rows", nargs="+", choices=tuple(ROWS), default=list(ROWS))
     args = parser.parse_args()
     print(machine())
-    if importlib.util.find_spec("trl") is None:
-        print("TRL is not installed; it is a benchmark-only dependency:\n"
-              "    .venv/bin/pip install -c constraints.txt trl      (or: pip install -e '.[bench]')")
+    if trl_missing():
         return
     import datasets
     import trl
