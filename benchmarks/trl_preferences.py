@@ -36,8 +36,10 @@ backward, clip, AdamW), called on the library objects the stages use.
 
 Not equal, by design: each pair's prompt is shared by its chosen and rejected response, and our
 forward computes it once for both (prefix sharing, alphaloop/policies/prefix.py), where TRL runs
-prompt + response rows; and we pad prompts and responses apart, TRL whole rows. The printed
-"positions computed per pair" (padding included) shows the difference in work this makes.
+prompt + response rows; and our token-wise ops (every matmul, norm and MLP) run over real tokens
+only, scattered into a padded layout just for attention, where TRL's run over padded rows. The
+printed "positions computed per pair" (by the token-wise ops, padding included) shows the
+difference in work this makes.
 Against us: our tokenizing and packing is inside the timed span (TRL's tokenizing happens before
 training and its collation before `on_step_begin`), and our reward step also computes the LM
 head's log-probs of the response tokens (unused). Against TRL: its reward pooling reads the state
@@ -127,15 +129,16 @@ def batches(pairs: list, batch: int) -> list[list]:
 
 
 def our_work(policy, batch: list) -> tuple[int, int]:
-    """(real tokens, positions computed) of our forward over `batch`: distinct prompts once, padded
-    to the longest prompt, and responses + EOS padded to the longest response."""
+    """(real tokens, positions computed) of our forward over `batch`: the token-wise ops (matmuls,
+    norms, MLP) run over each distinct prompt's real tokens once and each response's + EOS, no
+    padding (policies/prefix.py); only attention sees the padded layout."""
     from alphaloop.batch import pack_completions
 
     prompts = [policy.prompt_ids(p.prompt) for p in batch] * 2
     responses = [policy.encode(r) + [policy.eos_id] for r in [p.chosen for p in batch] + [p.rejected for p in batch]]
     packed = pack_completions(prompts, responses, policy.pad_id)
     real = sum(map(len, prompts)) + sum(map(len, responses))
-    return real, packed.prompt_ids.numel() + packed.completion_ids.numel()
+    return real, int(packed.prompt_lens.sum()) + int(packed.mask.sum())
 
 
 def reward_head(policy_dir: str) -> tuple[object, torch.Tensor]:

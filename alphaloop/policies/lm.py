@@ -233,7 +233,7 @@ class LMPolicy(nn.Module):
             raise ValueError("return_values=True needs a value head: call add_value_head() first")
         if isinstance(self.model, LeanLlama):
             logits, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens,
-                                                batch.completion_ids, batch.prompt_of)
+                                                batch.completion_ids, batch.prompt_of, batch.mask.sum(1).long())
         else:
             input_ids, attention = batch.full()
             logits, hidden = self.model(input_ids, attention_mask=attention, return_hidden=True)

@@ -28,13 +28,20 @@ from alphaloop.policies.matmul import linear
 
 def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: torch.Tensor,
                        completion_ids: torch.Tensor, prompt_of: torch.Tensor,
-                       ) -> tuple[torch.Tensor, torch.Tensor]:
+                       completion_lens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """(logits [N,Tc,V], hidden [N,Tc,C]) where position t is the state that predicts completion
     token t: the prompt's last token for t = 0, completion token t-1 after that.
 
     prompt_ids [P,Tp] right-padded distinct prompts with lengths prompt_lens [P] (>= 1);
-    completion_ids [N,Tc] right-padded (padding positions give meaningless values, callers mask
-    them); prompt_of [N] the prompt of each completion.
+    completion_ids [N,Tc] right-padded, with lengths completion_lens [N] (default: all Tc);
+    padding positions give meaningless values (zeros), callers mask them; prompt_of [N] the
+    prompt of each completion.
+
+    Only real tokens run through the token-wise ops (every matmul, norm, RoPE and MLP): the
+    stream holds the P prompts' and N completions' real tokens, and is scattered into the padded
+    [rows, time] layout only around attention (as FlashAttention's varlen path "unpads" BERT
+    batches). Completions of a preference pair or a GRPO group differ a lot in length; padding
+    is often a third or more of the positions, and costs nothing here.
     """
     P, Tp = prompt_ids.shape
     N, Tc = completion_ids.shape
@@ -48,8 +55,15 @@ def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: 
     needed = Tp + Tc
     if needed > model.rope_cos.shape[0]:
         model._extend_rope(2 * needed)
-    embed = model.model.embed_tokens
-    x = torch.cat([embed(prompt_ids).flatten(0, 1), embed(completion_ids).flatten(0, 1)])[None]  # [1,R,C]
+    total = P * Tp + N * Tc
+    real = torch.cat([(torch.arange(Tp, device=device)[None, :] < prompt_lens[:, None]).reshape(-1),
+                      (steps[None, :] < (completion_lens if completion_lens is not None
+                                         else torch.full((N,), Tc, device=device))[:, None]).reshape(-1)])
+    real = None if bool(real.all()) else real.nonzero().squeeze(1)   # indices of the real tokens, or all
+    ids = torch.cat([prompt_ids.reshape(-1), completion_ids.reshape(-1)])
+    if real is not None:
+        ids, positions = ids[real], positions[real]
+    x = model.model.embed_tokens(ids)[None]  # [1,R,C]: R real tokens
     cos = model.rope_cos[positions].to(x.dtype)[None, :, None]  # [1,R,1,D]
     sin = model.rope_sin[positions].to(x.dtype)[None, :, None]
     # Completion query i of row n sees its prompt's real keys and its own completion keys <= i.
@@ -59,10 +73,15 @@ def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: 
     bias = torch.zeros(mask.shape, dtype=x.dtype, device=device).masked_fill_(~mask, float("-inf"))[:, None, None]
     split = P * Tp
 
+    def padded(t: torch.Tensor) -> torch.Tensor:
+        """[R, ...] real-token rows -> [P*Tp + N*Tc, ...], zeros at padding."""
+        return t if real is None else t.new_zeros(total, *t.shape[1:]).index_copy(0, real, t)
+
     def streams(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[1,R,heads,D] -> prompt [P,heads,Tp,D] and completion [N,heads,Tc,D] parts."""
-        return (t[0, :split].view(P, Tp, *t.shape[2:]).transpose(1, 2),
-                t[0, split:].view(N, Tc, *t.shape[2:]).transpose(1, 2))
+        t = padded(t[0])
+        return (t[:split].view(P, Tp, *t.shape[1:]).transpose(1, 2),
+                t[split:].view(N, Tc, *t.shape[1:]).transpose(1, 2))
 
     for layer, weights in zip(model.model.layers, model.fused_weights()):
         (q_p, q_c), (k_p, k_c), (v_p, v_c) = (streams(t) for t in model.project_qkv(layer, weights, x, cos, sin))
@@ -70,9 +89,9 @@ def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: 
         keys = torch.cat([k_p.index_select(0, prompt_of), k_c], dim=2)
         values = torch.cat([v_p.index_select(0, prompt_of), v_c], dim=2)
         o_c = _masked_attention(q_c, keys, values, bias)
-        o = torch.cat([o_p.transpose(1, 2).flatten(0, 1), o_c.transpose(1, 2).flatten(0, 1)]).flatten(1)[None]
-        x = model.finish_layer(layer, weights, x, o)
-    hidden = model.model.norm(x[0])
+        o = torch.cat([o_p.transpose(1, 2).flatten(0, 1), o_c.transpose(1, 2).flatten(0, 1)]).flatten(1)
+        x = model.finish_layer(layer, weights, x, (o if real is None else o.index_select(0, real))[None])
+    hidden = padded(model.model.norm(x[0]))
     last_prompt = hidden[:split].view(P, Tp, -1)[torch.arange(P, device=device), prompt_lens - 1]
     predicting = torch.cat([last_prompt.index_select(0, prompt_of)[:, None],
                             hidden[split:].view(N, Tc, -1)[:, : Tc - 1]], dim=1)  # [N,Tc,C]
