@@ -62,11 +62,21 @@ def eval_run(run_dir: Path, splits: list[str], decoders: list[str], policies: li
     for split in splits:
         if split not in ("train", "test", "heldout"):
             raise UserError(f"--split {split!r}: expected train, test or heldout")
-    trained = {}
+    trained, reward_models = {}, []
     for index, stage in enumerate(recipe.stages):
         result = run_dir / "stages" / f"{index}-{stage.name}" / "result.json"
         if result.is_file() and "policy_dir" in json.loads(result.read_text()):
             trained[stage.name] = run_dir / json.loads(result.read_text())["policy_dir"]
+        if result.is_file() and "reward_model_dir" in json.loads(result.read_text()):
+            reward_models.append(run_dir / json.loads(result.read_text())["reward_model_dir"])
+    reward_model = None
+    if any(parse_decoder(spec)[0] == "rm" for spec in decoders):
+        if not reward_models:
+            raise UserError(f"--decoder rm@K: picks by a reward model, and {run_dir} has no finished reward_model "
+                            "stage")
+        from alphaloop.scorers.reward_model import RewardEnsemble
+
+        reward_model = RewardEnsemble.load(reward_models[-1])
     names = []
     for name in policies:
         if name == "latest":
@@ -86,7 +96,8 @@ def eval_run(run_dir: Path, splits: list[str], decoders: list[str], policies: li
                 items = env.problems(split, problems, seed=eval_problem_seed(recipe.seed, split))
                 seed = derive_seed(recipe.seed, "cli-eval", name, split)
                 records += [{"stage": "cli-eval", "step": None, **record}
-                            for record in evaluate(name, policy, env, items, decoders, seed=seed)]
+                            for record in evaluate(name, policy, env, items, decoders, seed=seed,
+                                                   reward_model=reward_model)]
     except BaseException:
         path.unlink(missing_ok=True)   # no empty result file left by a failed or interrupted eval
         raise

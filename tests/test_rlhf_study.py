@@ -150,3 +150,29 @@ def test_reward_model_of_its_own_size_for_size_sweeps(tmp_path):
     summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
     member = tmp_path / "run" / summary["stages"][0]["reward_model_dir"] / "member-0" / "config.json"
     assert json.loads(member.read_text())["hidden_size"] == 16
+
+
+def test_rm_decoder_picks_best_of_k_by_the_reward_model_in_eval_stage_and_cli(tmp_path):
+    r = tiny([SFT, RM, {"kind": "eval", "policies": ["expert", "imitate"], "decoders": ["greedy", "rm@4", "oracle@4"],
+                        "problems": 12}])
+    summary = runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
+    picked = {e["policy"]: e["metrics"]["accuracy"] for e in summary["evals"] if e["decoder"] == "rm@4"}
+    oracle = {e["policy"]: e["metrics"]["accuracy"] for e in summary["evals"] if e["decoder"] == "oracle@4"}
+    assert set(picked) == {"expert", "imitate"}                 # the expert's samples are ranked too
+    assert all(picked[p] <= oracle[p] for p in picked)          # a pick can't beat "any of the k is right"
+    from alphaloop.cli_eval import eval_run
+
+    records, _ = eval_run(tmp_path / "run", ["test"], ["rm@2"], ["imitate"], problems=6)
+    assert records[0]["decoder"] == "rm@2" and "accuracy" in records[0]["metrics"]
+
+
+def test_rm_decoder_without_a_reward_model_is_a_clear_error(tmp_path):
+    with pytest.raises(Exception, match="rm@K picks by a reward model and needs an earlier reward_model stage"):
+        tiny([SFT, {"kind": "eval", "decoders": ["rm@4"]}])
+    from alphaloop.cli_eval import eval_run
+    from alphaloop.errors import UserError
+
+    r = tiny([SFT])
+    runner.run(r, runner.prepare_run_dir(r, tmp_path / "run"), show_progress=False)
+    with pytest.raises(UserError, match="--decoder rm@K: picks by a reward model"):
+        eval_run(tmp_path / "run", ["test"], ["rm@2"], ["imitate"], problems=6)

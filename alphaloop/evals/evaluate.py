@@ -11,6 +11,8 @@ Decoders, spelled as on the CLI:
   best@k      best-of-k by the policy's value head (alias best-value@k): argmax_{i<=k} V(x, y_i)
               (Cobbe et al. 2021); needs a policy with a value head (a PPO-trained one)
   judge@k     best-of-k by the policy judging its own candidates (alphaloop.scorers.judge)
+  rm@k        best-of-k by a learned reward model (the run's `reward_model` stage): the RLHF decoder,
+              whose KL from the policy is log k - (k-1)/k (stage `best_of_n` measures its gold)
 
 All sampled decoders share one set of n = max(k) samples per problem, so a table of decoders
 costs one generation pass, and maj@k / oracle@k / best@k / judge@k use the first k of the same
@@ -33,10 +35,11 @@ from alphaloop.evals.metrics import majority_vote, pass_at_k
 from alphaloop.search.best_of_n import best_of_n_accuracy
 from alphaloop.seeding import derive_seed
 
-DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|judge)@(\d+))$")
+DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|judge|rm)@(\d+))$")
 ALIASES = {"best-value": "best"}
-SCORED = ("best", "judge")  # decoders that need a scorer built from an LM policy
-CURVE_FAMILIES = ("maj", "best", "judge", "oracle")  # decoders the test-time compute curve sweeps over k
+SCORED = ("best", "judge", "rm")  # decoders that pick by a scorer's scores
+OWN_SCORERS = ("best", "judge")   # ... built from the evaluated LM policy itself
+CURVE_FAMILIES = ("maj", "best", "judge", "rm", "oracle")  # decoders the test-time compute curve sweeps over k
 EXPERT_SKIP_NOTE = ("not defined for the expert: {name}@K ranks samples by an LM policy's own "
                     "{what}, and the expert is a program with neither")
 NO_VALUE_HEAD_NOTE = ("not defined for this policy: best@K ranks samples by a value head, which only an "
@@ -56,7 +59,7 @@ def parse_decoder(spec: str) -> tuple[str, int]:
     match = DECODER_PATTERN.match(str(spec).strip())
     if not match:
         raise ValueError(f"unknown decoder {spec!r}: expected greedy, sample, maj@K, pass@K, oracle@K, "
-                         "best@K (alias best-value@K) or judge@K (K >= 1)")
+                         "best@K (alias best-value@K), judge@K or rm@K (K >= 1)")
     if match.group(2) is None:
         return match.group(1), 1
     k = int(match.group(3))
@@ -116,9 +119,14 @@ def decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Epi
     raise ValueError(f"unknown decoder {name!r}")
 
 
-def _scorer(name: str, policy_name: str, policy, batch_size: int):
+def _scorer(name: str, policy_name: str, policy, batch_size: int, reward_model=None):
     from alphaloop.scorers import JudgeScorer, ValueScorer
 
+    if name == "rm":
+        if reward_model is None:
+            raise ValueError("decoder rm@K: picks by a reward model, and none was given (add a reward_model stage "
+                             "before the eval stage)")
+        return reward_model
     if name == "best":
         return ValueScorer(policy, policy_name=policy_name, batch_size=batch_size)
     return JudgeScorer(policy, batch_size=batch_size)
@@ -145,6 +153,7 @@ def evaluate_decoders(
     batch_size: int = 256,
     curve: Sequence[int] | None = None,
     skip_missing_value_head: bool = False,
+    reward_model=None,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """(records, curve points). One record {policy, split, decoder, metrics} per decoder; oracle records
     carry "upper_bound": True, and the expert's best/judge records carry "skipped" instead of metrics.
@@ -153,7 +162,8 @@ def evaluate_decoders(
 
     best@K on a policy without a value head raises, unless `skip_missing_value_head`: then its records
     carry "skipped" as the expert's do. The eval stage sets it, because one recipe often compares a
-    PPO policy (which has a critic) with the imitation policy it started from (which has none)."""
+    PPO policy (which has a critic) with the imitation policy it started from (which has none).
+    `reward_model` (any scorer of episodes) ranks the samples of rm@K, the expert's included."""
     parsed = [parse_decoder(d) for d in decoders]
     families = curve_families(decoders) if curve else []
     if curve and not families:
@@ -166,12 +176,12 @@ def evaluate_decoders(
     skipped: dict[str, str] = {}  # family -> why it is not defined for this policy
     if expert:
         skipped = {name: EXPERT_SKIP_NOTE.format(name=name, what="value head" if name == "best" else "likelihoods")
-                   for name in SCORED}
+                   for name in OWN_SCORERS}
     elif skip_missing_value_head and getattr(policy, "value_head", None) is None:
         skipped = {"best": NO_VALUE_HEAD_NOTE}
     # Build scorers before generating, so a policy without a value head fails fast.
     scored = sorted({name for name, _ in parsed if name in SCORED and name not in skipped})
-    scorers = {name: _scorer(name, policy_name, policy, batch_size) for name in scored}
+    scorers = {name: _scorer(name, policy_name, policy, batch_size, reward_model) for name in scored}
     greedy_groups = sampled_groups = None
     if expert:
         rng = random.Random(seed)
@@ -225,6 +235,8 @@ def evaluate(
     seed: int,
     temperature: float = 1.0,
     batch_size: int = 256,
+    reward_model=None,
 ) -> list[dict[str, Any]]:
     """One record {policy, split, decoder, metrics} per decoder. `policy` None means the env's expert."""
-    return evaluate_decoders(policy_name, policy, env, problems, decoders, seed, temperature, batch_size)[0]
+    return evaluate_decoders(policy_name, policy, env, problems, decoders, seed, temperature, batch_size,
+                             reward_model=reward_model)[0]

@@ -33,7 +33,10 @@ class EvalStageConfig(StageConfig):
     splits: list[str] = Field(default_factory=lambda: ["test"], description="train | test | heldout")
     decoders: list[str] = Field(default_factory=lambda: ["greedy"],
                                 description="greedy, sample, maj@K, pass@K, oracle@K (upper bound), "
-                                            "best@K / best-value@K (value head), judge@K (self-judge)")
+                                            "best@K / best-value@K (value head), judge@K (self-judge), rm@K "
+                                            "(a reward_model stage's model)")
+    reward_model: str | None = Field(None, description="rm@K: the reward_model stage to pick by (default: the "
+                                     "latest)")
     problems: int = Field(500, ge=1, le=10**6, description="problems per split (a fixed, seeded set)")
     problems_seed: int | None = Field(
         None, description="seed of the fixed problem sets (default: the recipe's seed); set it to compare runs "
@@ -71,6 +74,14 @@ class EvalStageConfig(StageConfig):
 
     def check(self, run: RunSpec, trained: list[str]) -> list[str]:
         problems = []
+        mine = next(i for i, s in enumerate(run.stages) if s is self)
+        models = [s.name for s in run.stages[:mine] if s.kind == "reward_model"]
+        uses_rm = any(parse_decoder(d)[0] == "rm" for d in self.decoders)
+        if uses_rm and not models:
+            problems.append("decoders: rm@K picks by a reward model and needs an earlier reward_model stage")
+        if self.reward_model is not None and self.reward_model not in models:
+            problems.append(f"reward_model: {self.reward_model!r} is not an earlier reward_model stage "
+                            f"({', '.join(models) or 'none'})")
         for name in self.policies:
             if name == "pretrained" and not run.policy.pretrained:
                 problems.append("policies: 'pretrained' is the recipe's [policy] pretrained model, and this recipe "
@@ -116,6 +127,12 @@ def run_eval(ctx: StageContext, cfg: EvalStageConfig) -> dict[str, Any]:
     names = [n for n in dict.fromkeys(names) if n is not None]
     problems_seed = ctx.recipe.seed if cfg.problems_seed is None else cfg.problems_seed
     task = ctx.new_progress_task(total=len(names) * len(cfg.splits))
+    reward_model = None
+    if any(parse_decoder(d)[0] == "rm" for d in cfg.decoders):
+        from alphaloop.scorers.reward_model import RewardEnsemble
+
+        rm_name = cfg.reward_model or [n for n, r in ctx.results.items() if "reward_model_dir" in r][-1]
+        reward_model = RewardEnsemble.load(ctx.run_dir / ctx.results[rm_name]["reward_model_dir"])
     for name in names:
         policy = load_named_policy(ctx, name)
         for split in cfg.splits:
@@ -124,7 +141,7 @@ def run_eval(ctx: StageContext, cfg: EvalStageConfig) -> dict[str, Any]:
             found, curve = evaluate_decoders(name, policy, env, problems, cfg.decoders,
                                              seed=ctx.seed(name, split), temperature=cfg.temperature,
                                              batch_size=cfg.batch_size, curve=cfg.curve,
-                                             skip_missing_value_head=True)
+                                             skip_missing_value_head=True, reward_model=reward_model)
             records += [{"stage": cfg.name, "step": None, **record} for record in found]
             points += curve
             shown = next((r for r in found if "accuracy" in r["metrics"]), None)
