@@ -41,8 +41,7 @@ only, scattered into a padded layout just for attention, where TRL's run over pa
 printed "positions computed per pair" (by the token-wise ops, padding included) shows the
 difference in work this makes.
 Against us: our tokenizing and packing is inside the timed span (TRL's tokenizing happens before
-training and its collation before `on_step_begin`), and our reward step also computes the LM
-head's log-probs of the response tokens (unused). Against TRL: its reward pooling reads the state
+training and its collation before `on_step_begin`). Against TRL: its reward pooling reads the state
 at EOS, ours the state that predicts EOS (the same tokens run, a different position read); its
 DPO step also computes metrics (entropy, mean logits, top-1 accuracy) with its fused LM head.
 Each side's own AdamW kernel: TRL's default `adamw_torch_fused`, the stages' `torch.optim.AdamW`.

@@ -248,6 +248,17 @@ class LMPolicy(nn.Module):
         values = self.value_head(hidden).squeeze(-1).float() if return_values else None
         return logprobs, logits, values
 
+    def completion_values(self, batch: CompletionBatch) -> torch.Tensor:
+        """The value head's V [N,Tc] at the states that predict each completion token, without the LM
+        head's logits and log-probs (what a reward model reads)."""
+        if self.value_head is None:
+            raise ValueError("completion_values needs a value head: call add_value_head() first")
+        if not isinstance(self.model, LeanLlama):
+            return self.completion_logprobs(batch, return_values=True)[2]
+        _, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
+                                       batch.prompt_of, batch.mask.sum(1).long(), with_logits=False)
+        return self.value_head(hidden).squeeze(-1).float()
+
 
 def _unreadable_policy(directory: Path, exc: Exception) -> CorruptCheckpointError:
     """The error for a policy directory that failed to load with `exc`: the loaders' messages rarely

@@ -28,9 +28,11 @@ from alphaloop.policies.matmul import linear
 
 def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: torch.Tensor,
                        completion_ids: torch.Tensor, prompt_of: torch.Tensor,
-                       completion_lens: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                       completion_lens: torch.Tensor | None = None, with_logits: bool = True,
+                       ) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(logits [N,Tc,V], hidden [N,Tc,C]) where position t is the state that predicts completion
-    token t: the prompt's last token for t = 0, completion token t-1 after that.
+    token t: the prompt's last token for t = 0, completion token t-1 after that. `with_logits`
+    False skips the LM head (logits None): a reward model reads only the hidden states.
 
     prompt_ids [P,Tp] right-padded distinct prompts with lengths prompt_lens [P] (>= 1);
     completion_ids [N,Tc] right-padded, with lengths completion_lens [N] (default: all Tc);
@@ -95,7 +97,7 @@ def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: 
     last_prompt = hidden[:split].view(P, Tp, -1)[torch.arange(P, device=device), prompt_lens - 1]
     predicting = torch.cat([last_prompt.index_select(0, prompt_of)[:, None],
                             hidden[split:].view(N, Tc, -1)[:, : Tc - 1]], dim=1)  # [N,Tc,C]
-    return linear(predicting, model.lm_head.weight), predicting
+    return (linear(predicting, model.lm_head.weight) if with_logits else None), predicting
 
 
 def _masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

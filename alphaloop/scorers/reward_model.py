@@ -68,7 +68,7 @@ class RewardModel:
         b = self.backbone
         batch = pack_completions([b.prompt_ids(p) for p in prompts], [b.encode(r) + [b.eos_id] for r in responses],
                                  b.pad_id)
-        _, _, values = b.completion_logprobs(batch, return_values=True)
+        values = b.completion_values(batch)
         last = batch.mask.sum(1).long() - 1            # the state that predicts EOS: the response fully read
         return values.gather(1, last[:, None]).squeeze(1)
 

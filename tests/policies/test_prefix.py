@@ -73,8 +73,15 @@ def test_values_come_from_the_states_that_predict_each_completion_token():
     for row, (prompt, completion) in enumerate(zip(prompts, completions)):
         expected = full_values[row, len(prompt) - 1: len(prompt) - 1 + len(completion)]
         assert torch.allclose(values[row, : len(completion)], expected, atol=1e-5)
+    # Without the LM head (a reward model's read): the same values.
+    only = policy.completion_values(pack_completions(prompts, completions, policy.pad_id))
+    lengths = [len(c) for c in completions]
+    for row, n in enumerate(lengths):
+        assert torch.allclose(only[row, :n], values[row, :n], atol=1e-6)
     with pytest.raises(ValueError, match="value head"):
         make_policy(True, 4).completion_logprobs(pack_completions(prompts, completions, 0), return_values=True)
+    with pytest.raises(ValueError, match="value head"):
+        make_policy(True, 4).completion_values(pack_completions(prompts, completions, 0))
 
 
 def test_other_hf_models_take_the_plain_path(tmp_path):
