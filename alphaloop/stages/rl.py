@@ -201,7 +201,10 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
     loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
     resumed = loop.resume()
     policy = LMPolicy.load(resumed) if resumed else ctx.initial_policy(cfg.start_from)
-    reference = frozen_start(ctx, cfg) if cfg.beta > 0 else None  # the KL penalty's reference
+    gold = cfg.reward == "reward_model" and cfg.gold_prompts and hasattr(env, "gold")
+    watched = cfg.reward == "reward_model" and cfg.alarm_prompts and hasattr(env, "careful_label")
+    # The frozen start: the KL penalty's reference, and the baseline of the gold's KL and the alarm.
+    reference = frozen_start(ctx, cfg) if cfg.beta > 0 or gold or watched else None
     if cfg.algorithm == "ppo":
         policy.add_value_head()
     params = [p for p in policy.parameters() if p.requires_grad]
@@ -217,16 +220,15 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
     if cfg.reward == "reward_model":
         proxy = reward_model_of(ctx, cfg)
         rescore = partial(proxy_rewards, proxy)
-        if cfg.gold_prompts and hasattr(env, "gold"):
-            reference = reference or frozen_start(ctx, cfg)
+        if gold:
             evaluate = combine(evaluate, gold_eval(ctx, policy, reference, proxy, ctx.make_env("test"),
                                                    cfg.gold_prompts, cfg.gold_samples, max_new_tokens))
     alarm = None
-    if cfg.reward == "reward_model" and cfg.alarm_prompts and hasattr(env, "careful_label"):
+    if watched:
         alarm = OveroptimisationAlarm(cfg.alarm_agreement, cfg.alarm_window)
         if loop.state and "alarm" in loop.state:
             alarm.load_state_dict(loop.state["alarm"])
-        evaluate = combine(evaluate, alarm_eval(ctx, alarm, policy, reference or frozen_start(ctx, cfg), proxy, env,
+        evaluate = combine(evaluate, alarm_eval(ctx, alarm, policy, reference, proxy, env,
                                                 cfg.alarm_prompts, cfg.alarm_pairs, max_new_tokens))
     stopping = lambda: alarm is not None and cfg.early_stop and alarm.fired_at is not None  # noqa: E731
     loop.eval_at_start(evaluate)
