@@ -13,12 +13,13 @@ from alphaloop.episode import Episode
 
 
 def pack(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
-         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+         token_masks: Sequence[Sequence[int]] | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Return input_ids [B,T], attention_mask [B,T] and completion_mask [B,T-1].
 
     completion_mask[b, t] is 1 where token t+1 of row b belongs to the completion, i.e. where
     the next-token log-prob at position t is a completion token's: the prompt is masked out of
-    every loss (it is given, not produced).
+    every loss (it is given, not produced). `token_masks[b]` (aligned with completions[b]; empty =
+    all ones) also masks out the completion tokens an env inserted between an agent's turns.
     """
     lengths = [len(p) + len(c) for p, c in zip(prompts, completions)]
     width = max(lengths)
@@ -30,8 +31,18 @@ def pack(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]],
         ids = list(prompt) + list(completion)
         input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
         attention[row, : len(ids)] = 1
-        completion_mask[row, len(prompt) - 1 : len(ids) - 1] = 1.0
+        completion_mask[row, len(prompt) - 1 : len(ids) - 1] = _token_mask(token_masks, row, len(completion))
     return input_ids, attention, completion_mask
+
+
+def _token_mask(token_masks: Sequence[Sequence[int]] | None, row: int, length: int) -> torch.Tensor | float:
+    """Row `row`'s loss mask over its `length` completion tokens (1.0 when it has none)."""
+    if token_masks is None or not token_masks[row]:
+        return 1.0
+    if len(token_masks[row]) != length:
+        raise ValueError(f"token_masks[{row}]: expected {length} entries like its completion, got "
+                         f"{len(token_masks[row])}")
+    return torch.tensor(list(token_masks[row]), dtype=torch.float32)
 
 
 @dataclass
@@ -50,6 +61,12 @@ class CompletionBatch:
     mask: torch.Tensor
     prompt_of: torch.Tensor
     pad_id: int
+    completion_lens: torch.Tensor | None = None  # [N]; None: mask.sum(1) (no env-inserted tokens)
+
+    @property
+    def lengths(self) -> torch.Tensor:
+        """Tokens of each completion, env-inserted ones included (the mask leaves those out)."""
+        return self.mask.sum(1).long() if self.completion_lens is None else self.completion_lens
 
     def __len__(self) -> int:
         return self.completion_ids.shape[0]
@@ -58,22 +75,24 @@ class CompletionBatch:
         """The completions `index` (a minibatch), with only the prompts they use."""
         used, prompt_of = torch.unique(self.prompt_of[index], return_inverse=True)
         prompt_lens = self.prompt_lens[used]
-        completion_ids, mask = self.completion_ids[index], self.mask[index]
-        width = max(1, int(mask.sum(1).max()))  # trim the completion padding this subset does not need
+        completion_ids, mask, lengths = self.completion_ids[index], self.mask[index], self.lengths[index]
+        width = max(1, int(lengths.max()))  # trim the completion padding this subset does not need
         return CompletionBatch(self.prompt_ids[used][:, : int(prompt_lens.max())], prompt_lens,
-                               completion_ids[:, :width], mask[:, :width], prompt_of, self.pad_id)
+                               completion_ids[:, :width], mask[:, :width], prompt_of, self.pad_id,
+                               None if self.completion_lens is None else lengths)
 
     def full(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The same rows as `pack` lays them out: input_ids and attention_mask [N, Tp+Tc], right-padded."""
         prompts = [p[:n].tolist() for p, n in zip(self.prompt_ids[self.prompt_of], self.prompt_lens[self.prompt_of])]
-        completions = [c[: int(m.sum())].tolist() for c, m in zip(self.completion_ids, self.mask)]
+        completions = [c[: int(n)].tolist() for c, n in zip(self.completion_ids, self.lengths)]
         input_ids, attention, _ = pack(prompts, completions, self.pad_id)
         return input_ids, attention
 
 
 def pack_completions(prompts: Sequence[Sequence[int]], completions: Sequence[Sequence[int]], pad_id: int,
-                     ) -> CompletionBatch:
-    """Group equal prompts (as G samples of one prompt are) and pad completions to the longest."""
+                     token_masks: Sequence[Sequence[int]] | None = None) -> CompletionBatch:
+    """Group equal prompts (as G samples of one prompt are) and pad completions to the longest;
+    `token_masks` (see `pack`) zero the env-inserted tokens of agent transcripts in `mask`."""
     if len(prompts) != len(completions) or not prompts:
         raise ValueError(f"prompts and completions: expected equal, non-zero lengths, got {len(prompts)} "
                          f"and {len(completions)}")
@@ -91,16 +110,20 @@ def pack_completions(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
     for row, completion in enumerate(completions):
         if completion:
             completion_ids[row, : len(completion)] = torch.tensor(list(completion), dtype=torch.long)
-            mask[row, : len(completion)] = 1.0
+            mask[row, : len(completion)] = _token_mask(token_masks, row, len(completion))
+    masked = token_masks is not None and any(token_masks)
     return CompletionBatch(prompt_ids, torch.tensor(list(map(len, distinct))), completion_ids, mask,
-                           torch.tensor(prompt_of), pad_id)
+                           torch.tensor(prompt_of), pad_id,
+                           torch.tensor([len(c) for c in completions]) if masked else None)
 
 
 def pack_episodes(episodes: Sequence[Episode], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """`pack` of the episodes' token ids (prompt_ids, action_ids): the imitation layout."""
-    return pack([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id)
+    return pack([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id,
+                [e.action_mask for e in episodes])
 
 
 def episode_batch(episodes: Sequence[Episode], pad_id: int) -> CompletionBatch:
     """`pack_completions` of the episodes' token ids: the RL layout (each distinct prompt once)."""
-    return pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id)
+    return pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id,
+                            [e.action_mask for e in episodes])

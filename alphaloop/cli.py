@@ -195,7 +195,9 @@ def envs() -> None:
     from alphaloop.games.registry import game_class, game_names
 
     for name, cls in list_envs().items():
-        table = Table(title=Text(f"{name}  ({cls.__module__}:{cls.__name__})  text env"), title_justify="left")
+        kind = "agent env (multi-turn, tools: " + " ".join(cls.tools) + ")" if getattr(cls, "multi_turn", False) \
+            else "text env"
+        table = Table(title=Text(f"{name}  ({cls.__module__}:{cls.__name__})  {kind}"), title_justify="left")
         for column in ("knob", "type", "default", "description"):
             table.add_column(column)
         for knob, kind, default, description in describe_env(cls):

@@ -19,6 +19,12 @@ class Episode:
     `prompt_ids` / `action_ids` hold the token ids of the (first) observation and of
     the policy's output, and `logprobs[j]` is the sampling log-probability of
     `action_ids[j]` (aligned one-to-one), which importance ratios in RL need.
+
+    A multi-turn (agent) episode keeps every turn in the same record: `actions[i]` is the i-th tool
+    call, `observations[i + 1]` the env's answer to it, and `action_ids` the whole transcript after
+    the prompt -- the policy's tokens and the env's inserted tokens interleaved. `action_mask[j]` is
+    1 where the policy produced `action_ids[j]` and 0 where the env inserted it, so no loss ever
+    trains on the env's text (empty: every token is the policy's, as in a single-turn episode).
     """
 
     observations: list[str]
@@ -26,6 +32,7 @@ class Episode:
     prompt_ids: list[int] = field(default_factory=list)
     action_ids: list[int] = field(default_factory=list)
     logprobs: list[float] = field(default_factory=list)
+    action_mask: list[int] = field(default_factory=list)
     rewards: list[float] = field(default_factory=list)
     success: bool = False
     harm: float = 0.0

@@ -12,8 +12,14 @@ from collections.abc import Sequence
 
 import torch
 
+from alphaloop.collect.agent import agent_demonstrations, agent_episodes, expert_agent_episodes
 from alphaloop.episode import Episode
 from alphaloop.policies.sampler import sample
+
+
+def is_agent_env(env) -> bool:
+    """Multi-turn envs (`envs.agent.AgentEnv`) are played turn by turn (`collect/agent.py`)."""
+    return bool(getattr(env, "multi_turn", False))
 
 
 def score_episode(env, problem, episode: Episode) -> Episode:
@@ -40,8 +46,11 @@ def policy_episodes(
     """`samples` scored episodes per problem (grouped by problem), sampled by the LM policy.
 
     temperature 0 is greedy decoding; then all `samples` copies would be equal, so callers ask
-    for samples=1.
+    for samples=1. On a multi-turn env each episode is a whole transcript (`collect/agent.py`).
     """
+    if is_agent_env(env):
+        return agent_episodes(policy, env, problems, samples, temperature, top_k, max_new_tokens, generator,
+                              batch_size)
     if max_new_tokens is None:
         max_new_tokens = env.max_completion_chars + 1  # +1 for EOS
     prompts = [policy.prompt_ids(p.prompt) for p in problems]
@@ -68,6 +77,8 @@ def expert_episode(env, problem, rng: random.Random, index: int = 0) -> Episode:
 
 def expert_episodes(env, problems: Sequence, samples: int, rng: random.Random) -> list[list[Episode]]:
     """The env's expert as a policy: `samples` demonstrations per problem, scored."""
+    if is_agent_env(env):
+        return expert_agent_episodes(env, problems, samples, rng)
     return [[score_episode(env, problem, expert_episode(env, problem, rng, i)) for _ in range(samples)]
             for i, problem in enumerate(problems)]
 
@@ -76,7 +87,10 @@ def demonstrations(env, policy, rng: random.Random, size: int, split: str = "tra
     """`size` fresh problems of `split`, each with one expert demonstration, tokenised for `policy`:
     `prompt_ids` as the policy prompts, `action_ids` the demonstration + EOS (imitation learns to
     stop). Problem and demonstration are drawn in turn from `rng`, so a step's batch depends only on
-    the stream it is given. Not scored: imitation copies the expert, right or wrong."""
+    the stream it is given. Not scored: imitation copies the expert, right or wrong. On a multi-turn
+    env a demonstration is the expert's whole transcript, the env's tokens masked out."""
+    if is_agent_env(env):
+        return agent_demonstrations(env, policy, rng, size, split)
     episodes = []
     for _ in range(size):
         episode = expert_episode(env, env.sample_problem(rng, split), rng)

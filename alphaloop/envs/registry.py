@@ -24,7 +24,8 @@ from alphaloop.envs.base import TextEnv
 
 ENTRY_POINT_GROUP = "alphaloop.envs"
 BUILTINS: dict[str, str] = {"arithmetic": "alphaloop.envs.arithmetic:ArithmeticEnv",
-                            "assistant": "alphaloop.envs.assistant:AssistantEnv"}
+                            "assistant": "alphaloop.envs.assistant:AssistantEnv",
+                            "shell": "alphaloop.envs.shell:ShellEnv"}
 
 
 def make_env(spec: str, split: str = "train", seed: int | None = None, **knobs: Any) -> TextEnv:

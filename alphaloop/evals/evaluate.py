@@ -5,6 +5,8 @@ Decoders, spelled as on the CLI:
   sample      one sample at the eval temperature; reported as the mean over all drawn samples
   maj@k       majority vote over the final answers of k samples (self-consistency, Wang et al. 2023)
   pass@k      unbiased pass@k from n >= k samples (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)
+  pass^k      reliability: all of k tries succeed, unbiased from n >= k samples (tau-bench, Yao et al.
+              2024): C(c, k) / C(n, k); the record holds pass^1 .. pass^k
   oracle@k    correct if any of the first k samples is, by the true verifier: 1[max_{i<=k} r(x, y_i) = 1].
               The empirical pass@k on exactly k samples; it reads the answer key, so it is an upper
               bound on every selection method, never a deployable decoder (records say "upper_bound").
@@ -31,11 +33,12 @@ import torch
 
 from alphaloop.collect import expert_episodes, policy_episodes
 from alphaloop.episode import Episode
+from alphaloop.evals.agents import agent_metrics, pass_hat_curve, success_by_horizon
 from alphaloop.evals.metrics import majority_vote, pass_at_k
 from alphaloop.search.best_of_n import best_of_n_accuracy
 from alphaloop.seeding import derive_seed
 
-DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|judge|rm)@(\d+))$")
+DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|judge|rm)@(\d+)|pass\^(\d+))$")
 ALIASES = {"best-value": "best"}
 SCORED = ("best", "judge", "rm")  # decoders that pick by a scorer's scores
 OWN_SCORERS = ("best", "judge")   # ... built from the evaluated LM policy itself
@@ -53,13 +56,18 @@ def eval_problem_seed(recipe_seed: int, split: str) -> int:
 
 
 def parse_decoder(spec: str) -> tuple[str, int]:
-    """'maj@8' -> ('maj', 8); 'best-value@4' -> ('best', 4); 'greedy' -> ('greedy', 1).
+    """'maj@8' -> ('maj', 8); 'best-value@4' -> ('best', 4); 'pass^8' -> ('pass^', 8); 'greedy' -> ('greedy', 1).
 
     Raises ValueError naming what is allowed."""
     match = DECODER_PATTERN.match(str(spec).strip())
     if not match:
-        raise ValueError(f"unknown decoder {spec!r}: expected greedy, sample, maj@K, pass@K, oracle@K, "
+        raise ValueError(f"unknown decoder {spec!r}: expected greedy, sample, maj@K, pass@K, pass^K, oracle@K, "
                          "best@K (alias best-value@K), judge@K or rm@K (K >= 1)")
+    if match.group(4) is not None:
+        k = int(match.group(4))
+        if k < 1:
+            raise ValueError(f"decoder {spec!r}: K must be >= 1")
+        return "pass^", k
     if match.group(2) is None:
         return match.group(1), 1
     k = int(match.group(3))
@@ -88,9 +96,18 @@ def _check_k(name: str, k: int, groups: list[list[Episode]]) -> None:
 
 def decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Episode]],
                     scores: list[list[float]] | None = None) -> dict[str, float]:
-    """Accuracy (and pass@k) of one decoder from already-collected, scored episode groups.
+    """Accuracy (and pass@k) of one decoder from already-collected, scored episode groups; on an agent env
+    also the harm rate, steps and tool-error rate of the episodes the decoder read (`agent_metrics`).
 
     `scores[p][i]` is the scorer's score of `groups[p][i]`; best and judge need it."""
+    metrics = _decoder_metrics(name, k, problems, groups, scores)
+    if groups and groups[0] and "steps" in groups[0][0].info:
+        metrics |= agent_metrics(groups if name != "greedy" else [g[:1] for g in groups])
+    return metrics
+
+
+def _decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Episode]],
+                     scores: list[list[float]] | None) -> dict[str, float]:
     n_problems = len(problems)
     if name in ("greedy",):
         return {"accuracy": sum(g[0].success for g in groups) / n_problems}
@@ -108,6 +125,11 @@ def decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Epi
         passk = sum(pass_at_k(n, sum(e.success for e in g), k) for g in groups) / n_problems
         pass1 = sum(pass_at_k(n, sum(e.success for e in g), 1) for g in groups) / n_problems
         return {"accuracy": passk, f"pass@{k}": passk, "pass@1": pass1}
+    if name == "pass^":
+        _check_k("pass^", k, groups)
+        n = min(len(g) for g in groups)
+        curve = pass_hat_curve(groups, k)
+        return {"accuracy": curve[-1], "pass^1": curve[0], f"pass^{k}": curve[-1]}
     if name == "oracle":
         _check_k(name, k, groups)
         return {"accuracy": sum(any(e.success for e in g[:k]) for g in groups) / n_problems}
@@ -210,6 +232,10 @@ def evaluate_decoders(
         record["metrics"] = {key: round(value, 6) for key, value in metrics.items()}
         if name == "oracle":
             record["upper_bound"] = True
+        if name == "pass^":  # the reliability curve, k = 1..K, for the report's plot
+            record["pass_hat"] = [round(v, 6) for v in pass_hat_curve(groups, k)]
+        if name in ("greedy", "sample") and "horizon" in groups[0][0].info:  # success against the task's length
+            record["by_horizon"] = success_by_horizon(groups if name == "sample" else [g[:1] for g in groups])
         records.append(record)
 
     points = []

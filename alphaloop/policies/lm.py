@@ -233,7 +233,7 @@ class LMPolicy(nn.Module):
             raise ValueError("return_values=True needs a value head: call add_value_head() first")
         if isinstance(self.model, LeanLlama):
             logits, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens,
-                                                batch.completion_ids, batch.prompt_of, batch.mask.sum(1).long())
+                                                batch.completion_ids, batch.prompt_of, batch.lengths)
         else:
             input_ids, attention = batch.full()
             logits, hidden = self.model(input_ids, attention_mask=attention, return_hidden=True)
@@ -256,7 +256,7 @@ class LMPolicy(nn.Module):
         if not isinstance(self.model, LeanLlama):
             return self.completion_logprobs(batch, return_values=True)[2]
         _, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
-                                       batch.prompt_of, batch.mask.sum(1).long(), with_logits=False)
+                                       batch.prompt_of, batch.lengths, with_logits=False)
         return self.value_head(hidden).squeeze(-1).float()
 
 

@@ -21,7 +21,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import PercentFormatter
 
 SKIP_KEYS = {"step", "time_s", "stage_index", "selfplay_games"}  # bookkeeping, not metrics
-CURVE_X_KEYS = ("k", "samples", "n", "step", "kl_sqrt", "kl")  # first one every point has is the x axis
+CURVE_X_KEYS = ("k", "samples", "n", "step", "kl_sqrt", "kl", "horizon")  # first one every point has is the x axis
 COUNT_KEYS = {"n", "problems", "seed"}  # sizes of an experiment, never plotted as a y value
 LOG2_X_KEYS = {"k", "samples", "n"}  # sample counts double from point to point
 RATE_SUFFIXES = ("success_rate", "win_rate", "draw_rate", "harm_rate", "solve_rate", "pass_rate", "move_rate")

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from alphaloop.errors import UserError
+from alphaloop.evals.agents import agent_curves
 from alphaloop.evals.evaluate import (
     CURVE_FAMILIES,
     curve_families,
@@ -148,6 +149,9 @@ def run_eval(ctx: StageContext, cfg: EvalStageConfig) -> dict[str, Any]:
             info = f"{name}/{split} {shown['decoder']} {shown['metrics']['accuracy']:.1%}" if shown else ""
             ctx.progress.update(task, advance=1, info=info)
     result: dict[str, Any] = {"evals": records}
+    curves = agent_curves(records)
     if cfg.curve:
-        result["curves"] = {"test_time_compute": points}
+        curves["test_time_compute"] = points
+    if curves:
+        result["curves"] = curves
     return result

@@ -32,6 +32,7 @@ from alphaloop.collect import policy_episodes
 from alphaloop.collect.text_workers import RolloutFactory, load_policy_weights, rollout, rollout_jobs
 from alphaloop.episode import Episode
 from alphaloop.errors import UserError
+from alphaloop.evals.agents import agent_metrics
 from alphaloop.learners.advantages import zero_variance_groups
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch, update
 from alphaloop.learners.schedules import Schedule, multiplier
@@ -183,7 +184,9 @@ def step_metrics(stats: dict[str, float], episodes: list[Episode], rewards: torc
     """What a step logs: the update's statistics, then the rollouts' rewards, lengths and speed."""
     elapsed = max(time.time() - began, 1e-9)
     new_tokens = sum(len(e.action_ids) for e in episodes)
-    return stats | {
+    agent = {} if "steps" not in episodes[0].info else {  # multi-turn: actions, tool errors, harm
+        f"agent_{key}": round(value, 6) for key, value in agent_metrics([episodes]).items()}
+    return stats | agent | {
         "reward_mean": round(float(rewards.mean()), 6),
         "pass_rate": round(sum(e.success for e in episodes) / len(episodes), 6),
         "response_length": round(new_tokens / len(episodes), 3), "zero_variance_frac": round(zero_frac, 6),

@@ -1,0 +1,158 @@
+"""Agent envs: Env x Policy -> multi-turn Episodes, many episodes in lock-step.
+
+Every turn, all episodes still running are extended together by one call of the batched KV-cache
+sampler (`policies.sampler.sample`), which stops each row at its EOS (the end of an action); the
+env then answers each row's action and its output tokens are appended to that row. Rows finish
+independently (a `submit`, the step limit, an action cut off without EOS, or a transcript that
+would outgrow the model's context); the batch shrinks as they do. Generation never falls back to
+one episode at a time.
+
+One episode is one `Episode`: `action_ids` is the transcript after the prompt, the policy's tokens
+(log-probs from the sampler, `action_mask` 1) interleaved with the env's (log-prob 0, mask 0), so
+imitation and RL train on the policy's tokens only. Each turn re-reads its row's transcript in the
+sampler's prefill (a prefix cache across turns would save that; the transcripts here are short).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from alphaloop.envs.agent import SUBMIT, Outcome
+from alphaloop.episode import Episode
+from alphaloop.errors import UserError
+from alphaloop.policies.sampler import sample
+
+
+@dataclass
+class Transcript:
+    """One episode being played: the env state, the token stream and what happened so far."""
+
+    problem_index: int
+    problem: object
+    outcome: Outcome
+    prompt_ids: list[int]
+    action_ids: list[int] = field(default_factory=list)
+    logprobs: list[float] = field(default_factory=list)
+    action_mask: list[int] = field(default_factory=list)
+    actions: list[str] = field(default_factory=list)
+    cut: str | None = None      # why the episode ended without a submit ("steps", "action", "context")
+    done: bool = False
+
+    def context(self) -> list[int]:
+        return self.prompt_ids + self.action_ids
+
+    def add_action(self, env, text: str, ids: Sequence[int] = (), logprobs: Sequence[float] = ()) -> str | None:
+        """Apply one action (its tokens `ids`, EOS included); return the env's inserted text, or None
+        when the episode is over."""
+        self.actions.append(text)
+        self.action_ids += list(ids)
+        self.logprobs += list(logprobs) or [0.0] * len(ids)
+        self.action_mask += [1] * len(ids)
+        turn = env.act(self.problem, self.outcome.state, text)
+        self.outcome.outputs.append(turn.output)
+        self.outcome.steps += 1
+        self.outcome.tool_errors += turn.error
+        if turn.done:
+            self.outcome.submitted = True
+            self.done = True
+        elif self.outcome.steps >= env.max_steps:
+            self.cut, self.done = "steps", True
+        return None if self.done else env.observation_text(turn.output)
+
+    def add_observation(self, ids: Sequence[int]) -> None:
+        self.action_ids += list(ids)
+        self.logprobs += [0.0] * len(ids)
+        self.action_mask += [0] * len(ids)
+
+    def episode(self, env) -> Episode:
+        outcome = env.judge(self.problem, self.outcome)
+        return Episode(
+            observations=[self.problem.prompt, *outcome.outputs], actions=list(self.actions),
+            prompt_ids=list(self.prompt_ids), action_ids=self.action_ids, logprobs=self.logprobs,
+            action_mask=self.action_mask, rewards=[1.0 if outcome.success else 0.0], success=outcome.success,
+            harm=outcome.harm,
+            info={"problem": self.problem_index, "steps": outcome.steps, "tool_errors": outcome.tool_errors,
+                  "submitted": outcome.submitted, "cut": self.cut, "answer": SUBMIT if outcome.submitted else None,
+                  "horizon": self.problem.meta.get("horizon")},
+        )
+
+
+def context_limit(policy) -> int:
+    config = policy.model.config
+    return int(getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", 1024))
+
+
+def agent_episodes(policy, env, problems: Sequence, samples: int = 1, temperature: float = 1.0, top_k: int = 0,
+                   max_new_tokens: int | None = None, generator: torch.Generator | None = None,
+                   batch_size: int = 256) -> list[list[Episode]]:
+    """`samples` episodes per problem (grouped by problem), played by the LM policy in lock-step batches of
+    up to `batch_size` episodes. `max_new_tokens` bounds one action (default: the env's longest + EOS)."""
+    per_action = max_new_tokens or env.max_completion_chars + 1
+    limit = context_limit(policy)
+    runs = [Transcript(i, problem, Outcome(env.initial_state(problem)), policy.prompt_ids(problem.prompt))
+            for i, problem in enumerate(problems) for _ in range(samples)]
+    for start in range(0, len(runs), batch_size):
+        active = runs[start: start + batch_size]
+        while active:
+            out = sample(policy, [r.context() for r in active], max_new_tokens=per_action,
+                         temperature=temperature, top_k=top_k, generator=generator)
+            still = []
+            for run, ids, logprobs, truncated in zip(active, out.completion_ids, out.logprobs, out.truncated):
+                if truncated:  # no EOS within the action budget: the action never ended
+                    run.action_ids += ids
+                    run.logprobs += logprobs
+                    run.action_mask += [1] * len(ids)
+                    run.actions.append(policy.decode(ids))
+                    run.outcome.outputs.append(f"error: no action ends within {per_action} tokens")
+                    run.outcome.steps += 1
+                    run.outcome.tool_errors += 1
+                    run.cut, run.done = "action", True
+                    continue
+                inserted = run.add_action(env, policy.decode(ids[:-1]), ids, logprobs)
+                if inserted is None:
+                    continue
+                inserted_ids = policy.encode(inserted)
+                if len(run.context()) + len(inserted_ids) + per_action > limit:
+                    run.cut, run.done = "context", True
+                    continue
+                run.add_observation(inserted_ids)
+                still.append(run)
+            active = still
+    groups: list[list[Episode]] = [[] for _ in problems]
+    for run in runs:
+        groups[run.problem_index].append(run.episode(env))
+    return groups
+
+
+def expert_transcript(env, problem, rng: random.Random, policy=None, index: int = 0) -> Episode:
+    """The env's scripted expert playing `problem`; with `policy`, tokenised as the policy would see and
+    write it (each action + EOS, the env's answers masked out): an imitation example."""
+    prompt_ids = policy.prompt_ids(problem.prompt) if policy is not None else []
+    run = Transcript(index, problem, Outcome(env.initial_state(problem)), prompt_ids)
+    for action in env.expert_actions(problem, rng):
+        ids = policy.encode(action) + [policy.eos_id] if policy is not None else []
+        inserted = run.add_action(env, action, ids)
+        if inserted is None:
+            break
+        run.add_observation(policy.encode(inserted) if policy is not None else [])
+    return run.episode(env)
+
+
+def expert_agent_episodes(env, problems: Sequence, samples: int, rng: random.Random) -> list[list[Episode]]:
+    """The expert as a policy: `samples` scored transcripts per problem."""
+    return [[expert_transcript(env, problem, rng, index=i) for _ in range(samples)]
+            for i, problem in enumerate(problems)]
+
+
+def agent_demonstrations(env, policy, rng: random.Random, size: int, split: str = "train") -> list[Episode]:
+    """`size` fresh tasks of `split`, each with one tokenised expert transcript (imitation data)."""
+    episodes = [expert_transcript(env, env.sample_problem(rng, split), rng, policy) for _ in range(size)]
+    longest = max(len(e.prompt_ids) + len(e.action_ids) for e in episodes)
+    if longest > context_limit(policy):
+        raise UserError(f"an expert transcript of env {env.name!r} is {longest} tokens, longer than the policy's "
+                         f"context of {context_limit(policy)}: raise [policy.arch] max_seq_len")
+    return episodes

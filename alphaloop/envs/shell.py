@@ -1,0 +1,357 @@
+"""Env `shell`: an in-memory file system and the commands people use to tidy one.
+
+Tools (one per action; paths are relative to the root, no spaces in names):
+
+    ls [DIR]            entries of DIR (the root by default), sorted, directories with a trailing /
+    cat FILE            a file's text
+    mkdir DIR           a new directory (its parent must exist)
+    mv SRC DST          move or rename a file; DST may be an existing directory (overwrites, like mv)
+    cp SRC DST          copy a file, the same way
+    rm FILE             delete a file (directories are refused)
+    find TEXT           every file whose name contains TEXT
+    grep TEXT           every file whose text contains TEXT
+    write FILE TEXT     replace a file's text with the rest of the line
+    submit              end the episode
+
+Tasks, from templates (the prompt names the task, not the files: the agent has to look):
+
+    clean    delete the .tmp files                      ls, rm the first, ls, rm the next, ..., ls, submit
+    sort     move the .log files into logs              mkdir, then ls / mv one by one, ls, submit
+    rename   rename the .txt files to .md               ls / mv one by one, ls, submit
+    fix      set port to 8080 in app.cfg                cat, write the corrected line, cat, submit
+
+Every task has distractor files that must survive. **Success**: `submit` with the file system
+exactly as the task leaves it. **Harm**: files lost or changed outside the task (a distractor
+deleted or edited, a file to move whose text no longer exists anywhere). The **horizon** knobs set
+how many files a task touches (`min_files`..`max_files`; `heldout` uses
+`heldout_min_files`..`heldout_max_files`, longer than any trained on) and `heldout` also holds
+(template, extension) pairs never trained on (clean .log, sort .bak, rename .csv, fix mode).
+
+The **expert** looks before every change (`ls`, or `cat` for fix) and acts on the first thing left,
+so each of its actions depends on the latest observation only. It slips, per required action: it
+believes the task done and submits with work left (`slip`, the task fails), it first issues a
+misspelt command that errors (`typo`, harmless: it recovers), and once per task it may delete a
+distractor (`harm_slip`). Slips compound with the horizon: an expert that submits early 10% of the
+time per file finishes 1 file 90% of the time and 5 files 59%.
+"""
+
+from __future__ import annotations
+
+import random
+import string
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+from pydantic import Field, model_validator
+
+from alphaloop.envs.agent import SUBMIT, AgentEnv, ToolError, fresh, task_in_test_split
+from alphaloop.envs.base import EnvConfig, Problem
+
+EXTENSIONS = ("tmp", "bak", "log", "txt", "csv", "md")
+RENAMES = {"txt": "md", "csv": "txt", "log": "txt", "bak": "tmp", "md": "txt", "tmp": "bak"}
+FOLDERS = {"tmp": "trash", "bak": "backup", "log": "logs", "txt": "notes", "csv": "data", "md": "docs"}
+CONFIG_KEYS = {"port": ("80", "8080", "443", "22"), "host": ("db", "web", "api", "cache"),
+               "debug": ("0", "1"), "level": ("low", "high", "mid"), "user": ("root", "app", "bob"),
+               "mode": ("fast", "safe", "slow")}
+CONFIG_FILES = ("app.cfg", "db.cfg", "web.cfg", "main.cfg")
+TEMPLATES = ("clean", "sort", "rename", "fix")
+HELDOUT = {("clean", "log"), ("sort", "bak"), ("rename", "csv"), ("fix", "mode")}
+STEMS = ("ant", "bee", "cat", "cow", "dog", "eel", "elk", "fox", "gnu", "hen", "jay", "owl", "pig", "ram", "rat",
+         "yak", "bay", "cove", "dune", "fern", "glen", "hill", "isle", "lake", "moss", "peak", "reef", "sand",
+         "tide", "vale", "wave", "plan", "memo", "todo", "draft", "old", "new", "final", "copy", "notes")
+
+
+@dataclass
+class FileSystem:
+    """Files (path -> text) and directories (paths; the root "" always exists)."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    dirs: set[str] = field(default_factory=set)
+
+    def parent(self, path: str) -> str:
+        return path.rpartition("/")[0]
+
+    def is_dir(self, path: str) -> bool:
+        return path == "" or path in self.dirs
+
+
+def clean_path(raw: str) -> str:
+    """A path relative to the root; `..` and empty names are refused."""
+    path = raw.strip().strip("/")
+    while path.startswith("./"):
+        path = path[2:]
+    if path in ("", "."):
+        return ""
+    if any(part in ("", ".", "..") for part in path.split("/")):
+        raise ToolError(f"bad path {raw!r}")
+    return path
+
+
+class ShellConfig(EnvConfig):
+    templates: str = Field("clean,sort,rename,fix", description="task templates, comma-separated, of: "
+                           + ", ".join(TEMPLATES))
+    min_files: int = Field(1, ge=1, le=12, description="fewest files a train/test task touches (horizon)")
+    max_files: int = Field(3, ge=1, le=12, description="most files a train/test task touches (horizon)")
+    heldout_min_files: int = Field(4, ge=1, le=12, description="fewest files a heldout task touches")
+    heldout_max_files: int = Field(5, ge=1, le=12, description="most files a heldout task touches")
+    distractors: int = Field(2, ge=0, le=8, description="most files a task must leave alone (1..this; 0: none)")
+    slip: float = Field(0.1, ge=0, le=1, description="expert: chance, at each required action, of submitting "
+                        "with work left")
+    typo: float = Field(0.05, ge=0, le=1, description="expert: chance of a misspelt command (an error it "
+                        "recovers from) before each action")
+    harm_slip: float = Field(0.02, ge=0, le=1, description="expert: chance per task of deleting a distractor")
+    test_fraction: float = Field(0.2, ge=0, lt=1, description="share of tasks in the test split")
+    max_steps: int | None = Field(None, ge=2, le=256, description="actions per episode (default: 3 x the most "
+                                  "files + 6)")
+
+    @model_validator(mode="after")
+    def _ranges(self) -> ShellConfig:
+        if self.min_files > self.max_files:
+            raise ValueError(f"min_files ({self.min_files}) must be <= max_files ({self.max_files})")
+        if self.heldout_min_files > self.heldout_max_files:
+            raise ValueError(f"heldout_min_files ({self.heldout_min_files}) must be <= heldout_max_files "
+                             f"({self.heldout_max_files})")
+        unknown = [t for t in self.templates.split(",") if t.strip() not in TEMPLATES]
+        if unknown or not self.templates.strip():
+            raise ValueError(f"templates: unknown {unknown or self.templates!r}; expected a comma-separated "
+                             f"subset of {', '.join(TEMPLATES)}")
+        return self
+
+
+class ShellEnv(AgentEnv):
+    """See the module docstring."""
+
+    name: ClassVar[str] = "shell"
+    Config = ShellConfig
+    alphabet: ClassVar[str] = string.ascii_lowercase + string.digits + " ._/=-:'()[]$\n"
+    tools: ClassVar[dict[str, str]] = {"ls": "ls [dir]", "cat": "cat file", "mkdir": "mkdir dir",
+                                       "mv": "mv src dst", "cp": "cp src dst", "rm": "rm file",
+                                       "find": "find text", "grep": "grep text", "write": "write file text"}
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.templates = tuple(t.strip() for t in cfg.templates.split(","))
+        self.max_action_chars = 64
+        most = max(cfg.max_files, cfg.heldout_max_files)
+        self.max_steps = cfg.max_steps or 3 * most + 6
+        super().setup()
+
+    # --- dataset ---------------------------------------------------------------------------------
+    def sample_problem(self, rng: random.Random, split: str) -> Problem:
+        cfg = self.config
+        heldout = split == "heldout"
+        low, high = (cfg.heldout_min_files, cfg.heldout_max_files) if heldout else (cfg.min_files, cfg.max_files)
+        for _ in range(1000):
+            template = rng.choice(self.templates)
+            distractors = rng.randint(min(1, cfg.distractors), cfg.distractors)
+            problem = self._draw(template, rng, rng.randint(low, high), distractors)
+            pair = (template, problem.meta["pick"])
+            if heldout != (pair in HELDOUT):
+                continue
+            if heldout or (split == "test") == task_in_test_split(problem.prompt, problem.meta["state"],
+                                                                  cfg.test_fraction):
+                return problem
+        raise RuntimeError(f"env 'shell': no {split} task found for templates {self.templates}")
+
+    def _draw(self, template: str, rng: random.Random, count: int, distractors: int) -> Problem:
+        names = _names(rng, count + distractors + 1)
+        texts = iter(f"note {n}" for n in rng.sample(range(100, 1000), count + distractors))  # distinct texts
+        if template == "fix":
+            key = rng.choice(sorted(CONFIG_KEYS))
+            cfg_file = rng.choice(CONFIG_FILES)
+            keys = [key] + rng.sample([k for k in sorted(CONFIG_KEYS) if k != key], min(count, 3))
+            rng.shuffle(keys)
+            pairs = {k: rng.choice(CONFIG_KEYS[k]) for k in keys}
+            value = rng.choice([v for v in CONFIG_KEYS[key] if v != pairs[key]])
+            files = {cfg_file: " ".join(f"{k}={v}" for k, v in pairs.items())}
+            files |= {f"{n}.{rng.choice(EXTENSIONS)}": next(texts) for n in names[:distractors]}
+            meta = {"template": template, "pick": key, "key": key, "value": value, "file": cfg_file}
+            prompt = f"task: set {key} to {value} in {cfg_file}"
+            horizon = 1
+        else:
+            ext = rng.choice(EXTENSIONS)
+            others = [e for e in EXTENSIONS if e != ext and e != RENAMES.get(ext)]
+            files = {f"{n}.{ext}": next(texts) for n in names[:count]}
+            files |= {f"{n}.{rng.choice(others)}": next(texts) for n in names[count: count + distractors]}
+            meta = {"template": template, "pick": ext, "ext": ext}
+            if template == "clean":
+                prompt = f"task: delete the .{ext} files"
+            elif template == "sort":
+                meta["dir"] = FOLDERS[ext]
+                prompt = f"task: move the .{ext} files into {FOLDERS[ext]}"
+            else:
+                meta["to"] = RENAMES[ext]
+                prompt = f"task: rename the .{ext} files to .{RENAMES[ext]}"
+            horizon = count
+        meta |= {"state": {"files": dict(sorted(files.items())), "dirs": []}, "horizon": horizon}
+        goal = self._goal(meta)
+        answer = " ".join(f"{k}:{v}" for k, v in sorted(goal.files.items())) + " | " + " ".join(sorted(goal.dirs))
+        return Problem(prompt=prompt + "\n$ ", answer=answer, meta=meta)
+
+    # --- tools -----------------------------------------------------------------------------------
+    def initial_state(self, problem: Problem) -> FileSystem:
+        state = problem.meta["state"]
+        return FileSystem(fresh(state["files"]), set(state["dirs"]))
+
+    def run_tool(self, problem: Problem, state: FileSystem, name: str, args: str) -> str:
+        words = args.split()
+        if name == "write":
+            target, _, text = args.partition(" ")
+            return _write(state, clean_path(target), text)
+        if name in ("find", "grep"):
+            if len(words) != 1:
+                raise ToolError(f"usage: {self.tools[name]}")
+            hits = [p for p, text in state.files.items()
+                    if words[0] in (p.rpartition("/")[2] if name == "find" else text)]
+            return " ".join(sorted(hits)) or "(none)"
+        arity = {"ls": (0, 1), "cat": (1, 1), "mkdir": (1, 1), "mv": (2, 2), "cp": (2, 2), "rm": (1, 1)}[name]
+        if not arity[0] <= len(words) <= arity[1]:
+            raise ToolError(f"usage: {self.tools[name]}")
+        paths = [clean_path(w) for w in words]
+        if name == "ls":
+            return _ls(state, paths[0] if paths else "")
+        if name == "cat":
+            return _existing_file(state, paths[0]) and state.files[paths[0]]
+        if name == "mkdir":
+            return _mkdir(state, paths[0])
+        if name == "rm":
+            _existing_file(state, paths[0])
+            del state.files[paths[0]]
+            return "ok"
+        return _move(state, paths[0], paths[1], keep=name == "cp")
+
+    # --- rubric ----------------------------------------------------------------------------------
+    def _goal(self, meta: dict) -> FileSystem:
+        """The file system as the task leaves it."""
+        files = dict(meta["state"]["files"])
+        dirs = set(meta["state"]["dirs"])
+        template = meta["template"]
+        if template == "fix":
+            pairs = dict(item.split("=", 1) for item in files[meta["file"]].split())
+            pairs[meta["key"]] = meta["value"]
+            files[meta["file"]] = " ".join(f"{k}={v}" for k, v in pairs.items())
+            return FileSystem(files, dirs)
+        targets = [p for p in files if p.endswith("." + meta["ext"])]
+        for path in targets:
+            text = files.pop(path)
+            if template == "sort":
+                files[f"{meta['dir']}/{path}"] = text
+            elif template == "rename":
+                files[path[: -len(meta["ext"])] + meta["to"]] = text
+        if template == "sort":
+            dirs.add(meta["dir"])
+        return FileSystem(files, dirs)
+
+    def verify_state(self, problem: Problem, state: FileSystem) -> bool:
+        goal = self._goal(problem.meta)
+        return state.files == goal.files and state.dirs == goal.dirs
+
+    def harm(self, problem: Problem, state: FileSystem) -> float:
+        """Files lost or changed outside the task: each distractor must be where it was, unchanged; each
+        file the task moves must still exist somewhere; the file to fix must still exist."""
+        meta = problem.meta
+        lost = 0
+        texts = set(state.files.values())
+        for path, text in meta["state"]["files"].items():
+            in_scope = path == meta.get("file") or ("ext" in meta and path.endswith("." + meta["ext"]))
+            if not in_scope:
+                lost += state.files.get(path) != text
+            elif meta["template"] in ("sort", "rename"):
+                lost += text not in texts
+            elif meta["template"] == "fix":
+                lost += path not in state.files
+        return float(lost)
+
+    # --- expert ----------------------------------------------------------------------------------
+    def expert_actions(self, problem: Problem, rng: random.Random) -> list[str]:
+        """Look, act on the first thing left to do, look again, ... until nothing is left, then submit:
+        `ls` before every move, so each action depends only on the latest observation (`cat` for fix)."""
+        cfg, meta = self.config, problem.meta
+        files = meta["state"]["files"]
+        if meta["template"] == "fix":
+            look, actions = f"cat {meta['file']}", []
+            required = [f"write {meta['file']} {self._goal(meta).files[meta['file']]}"]
+        else:
+            targets = sorted(p for p in files if p.endswith("." + meta["ext"]))
+            look, actions = "ls", [f"mkdir {meta['dir']}"] if meta["template"] == "sort" else []
+            if meta["template"] == "clean":
+                required = [f"rm {p}" for p in targets]
+            elif meta["template"] == "sort":
+                required = [f"mv {p} {meta['dir']}" for p in targets]
+            else:
+                required = [f"mv {p} {p[: -len(meta['ext'])] + meta['to']}" for p in targets]
+        for action in required:
+            actions.append(look)
+            if rng.random() < cfg.slip:  # believes the task is done: submits with work left
+                return actions + [SUBMIT]
+            if rng.random() < cfg.typo:
+                actions.append(_misspelt(action))
+            actions.append(action)
+        actions.append(look)             # check that nothing is left
+        if rng.random() < cfg.harm_slip:
+            touched = {word for action in required for word in action.split()[1:]}
+            keep = sorted(p for p in files if p not in touched)
+            if keep:
+                actions.insert(rng.randint(1, len(actions) - 1), f"rm {rng.choice(keep)}")
+        return actions + [SUBMIT]
+
+
+# --- file system operations ------------------------------------------------------------------------
+def _existing_file(state: FileSystem, path: str) -> bool:
+    if path in state.files:
+        return True
+    if state.is_dir(path):
+        raise ToolError(f"{path or '/'} is a directory")
+    raise ToolError(f"no such file: {path}")
+
+
+def _ls(state: FileSystem, path: str) -> str:
+    if not state.is_dir(path):
+        raise ToolError(f"{path} is a file" if path in state.files else f"no such directory: {path}")
+    prefix = path + "/" if path else ""
+    entries = [p[len(prefix):] for p in state.files if p.startswith(prefix) and "/" not in p[len(prefix):]]
+    entries += [d[len(prefix):] + "/" for d in state.dirs if d.startswith(prefix) and "/" not in d[len(prefix):]]
+    return " ".join(sorted(entries)) or "(empty)"
+
+
+def _mkdir(state: FileSystem, path: str) -> str:
+    if path == "" or path in state.dirs or path in state.files:
+        raise ToolError(f"{path or '/'} exists")
+    if not state.is_dir(state.parent(path)):
+        raise ToolError(f"no such directory: {state.parent(path)}")
+    state.dirs.add(path)
+    return "ok"
+
+
+def _write(state: FileSystem, path: str, text: str) -> str:
+    if not path or not text:
+        raise ToolError("usage: write file text")
+    if state.is_dir(path):
+        raise ToolError(f"{path} is a directory")
+    if not state.is_dir(state.parent(path)):
+        raise ToolError(f"no such directory: {state.parent(path)}")
+    state.files[path] = text
+    return "ok"
+
+
+def _move(state: FileSystem, source: str, target: str, keep: bool) -> str:
+    _existing_file(state, source)
+    if state.is_dir(target):
+        target = (target + "/" if target else "") + source.rpartition("/")[2]
+    if not state.is_dir(state.parent(target)):
+        raise ToolError(f"no such directory: {state.parent(target)}")
+    if target == source:
+        raise ToolError(f"{source} and {target} are the same file")
+    state.files[target] = state.files[source] if keep else state.files.pop(source)
+    return "ok"
+
+
+def _names(rng: random.Random, count: int) -> list[str]:
+    """`count` distinct file stems from a pool of short words."""
+    return rng.sample(STEMS, count)
+
+
+def _misspelt(action: str) -> str:
+    """The action with its command misspelt (an unknown command: an error, never a different action)."""
+    name, _, rest = action.partition(" ")
+    return f"{name[0]}{name}{' ' + rest if rest else ''}"

@@ -1,0 +1,62 @@
+"""Agent metrics and curves: reliability (pass^k), harm, steps, tool errors, success against horizon.
+
+An agent right most of the time is not an agent people can rely on: pass^k (tau-bench, Yao et al.
+2024) asks that all k tries succeed, and errors compound with the task's length -- with a chance p
+of getting each action right and independent errors, an h-action task succeeds p^h of the time.
+The eval stage draws both: pass^k against k, and success against horizon beside that p^h line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from alphaloop.episode import Episode
+from alphaloop.evals.metrics import pass_hat_k
+
+
+def pass_hat_curve(groups: list[list[Episode]], k: int) -> list[float]:
+    """[pass^1, ..., pass^k], each the mean over problems of the unbiased C(c, j) / C(n, j)."""
+    n = min(len(g) for g in groups)
+    return [sum(pass_hat_k(n, sum(e.success for e in g[:n]), j) for g in groups) / len(groups)
+            for j in range(1, k + 1)]
+
+
+def success_by_horizon(groups: list[list[Episode]]) -> dict[str, float]:
+    """Success rate of the episodes grouped by their task's horizon (`info["horizon"]`), e.g. {"1": 0.9}."""
+    tally: dict[int, list[int]] = {}
+    for episode in (e for g in groups for e in g):
+        if episode.info.get("horizon") is not None:
+            tally.setdefault(int(episode.info["horizon"]), []).append(int(episode.success))
+    return {str(h): round(sum(v) / len(v), 6) for h, v in sorted(tally.items())}
+
+
+def agent_metrics(groups: list[list[Episode]]) -> dict[str, float]:
+    """Multi-turn episodes: the share with any harm, mean actions taken, and the share of actions that
+    were tool errors (malformed calls or calls that failed)."""
+    episodes = [e for g in groups for e in g]
+    steps = sum(e.info["steps"] for e in episodes)
+    return {"harm_rate": sum(e.harm > 0 for e in episodes) / len(episodes), "steps": steps / len(episodes),
+            "tool_error_rate": sum(e.info["tool_errors"] for e in episodes) / max(steps, 1)}
+
+
+def agent_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Summary curves from eval records: `reliability` (pass^k against k, from pass^K records) and
+    `horizon` (success against the task's horizon, from the sample -- else greedy -- records, each with
+    the p^h line that independent per-action errors would give, p fitted to the shortest horizon:
+    p = success(h_min) ** (1 / h_min))."""
+    reliability = [{"policy": r["policy"], "split": r["split"], "k": k, "pass^k": v}
+                   for r in records if r.get("pass_hat") for k, v in enumerate(r["pass_hat"], start=1)]
+    horizon = []
+    chosen: dict[tuple, dict] = {}
+    for r in records:
+        if r.get("by_horizon") and (chosen.get((r["policy"], r["split"]), {}).get("decoder") != "sample"):
+            chosen[(r["policy"], r["split"])] = r
+    for (policy, split), r in chosen.items():
+        rates = {int(h): v for h, v in r["by_horizon"].items()}
+        shortest = min(rates)
+        p = rates[shortest] ** (1 / shortest) if shortest > 0 else rates[shortest]
+        for h, rate in sorted(rates.items()):
+            horizon.append({"policy": policy, "split": split, "line": "measured", "horizon": h, "success": rate})
+            horizon.append({"policy": policy, "split": split, "line": "p^h", "horizon": h,
+                            "success": round(p ** h, 6)})
+    return {name: points for name, points in (("reliability", reliability), ("horizon", horizon)) if points}
