@@ -6,7 +6,16 @@ PIP     := $(BIN)/pip install -c constraints.txt
 STAMP   := $(VENV)/.installed
 THREADS ?= 2
 
-.PHONY: install demo test test-slow bench bench-openspiel lint clean
+.PHONY: install sysdeps demo test test-slow bench bench-openspiel lint clean
+
+# System packages: bubblewrap isolates the `code` env's sandbox (without it the sandbox runs with
+# resource limits and an audit hook only, and says so). Installed with apt-get where it is missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo)
+sysdeps:
+	@command -v bwrap >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  $(SUDO) apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1; } || \
+	  echo "bubblewrap could not be installed: the code sandbox will use resource limits only"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -17,7 +26,7 @@ $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -q -e ".[dev]"
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) sysdeps
 
 demo: install
 	OMP_NUM_THREADS=$(THREADS) $(BIN)/alphaloop run recipes/quickstart.toml

@@ -40,8 +40,8 @@ def test_tiny_agent_recipe_reports_reliability_harm_and_horizon(tmp_path):
     expert = {r["decoder"]: r for r in final if r["policy"] == "expert" and r["split"] == "test"}
     assert expert["pass^3"]["metrics"]["pass^3"] <= expert["pass^3"]["metrics"]["pass^1"]
     assert len(expert["pass^3"]["pass_hat"]) == 3
-    assert {"reliability", "horizon"} <= set(summary["curves"])
-    lines = {p["line"] for p in summary["curves"]["horizon"]}
+    assert {"reliability", "horizon_test", "horizon_heldout"} <= set(summary["curves"])
+    lines = {p["line"] for p in summary["curves"]["horizon_test"]}
     assert lines == {"measured", "p^h"}
     page = build_report(tmp_path / "run").read_text()
     assert "reliability" in page and "horizon" in page

@@ -40,23 +40,23 @@ def agent_metrics(groups: list[list[Episode]]) -> dict[str, float]:
 
 
 def agent_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
-    """Summary curves from eval records: `reliability` (pass^k against k, from pass^K records) and
-    `horizon` (success against the task's horizon, from the sample -- else greedy -- records, each with
-    the p^h line that independent per-action errors would give, p fitted to the shortest horizon:
-    p = success(h_min) ** (1 / h_min))."""
+    """Summary curves from eval records: `reliability` (pass^k against k, from pass^K records) and one
+    `horizon_<split>` per split (success against the task's horizon, from the sample -- else greedy --
+    records, each with the p^h line that independent per-action errors would give, p fitted to the
+    shortest horizon: p = success(h_min) ** (1 / h_min))."""
     reliability = [{"policy": r["policy"], "split": r["split"], "k": k, "pass^k": v}
                    for r in records if r.get("pass_hat") for k, v in enumerate(r["pass_hat"], start=1)]
-    horizon = []
     chosen: dict[tuple, dict] = {}
     for r in records:
         if r.get("by_horizon") and (chosen.get((r["policy"], r["split"]), {}).get("decoder") != "sample"):
             chosen[(r["policy"], r["split"])] = r
+    horizon: dict[str, list[dict[str, Any]]] = {}   # one curve per split: heldout also changes the templates
     for (policy, split), r in chosen.items():
         rates = {int(h): v for h, v in r["by_horizon"].items()}
         shortest = min(rates)
         p = rates[shortest] ** (1 / shortest) if shortest > 0 else rates[shortest]
         for h, rate in sorted(rates.items()):
-            horizon.append({"policy": policy, "split": split, "line": "measured", "horizon": h, "success": rate})
-            horizon.append({"policy": policy, "split": split, "line": "p^h", "horizon": h,
-                            "success": round(p ** h, 6)})
-    return {name: points for name, points in (("reliability", reliability), ("horizon", horizon)) if points}
+            horizon.setdefault(f"horizon_{split}", []).extend([
+                {"policy": policy, "line": "measured", "horizon": h, "success": rate},
+                {"policy": policy, "line": "p^h", "horizon": h, "success": round(p ** h, 6)}])
+    return ({"reliability": reliability} if reliability else {}) | horizon

@@ -25,7 +25,7 @@ from alphaloop.batch import CompletionBatch
 from alphaloop.errors import CorruptCheckpointError
 from alphaloop.policies.arch import LMArch
 from alphaloop.policies.llama import LeanLlama, lean_supported
-from alphaloop.policies.prefix import completion_forward
+from alphaloop.policies.prefix import bucketed_forward, completion_forward, long_completions
 from alphaloop.policies.tokenizer import build_char_tokenizer
 
 VALUE_HEAD_FILE = "value_head.safetensors"
@@ -225,13 +225,17 @@ class LMPolicy(nn.Module):
         """(log pi(c_t | prompt, c_<t) [N,Tc], the logits [N,Tc,V] they come from, values [N,Tc] or
         None) for every completion token of `batch` (see `learners.sequences.CompletionBatch`).
 
-        Our Llama computes each distinct prompt once for all its completions (`prefix.py`); any
-        other model runs the plain forward over prompt + completion rows and keeps the
-        completion positions. Padding positions hold meaningless values; callers mask them.
+        Our Llama computes each distinct prompt once for all its completions (`prefix.py`), or, when
+        completions dwarf their prompts (agent transcripts), runs plain forwards over length-sorted
+        buckets of rows; any other model runs the plain forward over prompt + completion rows and
+        keeps the completion positions. Padding positions hold meaningless values; callers mask them.
         """
         if return_values and self.value_head is None:
             raise ValueError("return_values=True needs a value head: call add_value_head() first")
-        if isinstance(self.model, LeanLlama):
+        if isinstance(self.model, LeanLlama) and long_completions(batch.prompt_lens, batch.lengths):
+            logits, hidden = bucketed_forward(self.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
+                                              batch.prompt_of, batch.lengths)
+        elif isinstance(self.model, LeanLlama):
             logits, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens,
                                                 batch.completion_ids, batch.prompt_of, batch.lengths)
         else:

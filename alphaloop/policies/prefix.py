@@ -111,3 +111,48 @@ def _masked_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, bias: t
     scores = torch.matmul(q.reshape(N, KV, (H // KV) * T, D), k.transpose(-1, -2))  # [N,KV,G*T,S]
     weights = torch.softmax(scores.view(N, KV, H // KV, T, S) * D ** -0.5 + bias, dim=-1)
     return torch.matmul(weights.view(N, KV, (H // KV) * T, S), v).view(N, H, T, D)
+
+
+def long_completions(prompt_lens: torch.Tensor, completion_lens: torch.Tensor) -> bool:
+    """Whether completions dwarf their prompts (agent transcripts: a 40-token task, 300 tokens of turns).
+
+    Sharing a prompt then saves little, while `completion_forward`'s attention over the padded
+    [N, Tc, Tp + Tc] layout costs a lot; `bucketed_forward` is faster there (measured: about 2x on
+    64 shell transcripts)."""
+    return int(completion_lens.max()) > 4 * int(prompt_lens.max())
+
+
+def bucketed_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: torch.Tensor,
+                     completion_ids: torch.Tensor, prompt_of: torch.Tensor, completion_lens: torch.Tensor,
+                     rows_per_bucket: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+    """`completion_forward`'s (logits [N,Tc,V], hidden [N,Tc,C]) by plain forwards over prompt +
+    completion rows, the rows sorted by length and run `rows_per_bucket` at a time.
+
+    Each bucket is padded only to its own longest row, so a batch of very uneven transcripts does
+    not pad every row to the longest; rows are right-padded, which lets attention use SDPA's causal
+    kernel without a mask (`LeanLlama._mask`). Values equal `completion_forward`'s to fp32 rounding.
+    """
+    N, Tc = completion_ids.shape
+    row_prompts = prompt_lens[prompt_of]
+    totals = row_prompts + completion_lens
+    order = torch.argsort(totals, descending=True)
+    pad = int(model.config.pad_token_id if model.config.pad_token_id is not None else 0)
+    parts_logits, parts_hidden = [], []
+    for rows in order.split(rows_per_bucket):
+        width = int(totals[rows].max())
+        steps = torch.arange(width)
+        n_prompt = row_prompts[rows][:, None]
+        # Row r: its prompt's tokens at 0..Tp_r-1, its completion's from Tp_r on, padding after.
+        prompt_steps = steps.clamp_max(prompt_ids.shape[1] - 1).expand(len(rows), -1)
+        from_prompt = prompt_ids[prompt_of[rows]].gather(1, prompt_steps)
+        from_completion = completion_ids[rows].gather(1, (steps - n_prompt).clamp(0, Tc - 1))
+        ids = torch.where(steps < n_prompt, from_prompt, from_completion)
+        real = steps < totals[rows][:, None]
+        ids = ids.masked_fill(~real, pad)
+        logits, hidden = model(ids, attention_mask=real.long(), return_hidden=True)
+        # The state predicting completion token t sits at prompt_len - 1 + t.
+        at = (n_prompt - 1 + torch.arange(Tc)).clamp_max(width - 1)
+        parts_logits.append(logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1])))
+        parts_hidden.append(hidden.gather(1, at[:, :, None].expand(-1, -1, hidden.shape[-1])))
+    inverse = torch.argsort(order)
+    return torch.cat(parts_logits)[inverse], torch.cat(parts_hidden)[inverse]

@@ -172,12 +172,15 @@ def curve_figure(name: str, points: Sequence[dict[str, Any]], path: Path) -> Pat
             if members:
                 series = [float(p[key]) for p in members]
                 ys += series
-                ax.plot([p[x_key] for p in members], series, marker="o", color=f"C{i % 10}",
-                        label=" / ".join(label) or key)
+                reference = "p^h" in label  # a model's prediction (independent errors), not a measurement
+                ax.plot([p[x_key] for p in members], series, marker="." if reference else "o", color=f"C{i % 10}",
+                        linestyle="--" if reference else "-", label=" / ".join(label) or key)
         if log2:
             ax.set_xscale("log", base=2)
             xs = sorted({p[x_key] for p in points})
             ax.set_xticks(xs, [f"{x:g}" for x in xs])
+        elif all(isinstance(p[x_key], int) for p in points):   # counts (a horizon): whole-number ticks
+            ax.set_xticks(sorted({p[x_key] for p in points}))
         ax.set_xlabel("samples per problem (k)" if x_key == "k" else x_key)
         ax.set_title(key)
         ax.legend(fontsize="small")

@@ -117,3 +117,25 @@ def test_minibatch_rows_keep_only_their_prompts_and_columns():
 def test_bad_batches_are_clear_errors(prompts, completions, name):
     with pytest.raises(ValueError, match=name):
         pack_completions(prompts, completions, 0)
+
+
+def test_bucketed_forward_equals_the_shared_prompt_forward():
+    """Long completions (agent transcripts) take length-sorted buckets of plain forwards: same values."""
+    from alphaloop.policies.prefix import bucketed_forward, completion_forward, long_completions
+
+    policy = make_policy(True, 2)
+    prompts, completions = groups(seed=3, lengths=(2, 4, 1), group=5)
+    completions = [c * 6 for c in completions]           # up to 30 tokens after 2-5-token prompts
+    batch = pack_completions(prompts, completions, policy.pad_id)
+    assert long_completions(batch.prompt_lens, batch.lengths)
+    args = (policy.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids, batch.prompt_of, batch.lengths)
+    logits, hidden = bucketed_forward(*args, rows_per_bucket=4)
+    ref_logits, ref_hidden = completion_forward(*args)
+    mask = batch.mask[:, :, None] > 0
+    assert torch.allclose(logits * mask, ref_logits * mask, atol=1e-5)
+    assert torch.allclose(hidden * mask, ref_hidden * mask, atol=1e-5)
+    full, full_mask = plain(policy, prompts, completions)
+    logprobs = policy.completion_logprobs(batch)[0]          # dispatches to the buckets
+    for row, (prompt, completion) in enumerate(zip(prompts, completions)):
+        expected = full[row, len(prompt) - 1: len(prompt) - 1 + len(completion)]
+        assert torch.allclose(logprobs[row, : len(completion)], expected, atol=1e-5)
