@@ -30,7 +30,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from alphaloop.envs.base import Problem, TextEnv, check_split, in_test_split
+from alphaloop.envs.base import Problem, TextEnv, in_test_split
 
 ACTION_CUE = "\n$ "          # ends the prompt and every observation: "your action"
 SUBMIT = "submit"
@@ -154,24 +154,9 @@ class AgentEnv(TextEnv):
     def verify(self, problem: Problem, completion: str) -> bool:
         return self.replay(problem, completion.split("\n")).success
 
-    def problems(self, split: str, n: int, seed: int, patience: int = 2000) -> list[Problem]:
-        """`n` distinct tasks of `split`: distinct by prompt *and* initial state, as many tasks share a
-        prompt ("delete the .tmp files") and differ in the files they find."""
-        check_split(split, self.name)
-        if n < 0:
-            raise ValueError(f"problems: n must be >= 0, got {n}")
-        rng = random.Random(seed)
-        found: dict[str, Problem] = {}
-        misses = 0
-        while len(found) < n and misses < patience:
-            problem = self.sample_problem(rng, split)
-            key = task_key(problem)
-            if key in found:
-                misses += 1
-            else:
-                found[key] = problem
-                misses = 0
-        return list(found.values())
+    def problem_key(self, problem: Problem) -> str:
+        """Many tasks share a prompt ("delete the .tmp files") and differ in the state they start from."""
+        return task_key(problem)
 
     # --- gymnasium: a multi-step episode -----------------------------------------------------------
     def reset(self, *, seed: int | None = None, options: dict | None = None) -> tuple[str, dict]:

@@ -142,8 +142,9 @@ class TextEnv(gymnasium.Env):
     def problems(self, split: str, n: int, seed: int, patience: int = 2000) -> list[Problem]:
         """`n` distinct problems of `split`, the same for the same (split, n, seed): fixed eval sets.
 
-        Problems are distinct by prompt. When the split has fewer than `n` problems, this returns
-        those found before `patience` draws in a row produced nothing new, i.e. (almost surely) all.
+        Problems are distinct by `problem_key` (the prompt). When the split has fewer than `n` problems,
+        this returns those found before `patience` draws in a row produced nothing new, i.e. (almost
+        surely) all.
         """
         check_split(split, self.name)
         if n < 0:
@@ -153,12 +154,17 @@ class TextEnv(gymnasium.Env):
         misses = 0
         while len(found) < n and misses < patience:
             problem = self.sample_problem(rng, split)
-            if problem.prompt in found:
+            key = self.problem_key(problem)
+            if key in found:
                 misses += 1
             else:
-                found[problem.prompt] = problem
+                found[key] = problem
                 misses = 0
         return list(found.values())
+
+    def problem_key(self, problem: Problem) -> str:
+        """What makes two problems the same problem in a fixed eval set: the prompt."""
+        return problem.prompt
 
     def reward(self, problem: Problem, completion: str) -> float:
         return 1.0 if self.verify(problem, completion) else 0.0

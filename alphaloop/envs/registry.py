@@ -25,6 +25,7 @@ from alphaloop.envs.base import TextEnv
 ENTRY_POINT_GROUP = "alphaloop.envs"
 BUILTINS: dict[str, str] = {"arithmetic": "alphaloop.envs.arithmetic:ArithmeticEnv",
                             "assistant": "alphaloop.envs.assistant:AssistantEnv",
+                            "code": "alphaloop.envs.code:CodeEnv",
                             "shell": "alphaloop.envs.shell:ShellEnv"}
 
 

@@ -1,0 +1,401 @@
+"""Run untrusted Python source in a separate, limited process: the execution sandbox of the `code` env.
+
+An agent that writes code must have it run, and whatever it writes -- an infinite loop, a fork
+bomb, `open('/etc/passwd')`, a socket, 100 MB of output -- must end in a clear result, never in a
+hung, flooded or damaged host. `run_python` gives two layers:
+
+1. Isolation. Mode "bubblewrap" (when `bwrap` is on PATH and works here; probed once): new
+   namespaces for everything (no network, an own pid namespace, so nothing outlives the run), a
+   root file system holding only /usr, /lib* and the Python installation read-only plus the
+   empty working directory, and no capabilities when started as root. Nothing of the project or
+   of /etc is visible. Mode "rlimits" otherwise: a plain child process in its own session.
+2. Limits and a guard, in both modes, set up by a small runner before the code runs: rlimits
+   (CPU seconds, address space, processes, file size, open files, no core files) with hard = soft
+   so the code cannot raise them, and a `sys.addaudithook` guard that refuses reading outside the
+   working directory and the Python installation, writing outside the working directory, sockets,
+   starting processes (`subprocess`, `os.system`, `os.fork`, `os.exec*`, `os.posix_spawn`,
+   multiprocessing), signals to other processes, `ctypes` and loading native code. A refused
+   action raises `SandboxViolation` (a PermissionError naming it) in the code and is reported on
+   stderr with a fixed marker, so `SandboxResult.violation` is filled even if the code catches it.
+
+The host side adds a wall-clock timeout, reads stdout and stderr up to a hard byte cap (the run is
+killed when it overflows, so 100 MB of output never reaches host memory), kills the whole process
+group at the end and removes the working directory.
+
+CPython's audit hooks are not a security boundary against a determined attacker (an interpreter
+bug or native code goes around them), and as root RLIMIT_NPROC is not enforced: in "rlimits" mode
+the guard stops accidents and the ordinary attacks of tests/envs/test_sandbox.py, not an
+adversary. Use a machine with bubblewrap for that; `sandbox_mode()` says which one is in use.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+MODES = ("auto", "bubblewrap", "rlimits")
+VIOLATION_MARKER = "@@sandbox-violation@@ "   # precedes each refused action the guard reports on stderr
+FILE_SIZE_BYTES = 16 * 2**20                   # RLIMIT_FSIZE: the largest file the code may write
+OPEN_FILES = 64                                # RLIMIT_NOFILE
+REPORT_LOST = 125                              # the runner's exit code when the code closed the guard's stderr
+CHUNK = 65536
+
+
+@dataclass
+class SandboxResult:
+    """What one run did. `returncode` is None when the sandbox killed the run (timeout, output cap)."""
+
+    stdout: str
+    stderr: str                    # the guard's reports removed (see `violation`)
+    returncode: int | None
+    timed_out: bool                # the wall-clock timeout or the CPU limit ended it
+    output_truncated: bool         # stdout or stderr passed max_output_bytes: the run was stopped there
+    violation: str | None          # the first action the guard refused, e.g. "open '/etc/passwd' for reading"
+    mode: str                      # "bubblewrap+audit" or "rlimits+audit"
+
+
+# The runner: `python -I -S -B -u -c RUNNER workdir cpu_s memory_bytes processes file_bytes open_files core_bytes
+# marker`, the code on stdin. It reads the code, sets the limits, installs the guard and runs the code as __main__.
+# The guard only uses objects captured when it was installed (C functions, not module attributes the code
+# could replace), and no builtins by name, so patching `os` or `builtins` cannot blind it.
+RUNNER = r'''
+import os, sys
+
+def _install(workdir, limits, marker):
+    import posix, resource, stat, _posixsubprocess
+    for name, value in zip(("RLIMIT_CPU", "RLIMIT_AS", "RLIMIT_NPROC", "RLIMIT_FSIZE", "RLIMIT_NOFILE",
+                            "RLIMIT_CORE"), limits):
+        kind = getattr(resource, name)
+        hard = resource.getrlimit(kind)[1]
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (value, value))
+    is_, bytes_, int_, str_, os_error = isinstance, bytes, int, str, OSError
+    lstat, stat_, readlink, getcwd, fspath = posix.lstat, posix.stat, posix.readlink, posix.getcwd, posix.fspath
+    write, exit_, report = posix.write, posix._exit, posix.dup(2)
+    is_reg, is_dir, is_link = stat.S_ISREG, stat.S_ISDIR, stat.S_ISLNK
+    encoding = sys.getfilesystemencoding()
+    writes = os.O_WRONLY | os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_TRUNC
+    refused = frozenset(("os.system", "subprocess.Popen", "os.fork", "os.forkpty", "os.posix_spawn", "os.exec",
+                         "os.spawn", "os.kill", "os.killpg", "signal.pthread_kill", "os.symlink", "os.link",
+                         "resource.setrlimit", "resource.prlimit", "gc.get_objects", "gc.get_referrers",
+                         "gc.get_referents", "sys.settrace", "sys.setprofile", "code.__new__", "webbrowser.open",
+                         "_posixsubprocess.fork_exec"))
+    prefixes = ("socket.", "ctypes.", "syslog.")
+    modules = frozenset(("ctypes", "_ctypes", "_posixsubprocess", "_posixshmem", "cffi", "_cffi_backend"))
+    private = ("_test", "_xx", "_interp")     # test helpers that poke memory; sub-interpreters (no guard there)
+    path_events = {"os.mkdir": 1, "os.remove": 1, "os.rmdir": 1, "os.rename": 2, "os.chmod": 1, "os.chown": 1,
+                   "os.utime": 1, "os.truncate": 1, "os.setxattr": 1, "os.removexattr": 1}
+
+    class SandboxViolation(PermissionError):
+        """An action the sandbox refuses."""
+
+    SandboxViolation.__qualname__ = "SandboxViolation"   # tracebacks name it plainly
+
+    def refuse(what):
+        try:
+            write(report, (marker + what + "\n").encode("utf-8", "replace"))
+        except os_error:
+            exit_(REPORT_LOST)   # the report channel is gone: stop rather than go on unobserved
+        raise SandboxViolation("sandbox refused " + what)
+
+    def resolve(path):
+        """The absolute path `path` names, symbolic links followed (os.path.realpath, from captured parts)."""
+        path = fspath(path)
+        if is_(path, bytes_):
+            path = path.decode(encoding, "surrogateescape")
+        if not path.startswith("/"):
+            path = getcwd() + "/" + path
+        todo, done, hops = path.split("/")[::-1], [], 0
+        while todo:
+            part = todo.pop()
+            if part in ("", "."):
+                continue
+            if part == "..":
+                done = done[:-1]
+                continue
+            here = "/" + "/".join(done + [part])
+            try:
+                link = is_link(lstat(here).st_mode) and hops < 40
+            except os_error:
+                link = False
+            if link:
+                hops += 1
+                target = readlink(here)
+                done = [] if target.startswith("/") else done
+                todo.extend(target.split("/")[::-1])
+            else:
+                done.append(part)
+        return "/" + "/".join(done)
+
+    def within(path, roots):
+        for root in roots:
+            if path == root or path.startswith(root + "/"):
+                return True
+        return False
+
+    home = (resolve(workdir),)
+    python = tuple(resolve(p) for p in sys.path if p)
+    readable = home + python
+    devices = frozenset(("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom"))
+
+    def hook(event, args):
+        if event == "open":
+            path, mode, flags = args
+            if is_(path, int_):
+                return   # an already open descriptor
+            full = resolve(path)
+            writing = flags & writes != 0 or (is_(mode, str_) and ("w" in mode or "a" in mode or "x" in mode
+                                                                   or "+" in mode))
+            if full in devices:
+                return
+            try:
+                kind = stat_(full).st_mode
+            except os_error:
+                kind = None
+            if kind is not None and not (is_reg(kind) or (is_dir(kind) and within(full, home))):
+                refuse(f"open {full!r} (not a regular file)")
+            if within(full, home) or (not writing and within(full, python)):
+                return
+            refuse(f"open {full!r} for {'writing' if writing else 'reading'}")
+        elif event in refused or event.startswith(prefixes):
+            refuse(event)
+        elif event == "import":
+            name, filename = args[0], args[1]
+            top = name.partition(".")[0]
+            if top in modules or top.startswith(private):
+                refuse(f"import {name}")
+            if filename is not None and not within(resolve(filename), python):
+                refuse(f"loading native code from {filename!r}")
+        elif event in path_events:
+            for path in args[: path_events[event]]:
+                if is_(path, int_) and event == "os.truncate":
+                    continue   # a descriptor open for writing, hence in the working directory
+                if is_(path, int_) or not within(resolve(path), home):
+                    refuse(f"{event} {path!r}")
+        elif event in ("os.listdir", "os.scandir"):
+            path = "." if args[0] is None else args[0]
+            if not is_(path, int_) and not within(resolve(path), readable):
+                refuse(f"{event} {resolve(path)!r}")
+
+    def no_fork_exec(*args, **kwargs):
+        refuse("_posixsubprocess.fork_exec")
+
+    _posixsubprocess.fork_exec = no_fork_exec   # multiprocessing's spawn starts processes without an audit event
+    sys.addaudithook(hook)
+
+_source = sys.stdin.buffer.read().decode("utf-8", "replace")
+_install(sys.argv[1], [int(v) for v in sys.argv[2:8]], sys.argv[8])
+del _install
+
+def _print_exception(exc, tb):   # traceback is imported only when needed: it costs a third of the start-up
+    import linecache, traceback
+    linecache.cache["<solution>"] = (len(_source), None, _source.splitlines(True), "<solution>")
+    traceback.print_exception(type(exc), exc, tb)
+
+try:
+    _code = compile(_source, "<solution>", "exec")
+except (SyntaxError, ValueError) as _exc:
+    _print_exception(_exc, None)
+    sys.exit(1)
+try:
+    exec(_code, {"__name__": "__main__", "__builtins__": __builtins__})
+except SystemExit:
+    raise
+except BaseException as _exc:
+    _print_exception(_exc, _exc.__traceback__.tb_next)   # the runner's own frame left out
+    sys.exit(1)
+'''.replace("REPORT_LOST", str(REPORT_LOST))
+
+
+def run_python(source: str, *, timeout_s: float = 2.0, memory_mb: int = 256, max_output_bytes: int = 64_000,
+               max_processes: int = 16, mode: str = "auto") -> SandboxResult:
+    """Run `source` as a Python program in the sandbox (see the module docstring) and say what happened.
+
+    Never raises for anything the code does; raises ValueError for a bad argument, naming it (and for
+    mode="bubblewrap" where bubblewrap does not work)."""
+    _check_args(source, timeout_s, memory_mb, max_output_bytes, max_processes, mode)
+    bubblewrap = mode == "bubblewrap" or (mode == "auto" and _bubblewrap_works())
+    if mode == "bubblewrap" and not _bubblewrap_works():
+        raise ValueError("mode='bubblewrap': bwrap is not on PATH or cannot create a sandbox here; "
+                         "use mode='auto' or mode='rlimits'")
+    workdir = tempfile.mkdtemp(prefix="alphaloop-sandbox-")
+    try:
+        limits = [math.ceil(timeout_s), memory_mb * 2**20, max_processes, FILE_SIZE_BYTES, OPEN_FILES, 0]
+        argv = [_interpreter(), "-I", "-S", "-B", "-u", "-c", RUNNER, workdir, *map(str, limits), VIOLATION_MARKER]
+        if bubblewrap:
+            argv = _bubblewrap_argv(workdir) + argv
+        name = "bubblewrap+audit" if bubblewrap else "rlimits+audit"
+        return _execute(argv, source, workdir, timeout_s, max_output_bytes, name, bubblewrap)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def sandbox_mode() -> str:
+    """The mode `run_python(mode="auto")` uses on this machine: "bubblewrap+audit" or "rlimits+audit"."""
+    return "bubblewrap+audit" if _bubblewrap_works() else "rlimits+audit"
+
+
+# --- the child process ----------------------------------------------------------------------------------
+def _interpreter() -> str:
+    """The base interpreter (not a virtual environment's, which lives in the project): with -I -S it
+    needs nothing but its own installation."""
+    return os.path.realpath(getattr(sys, "_base_executable", None) or sys.executable)
+
+
+def _environment(workdir: str) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8", "HOME": workdir, "TMPDIR": workdir}
+
+
+def _python_roots() -> list[str]:
+    """Directories of the Python installation the sandbox mounts read-only (those outside /usr)."""
+    roots = {os.path.realpath(p) for p in (sys.base_prefix, sys.base_exec_prefix)}
+    binary = os.path.dirname(_interpreter())
+    if not any(binary == r or binary.startswith(r + os.sep) for r in roots):
+        roots.add(binary)
+    return sorted(r for r in roots if r != "/usr" and not r.startswith("/usr/"))
+
+
+def _bubblewrap_argv(workdir: str) -> list[str]:
+    argv = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session"]
+    if os.geteuid() == 0:
+        argv += ["--cap-drop", "ALL"]   # root in the sandbox must not keep root's powers
+    argv += ["--ro-bind", "/usr", "/usr"]
+    for top in ("/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            argv += ["--symlink", os.readlink(top), top]
+        elif os.path.isdir(top):
+            argv += ["--ro-bind", top, top]
+    for root in _python_roots():
+        argv += ["--ro-bind", root, root]
+    return argv + ["--proc", "/proc", "--dev", "/dev", "--bind", workdir, workdir, "--chdir", workdir,
+                   "--remount-ro", "/"]
+
+
+@functools.cache
+def _bubblewrap_works() -> bool:
+    """Whether bubblewrap can run the interpreter here (probed once per process)."""
+    if shutil.which("bwrap") is None:
+        return False
+    workdir = tempfile.mkdtemp(prefix="alphaloop-sandbox-probe-")
+    try:
+        done = subprocess.run(_bubblewrap_argv(workdir) + [_interpreter(), "-I", "-S", "-c", "print('ok')"],
+                              capture_output=True, timeout=20, env=_environment(workdir))
+        return done.returncode == 0 and done.stdout.strip() == b"ok"
+    except (OSError, subprocess.SubprocessError):
+        return False
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _execute(argv: list[str], source: str, workdir: str, timeout_s: float, cap: int, mode: str,
+             bubblewrap: bool) -> SandboxResult:
+    """Start the run, feed it the source, read its output up to `cap` bytes a stream until it ends or the
+    deadline passes, then kill its process group."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                cwd=workdir, env=_environment(workdir), start_new_session=True)
+    except OSError as exc:
+        return SandboxResult("", f"sandbox: cannot start {argv[0]}: {exc}", None, False, False, None, mode)
+    out, err = bytearray(), bytearray()
+    buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    pending = memoryview(source.encode("utf-8", "replace"))
+    timed_out = truncated = False
+    with selectors.DefaultSelector() as selector:
+        for fd in buffers:
+            selector.register(fd, selectors.EVENT_READ)
+        stdin = proc.stdin.fileno()
+        os.set_blocking(stdin, False)
+        selector.register(stdin, selectors.EVENT_WRITE)
+        while selector.get_map() and not truncated:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            for key, _ in selector.select(left):
+                if key.fd == stdin:
+                    try:
+                        pending = pending[os.write(stdin, pending[:CHUNK]):]
+                    except BlockingIOError:
+                        continue
+                    except OSError:         # the run exited without reading it all
+                        pending = pending[:0]
+                    if not pending:
+                        selector.unregister(stdin)
+                        proc.stdin.close()
+                    continue
+                chunk = os.read(key.fd, CHUNK)
+                if not chunk:
+                    selector.unregister(key.fd)
+                    continue
+                buffer = buffers[key.fd]
+                room = cap - len(buffer)
+                buffer += chunk[:room]
+                if len(chunk) > room:
+                    truncated = True   # stop reading and kill it: the rest is never buffered
+                    break
+    if not (timed_out or truncated):   # the output ended; the process may still run (it closed its stdout)
+        try:
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            timed_out = True
+    killed = proc.poll() is None
+    _kill_group(proc)
+    returncode = None if killed else proc.returncode
+    if bubblewrap and returncode is not None and returncode > 128:
+        returncode = 128 - returncode   # bwrap exits with 128 + N for a child killed by signal N
+    timed_out = timed_out or returncode == -signal.SIGXCPU
+    stderr, violation = _split_violations(err.decode("utf-8", "replace"))
+    if violation is None and returncode == REPORT_LOST:
+        violation = "closing the sandbox's report channel"
+    return SandboxResult(out.decode("utf-8", "replace"), stderr, returncode, timed_out, truncated, violation, mode)
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    """Kill the run's whole process group (it leads its own session) and reap it."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+    for stream in (proc.stdin, proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
+
+
+def _split_violations(stderr: str) -> tuple[str, str | None]:
+    """stderr without the guard's reports, and the first refused action they name. A report may follow
+    text the code wrote without a newline, so it is looked for anywhere in a line."""
+    kept, found = [], []
+    for line in stderr.split("\n"):
+        at = line.find(VIOLATION_MARKER)
+        if at < 0:
+            kept.append(line)
+            continue
+        found.append(line[at + len(VIOLATION_MARKER):])
+        if at:
+            kept.append(line[:at])
+    return "\n".join(kept), found[0] if found else None
+
+
+def _check_args(source: object, timeout_s: object, memory_mb: object, max_output_bytes: object,
+                max_processes: object, mode: object) -> None:
+    if not isinstance(source, str):
+        raise ValueError(f"source: expected the Python code as a str, got {type(source).__name__}")
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) or not 0 < timeout_s <= 600:
+        raise ValueError(f"timeout_s: expected seconds in (0, 600], got {timeout_s!r}")
+    for name, value, low in (("memory_mb", memory_mb, 64), ("max_output_bytes", max_output_bytes, 1),
+                             ("max_processes", max_processes, 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"{name}: expected an int >= {low}, got {value!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(MODES)}, got {mode!r}")
