@@ -1,16 +1,18 @@
 """Agent envs: Env x Policy -> multi-turn Episodes, many episodes in lock-step.
 
-Every turn, all episodes still running are extended together by one call of the batched KV-cache
-sampler (`policies.sampler.sample`), which stops each row at its EOS (the end of an action); the
-env then answers each row's action and its output tokens are appended to that row. Rows finish
+Every turn, all episodes still running are extended together by one batched generation over the KV
+cache, which stops each row at its EOS (the end of an action); the env then answers each row's
+action and its output tokens are appended to that row. Rows finish
 independently (a `submit`, the step limit, an action cut off without EOS, or a transcript that
 would outgrow the model's context); the batch shrinks as they do. Generation never falls back to
 one episode at a time.
 
+Our Llama keeps the batch's KV cache across turns (`policies/turns.py`): each turn decodes the
+actions and prefills only the env's answers. Other models re-read each transcript every turn.
+
 One episode is one `Episode`: `action_ids` is the transcript after the prompt, the policy's tokens
 (log-probs from the sampler, `action_mask` 1) interleaved with the env's (log-prob 0, mask 0), so
-imitation and RL train on the policy's tokens only. Each turn re-reads its row's transcript in the
-sampler's prefill (a prefix cache across turns would save that; the transcripts here are short).
+imitation and RL train on the policy's tokens only.
 """
 
 from __future__ import annotations
@@ -24,7 +26,9 @@ import torch
 from alphaloop.envs.agent import SUBMIT, Outcome
 from alphaloop.episode import Episode
 from alphaloop.errors import UserError
+from alphaloop.policies.llama import LeanLlama
 from alphaloop.policies.sampler import sample
+from alphaloop.policies.turns import TurnBatch
 
 
 @dataclass
@@ -95,37 +99,60 @@ def agent_episodes(policy, env, problems: Sequence, samples: int = 1, temperatur
     limit = context_limit(policy)
     runs = [Transcript(i, problem, Outcome(env.initial_state(problem)), policy.prompt_ids(problem.prompt))
             for i, problem in enumerate(problems) for _ in range(samples)]
-    for start in range(0, len(runs), batch_size):
-        active = runs[start: start + batch_size]
-        while active:
-            out = sample(policy, [r.context() for r in active], max_new_tokens=per_action,
-                         temperature=temperature, top_k=top_k, generator=generator)
-            still = []
-            for run, ids, logprobs, truncated in zip(active, out.completion_ids, out.logprobs, out.truncated):
-                if truncated:  # no EOS within the action budget: the action never ended
-                    run.action_ids += ids
-                    run.logprobs += logprobs
-                    run.action_mask += [1] * len(ids)
-                    run.actions.append(policy.decode(ids))
-                    run.outcome.outputs.append(f"error: no action ends within {per_action} tokens")
-                    run.outcome.steps += 1
-                    run.outcome.tool_errors += 1
-                    run.cut, run.done = "action", True
-                    continue
-                inserted = run.add_action(env, policy.decode(ids[:-1]), ids, logprobs)
-                if inserted is None:
-                    continue
-                inserted_ids = policy.encode(inserted)
-                if len(run.context()) + len(inserted_ids) + per_action > limit:
-                    run.cut, run.done = "context", True
-                    continue
-                run.add_observation(inserted_ids)
-                still.append(run)
-            active = still
+    was_training = policy.model.training
+    policy.model.eval()
+    try:
+        for start in range(0, len(runs), batch_size):
+            _play(policy, env, runs[start: start + batch_size], per_action, limit, temperature, top_k, generator)
+    finally:
+        policy.model.train(was_training)
     groups: list[list[Episode]] = [[] for _ in problems]
     for run in runs:
         groups[run.problem_index].append(run.episode(env))
     return groups
+
+
+def _play(policy, env, active: list[Transcript], per_action: int, limit: int, temperature: float, top_k: int,
+          generator: torch.Generator | None) -> None:
+    """Play the episodes `active` to their ends in lock-step. Our Llama keeps one KV cache for the batch
+    across turns (`policies.turns.TurnBatch`: each turn prefills only the env's answers); any other
+    model re-reads each transcript every turn through `sampler.sample`."""
+    turns = (TurnBatch(policy, [r.context() for r in active], limit + per_action, temperature, top_k, generator)
+             if isinstance(policy.model, LeanLlama) else None)
+    while active:
+        if turns is not None:
+            actions = turns.act(per_action)
+        else:
+            out = sample(policy, [r.context() for r in active], max_new_tokens=per_action, temperature=temperature,
+                         top_k=top_k, generator=generator)
+            actions = list(zip(out.completion_ids, out.logprobs, out.truncated))
+        still, kept, inserts = [], [], []
+        for row, (run, (ids, logprobs, truncated)) in enumerate(zip(active, actions)):
+            if truncated:  # no EOS within the action budget: the action never ended
+                run.action_ids += ids
+                run.logprobs += logprobs
+                run.action_mask += [1] * len(ids)
+                run.actions.append(policy.decode(ids))
+                run.outcome.outputs.append(f"error: no action ends within {per_action} tokens")
+                run.outcome.steps += 1
+                run.outcome.tool_errors += 1
+                run.cut, run.done = "action", True
+                continue
+            inserted = run.add_action(env, policy.decode(ids[:-1]), ids, logprobs)
+            if inserted is None:
+                continue
+            inserted_ids = policy.encode(inserted)
+            if len(run.context()) + len(inserted_ids) + per_action > limit:
+                run.cut, run.done = "context", True
+                continue
+            run.add_observation(inserted_ids)
+            still.append(run)
+            kept.append(row)
+            inserts.append(inserted_ids)
+        if turns is not None and still:
+            turns.keep(kept)
+            turns.observe(inserts)
+        active = still
 
 
 def expert_transcript(env, problem, rng: random.Random, policy=None, index: int = 0) -> Episode:

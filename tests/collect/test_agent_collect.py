@@ -70,13 +70,13 @@ def test_env_tokens_are_masked_out_of_imitation_and_rl_batches(env, policy):
 
 def test_rollouts_run_in_lock_step_and_log_probs_match_a_forward(env, policy, monkeypatch):
     calls = []
-    real = agent_collect.sample
+    real = agent_collect.TurnBatch.act
 
-    def recording(policy_, prompts, **kwargs):
-        calls.append(len(prompts))
-        return real(policy_, prompts, **kwargs)
+    def recording(self, max_new_tokens):
+        calls.append(len(self.contexts))
+        return real(self, max_new_tokens)
 
-    monkeypatch.setattr(agent_collect, "sample", recording)
+    monkeypatch.setattr(agent_collect.TurnBatch, "act", recording)
     problems = env.problems("test", 6, seed=0)
     groups = policy_episodes(policy, env, problems, 4, temperature=1.0, generator=torch.Generator().manual_seed(0))
     assert calls[0] == 24 and calls == sorted(calls, reverse=True)   # one batch, shrinking as episodes end
@@ -93,6 +93,46 @@ def test_rollouts_run_in_lock_step_and_log_probs_match_a_forward(env, policy, mo
         mask = torch.tensor(episode.action_mask, dtype=torch.float32)
         assert torch.allclose(logprobs[row, : len(sampled)] * mask, sampled * mask, atol=1e-4)
         assert (sampled * (1 - mask)).abs().sum() == 0
+
+
+def trained_like(env):
+    """A small policy imitating the expert for a few dozen steps: its actions end and its episodes last
+    several turns, unlike an untrained one's."""
+    from alphaloop.learners.imitate import imitation_loss
+
+    policy = LMPolicy.build(LMArch(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64,
+                                   max_seq_len=384), env.alphabet, seed=1)
+    optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
+    for step in range(40):
+        loss = imitation_loss(policy, *pack_episodes(demonstrations(env, policy, random.Random(step), 16),
+                                                     policy.pad_id))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return policy
+
+
+def test_the_cache_kept_across_turns_gives_the_transcripts_of_rereading_them(env, monkeypatch):
+    """Greedy episodes through `TurnBatch` (one cache for the episode, rebuilt when full) equal those of
+    re-reading each transcript with `sample` every turn, log-probs included."""
+    policy = trained_like(env)
+    problems = env.problems("test", 8, seed=3)
+    kept = policy_episodes(policy, env, problems, 1, temperature=0.0)
+    monkeypatch.setattr(agent_collect.TurnBatch, "__init__", lambda self, policy, prompts, capacity, *a, **k:
+                        real_init(self, policy, prompts, 64, *a, **k))   # a tiny cache: rebuilt many times
+    small = policy_episodes(policy, env, problems, 1, temperature=0.0)
+    monkeypatch.undo()
+    monkeypatch.setattr(agent_collect, "LeanLlama", type("NotLean", (), {}))   # the re-reading path
+    reread = policy_episodes(policy, env, problems, 1, temperature=0.0)
+    assert max(g[0].info["steps"] for g in kept) >= 3
+    for a, b, c in zip(kept, small, reread):
+        assert a[0].actions == b[0].actions == c[0].actions
+        assert a[0].action_ids == c[0].action_ids
+        assert torch.allclose(torch.tensor(a[0].logprobs), torch.tensor(c[0].logprobs), atol=1e-4)
+        assert torch.allclose(torch.tensor(b[0].logprobs), torch.tensor(c[0].logprobs), atol=1e-4)
+
+
+real_init = agent_collect.TurnBatch.__init__
 
 
 def test_batch_size_splits_but_gives_the_same_transcripts_greedy(env, policy):
