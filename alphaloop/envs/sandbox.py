@@ -208,6 +208,8 @@ def _execute(argv: list[str], source: str, workdir: str, timeout_s: float, cap: 
     spent = time.monotonic() - (deadline - timeout_s)
     timed_out = (timed_out or returncode == -signal.SIGXCPU
                  or (returncode == -signal.SIGKILL and spent >= 0.5 * timeout_s))
+    if timed_out:
+        returncode = None   # the sandbox's limit ended it, whichever of its clocks ran out first
     stderr, violation = _split_violations(err.decode("utf-8", "replace"))
     if violation is None and returncode == REPORT_LOST:
         violation = "closing the sandbox's report channel"
