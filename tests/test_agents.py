@@ -44,7 +44,10 @@ def test_tiny_agent_recipe_reports_reliability_harm_and_horizon(tmp_path):
     lines = {p["line"] for p in summary["curves"]["horizon_test"]}
     assert lines == {"measured", "p^h"}
     page = build_report(tmp_path / "run").read_text()
-    assert "reliability" in page and "horizon" in page
+    assert "reliability" in page and "horizon" in page and "Agent transcripts" in page
+    greedy = next(r for r in final if r["policy"] == "expert" and r["decoder"] == "greedy")
+    assert greedy["transcripts"] and all(t["text"].startswith("task:") and "$ " in t["text"]
+                                         for t in greedy["transcripts"])
     rl_steps = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     rl_steps = [r for r in rl_steps if r["stage"] == "rl" and "reward_mean" in r]
     assert len(rl_steps) == 4 and all(r["response_length"] > 0 for r in rl_steps)

@@ -60,3 +60,21 @@ def agent_curves(records: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]
                 {"policy": policy, "line": "measured", "horizon": h, "success": rate},
                 {"policy": policy, "line": "p^h", "horizon": h, "success": round(p ** h, 6)}])
     return ({"reliability": reliability} if reliability else {}) | horizon
+
+
+def transcript_text(episode: Episode) -> str:
+    """An agent episode as a person reads it: the task, then `$ action` and the env's answer, turn by turn."""
+    lines = [episode.prompt.rstrip("$ ").rstrip()]
+    for action, answer in zip(episode.actions, episode.observations[1:]):
+        lines += [f"$ {action}", answer]
+    cut = episode.info.get("cut")
+    return "\n".join(lines + ([f"(ended: {cut})"] if cut else []))
+
+
+def example_transcripts(groups: list[list[Episode]], per_kind: int = 2) -> list[dict[str, Any]]:
+    """A few successes and a few failures (the first sample of each task, in task order) for the report."""
+    firsts = [g[0] for g in groups if g]
+    chosen = [e for e in firsts if e.success][:per_kind] + [e for e in firsts if not e.success][:per_kind]
+    return [{"success": e.success, "harm": e.harm, "steps": e.info.get("steps"), "text": transcript_text(e)}
+            for e in chosen]
+

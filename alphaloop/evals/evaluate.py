@@ -33,7 +33,7 @@ import torch
 
 from alphaloop.collect import expert_episodes, policy_episodes
 from alphaloop.episode import Episode
-from alphaloop.evals.agents import agent_metrics, pass_hat_curve, success_by_horizon
+from alphaloop.evals.agents import agent_metrics, example_transcripts, pass_hat_curve, success_by_horizon
 from alphaloop.evals.metrics import majority_vote, pass_at_k
 from alphaloop.search.best_of_n import best_of_n_accuracy
 from alphaloop.seeding import derive_seed
@@ -236,6 +236,7 @@ def evaluate_decoders(
             record["pass_hat"] = [round(v, 6) for v in pass_hat_curve(groups, k)]
         if name in ("greedy", "sample") and "horizon" in groups[0][0].info:  # success against the task's length
             record["by_horizon"] = success_by_horizon(groups if name == "sample" else [g[:1] for g in groups])
+            record["transcripts"] = example_transcripts(groups)
         records.append(record)
 
     points = []

@@ -153,6 +153,19 @@ def _eval_html(records: list[dict], with_step: bool) -> str:
     return "".join(parts)
 
 
+def _transcripts_html(records: list[dict]) -> str:
+    """One collapsible block per (policy, split, decoder), each transcript in a <pre>."""
+    out = []
+    for r in records:
+        items = [t for t in r["transcripts"] if isinstance(t, dict)]
+        body = "".join(f"<p><b>{'success' if t.get('success') else 'failure'}</b>"
+                       f"{' -- harm ' + e(str(t.get('harm'))) if t.get('harm') else ''}</p>"
+                       f"<pre>{e(str(t.get('text', '')))}</pre>" for t in items)
+        title = f"{r.get('policy', '')} / {r.get('split', '')} / {r.get('decoder', '')}"
+        out.append(f"<details><summary>{e(title)} ({len(items)})</summary>{body}</details>")
+    return "".join(out)
+
+
 def _stages_html(stages: list[dict], timings: dict[str, Any]) -> str:
     rows = []
     for s in stages:
@@ -233,6 +246,12 @@ def build_report(run_dir: Path) -> Path:
     if during:
         parts.append(f"<details><summary>evaluations during training ({len(during)})</summary>"
                      f"{_eval_html(during, with_step=True)}</details>")
+
+    shown = [r for r in final if r.get("transcripts")]
+    if shown:
+        parts.append("<h2>Agent transcripts</h2><p class=\"note\">the first successes and failures of each "
+                     "policy and split (the decoder's first sample of each task)</p>")
+        parts.append(_transcripts_html(shown))
 
     parts.append("<h2>Learning curves</h2>")
     by_stage: dict[tuple[int, str], list[dict]] = {}
