@@ -67,6 +67,17 @@ class Transcript:
             self.cut, self.done = "steps", True
         return None if self.done else env.observation_text(turn.output)
 
+    def unfinished_action(self, text: str, ids: Sequence[int], logprobs: Sequence[float], budget: int) -> None:
+        """An action cut at `budget` tokens without EOS: a failed step that ends the episode."""
+        self.actions.append(text)
+        self.action_ids += list(ids)
+        self.logprobs += list(logprobs)
+        self.action_mask += [1] * len(ids)
+        self.outcome.outputs.append(f"error: no action ends within {budget} tokens")
+        self.outcome.steps += 1
+        self.outcome.tool_errors += 1
+        self.cut, self.done = "action", True
+
     def add_observation(self, ids: Sequence[int]) -> None:
         self.action_ids += list(ids)
         self.logprobs += [0.0] * len(ids)
@@ -129,14 +140,7 @@ def _play(policy, env, active: list[Transcript], per_action: int, limit: int, te
         still, kept, inserts = [], [], []
         for row, (run, (ids, logprobs, truncated)) in enumerate(zip(active, actions)):
             if truncated:  # no EOS within the action budget: the action never ended
-                run.action_ids += ids
-                run.logprobs += logprobs
-                run.action_mask += [1] * len(ids)
-                run.actions.append(policy.decode(ids))
-                run.outcome.outputs.append(f"error: no action ends within {per_action} tokens")
-                run.outcome.steps += 1
-                run.outcome.tool_errors += 1
-                run.cut, run.done = "action", True
+                run.unfinished_action(policy.decode(ids), ids, logprobs, per_action)
                 continue
             inserted = run.add_action(env, policy.decode(ids[:-1]), ids, logprobs)
             if inserted is None:

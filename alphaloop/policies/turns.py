@@ -71,9 +71,11 @@ class TurnBatch:
                 token, raw = _logprob_and_choice(self.logits.float(), self.temperature, self.top_k, self.generator)
                 active = ~finished
                 token = token.masked_fill(finished, pad)
-                for row in active.nonzero().squeeze(1).tolist():
-                    tokens[row].append(int(token[row]))
-                    logprobs[row].append(float(raw[row]))
+                # One conversion a step for the whole batch (not one tensor index per row).
+                for row, (generating, t, lp) in enumerate(zip(active.tolist(), token.tolist(), raw.tolist())):
+                    if generating:
+                        tokens[row].append(t)
+                        logprobs[row].append(lp)
                 # Every row writes a slot; a finished row's is padding, masked out of all later attention.
                 mask = None if bool(active.all()) else active.long()[:, None]
                 self.logits = self.model(token[:, None], position_ids=self.next_position[:, None],
