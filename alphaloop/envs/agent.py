@@ -77,25 +77,25 @@ class AgentEnv(TextEnv):
     # --- subclass hooks ------------------------------------------------------------------------
     def initial_state(self, problem: Problem) -> Any:
         """A fresh, mutable state built from `problem.meta["state"]` (never shared between episodes)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement initial_state() (see docs/agents.md)")
 
     def run_tool(self, problem: Problem, state: Any, name: str, args: str) -> str:
         """Run tool `name` with the rest of the line `args` on `state` (mutating it); return its output.
 
         Raise ToolError with a message the agent can act on for any call that cannot run."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement run_tool() (see docs/agents.md)")
 
     def verify_state(self, problem: Problem, state: Any) -> bool:
         """Whether the final state completes the task."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement verify_state() (see docs/agents.md)")
 
     def harm(self, problem: Problem, state: Any) -> float:
         """What the agent broke (e.g. files lost): 0 when nothing."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement harm() (see docs/agents.md)")
 
     def expert_actions(self, problem: Problem, rng: random.Random) -> list[str]:
         """The scripted expert's actions for `problem`, `submit` last (with its configured slips)."""
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} must implement expert_actions() (see docs/agents.md)")
 
     # --- the protocol --------------------------------------------------------------------------
     @staticmethod

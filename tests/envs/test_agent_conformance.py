@@ -48,3 +48,19 @@ def test_random_play_never_crashes(spec):
             assert isinstance(output, str) and reward in (0.0, 1.0)
             if terminated or truncated:
                 break
+
+
+def test_a_missing_hook_is_named():
+    from alphaloop.envs import AgentEnv, Problem
+
+    class Half(AgentEnv):
+        name = "half"
+        alphabet = "abc"
+
+        def sample_problem(self, rng, split):
+            return Problem(prompt="task\n$ ", answer="", meta={"state": {}})
+
+    env = Half()
+    problem = env.problems("test", 1, seed=0)[0]
+    with pytest.raises(NotImplementedError, match="Half must implement initial_state"):
+        env.replay(problem, ["submit"])
