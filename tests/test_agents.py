@@ -3,6 +3,7 @@ horizon curve), resume of the multi-turn RL stage after kill -9, and a fixed-see
 
 import json
 
+import pytest
 import torch
 
 from alphaloop import runner
@@ -82,3 +83,30 @@ def test_rl_raises_success_on_a_short_shell_task(tmp_path):
     imitated, reinforced = final["imitate"], final["rl"]
     assert reinforced["pass^1"] >= imitated["pass^1"] + 0.1, (imitated, reinforced)
     assert reinforced["pass^4"] >= 2 * imitated["pass^4"] + 0.1, (imitated, reinforced)
+
+
+@pytest.mark.parametrize("credit", [{"algorithm": "vineppo", "vine_samples": 2},
+                                    {"algorithm": "ppo", "credit": "turn"}])
+def test_per_turn_credit_runs_end_to_end(tmp_path, credit):
+    stages = [dict(STAGES[0], steps=4, eval_every=4), dict(STAGES[1], steps=2, eval_every=2, **credit)]
+    recipe = tiny(stages)
+    summary = runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / "run"), show_progress=False)
+    assert summary["status"] == "complete"
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["stage"] == "rl" and "reward_mean" in r]
+    assert len(rows) == 2
+    if credit["algorithm"] == "vineppo":
+        assert all(r["vine_rollouts"] == 2 * r["vine_states"] for r in rows)
+    else:
+        assert all("value_loss" in r for r in rows)
+
+
+def test_a_sample_budget_ends_the_rl_stage_when_spent(tmp_path):
+    stages = [dict(STAGES[0], steps=2, eval_every=2), dict(STAGES[1], steps=50, eval_every=25, sample_budget=10)]
+    recipe = tiny(stages)
+    summary = runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / "run"), show_progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    rows = [r for r in rows if r["stage"] == "rl" and "reward_mean" in r]
+    assert rows[-1]["generated_actions"] >= 10 and all(r["generated_actions"] < 10 for r in rows[:-1])
+    assert summary["stages"][1]["steps"] == len(rows) < 50
+    assert [r["step"] for r in summary["evals"] if r["stage"] == "rl"][-1] == len(rows)   # evaluated at its end

@@ -106,10 +106,20 @@ def agent_episodes(policy, env, problems: Sequence, samples: int = 1, temperatur
                    batch_size: int = 256) -> list[list[Episode]]:
     """`samples` episodes per problem (grouped by problem), played by the LM policy in lock-step batches of
     up to `batch_size` episodes. `max_new_tokens` bounds one action (default: the env's longest + EOS)."""
-    per_action = max_new_tokens or env.max_completion_chars + 1
-    limit = context_limit(policy)
     runs = [Transcript(i, problem, Outcome(env.initial_state(problem)), policy.prompt_ids(problem.prompt))
             for i, problem in enumerate(problems) for _ in range(samples)]
+    play(policy, env, runs, temperature, top_k, max_new_tokens, generator, batch_size)
+    groups: list[list[Episode]] = [[] for _ in problems]
+    for run in runs:
+        groups[run.problem_index].append(run.episode(env))
+    return groups
+
+
+def play(policy, env, runs: list[Transcript], temperature: float = 1.0, top_k: int = 0,
+         max_new_tokens: int | None = None, generator: torch.Generator | None = None, batch_size: int = 256) -> None:
+    """Play the transcripts `runs` (fresh, or resumed part-way) to their ends, `batch_size` at a time."""
+    per_action = max_new_tokens or env.max_completion_chars + 1
+    limit = context_limit(policy)
     was_training = policy.model.training
     policy.model.eval()
     try:
@@ -117,10 +127,6 @@ def agent_episodes(policy, env, problems: Sequence, samples: int = 1, temperatur
             _play(policy, env, runs[start: start + batch_size], per_action, limit, temperature, top_k, generator)
     finally:
         policy.model.train(was_training)
-    groups: list[list[Episode]] = [[] for _ in problems]
-    for run in runs:
-        groups[run.problem_index].append(run.episode(env))
-    return groups
 
 
 def _play(policy, env, active: list[Transcript], per_action: int, limit: int, temperature: float, top_k: int,

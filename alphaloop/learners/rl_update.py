@@ -24,6 +24,7 @@ from alphaloop.batch import CompletionBatch, episode_batch
 from alphaloop.episode import Episode
 from alphaloop.learners.advantages import compute_advantages, gae, update_baseline
 from alphaloop.learners.policy_gradient import clipped_value_loss, entropy_from_logits, policy_gradient_loss
+from alphaloop.learners.turn_credit import per_turn_tensor, turn_gae
 
 
 class PolicyGradientSettings(BaseModel):
@@ -31,7 +32,9 @@ class PolicyGradientSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    algorithm: Literal["reinforce", "rloo", "grpo", "dr_grpo", "ppo"] = "grpo"
+    algorithm: Literal["reinforce", "rloo", "grpo", "dr_grpo", "ppo", "vineppo"] = Field(
+        "grpo", description="advantage estimator: outcome per episode (reinforce, rloo, grpo, dr_grpo), a learned "
+        "critic with GAE (ppo; per token or per turn, see credit), or Monte Carlo state values per turn (vineppo)")
     grad_clip: float = Field(1.0, gt=0)
     epochs: int = Field(1, ge=1, description="optimisation passes over each rollout batch (PPO epochs)")
     minibatches: int = Field(1, ge=1, description="minibatches per epoch")
@@ -45,6 +48,9 @@ class PolicyGradientSettings(BaseModel):
     lam: float = Field(0.95, ge=0, le=1, description="PPO/GAE lambda")
     value_coef: float = Field(0.5, ge=0)
     value_clip: float = Field(0.2, ge=0)
+    credit: Literal["token", "turn"] = Field("token", description="ppo: GAE per token, or per turn of a multi-turn "
+                                             "episode (the critic read at each action's first token)")
+    vine_samples: int = Field(4, ge=1, le=256, description="vineppo: roll-outs per intermediate state (K)")
 
 
 @dataclass
@@ -59,6 +65,7 @@ class RolloutBatch:
     ref_logprobs: torch.Tensor | None = None
     old_values: torch.Tensor | None = None
     returns: torch.Tensor | None = None
+    value_mask: torch.Tensor | None = None   # where the critic is trained (default: `mask`)
 
 
 def completion_tensor(rows: list[list[float]], shape: tuple[int, int]) -> torch.Tensor:
@@ -77,31 +84,43 @@ def minibatch_of(t: torch.Tensor, rows: torch.Tensor, width: int) -> torch.Tenso
 
 
 def rollout_batch(policy, episodes: list[Episode], rewards: torch.Tensor, settings: PolicyGradientSettings,
-                  reference=None, baseline: float = 0.0) -> tuple[RolloutBatch, float]:
+                  reference=None, baseline: float = 0.0, turn_advantages: list[list[float]] | None = None,
+                  ) -> tuple[RolloutBatch, float]:
     """Lay out `episodes` (grouped G per prompt, `rewards` [P, G]) for `update`; returns the batch
-    and the REINFORCE baseline after this step (unchanged for the other algorithms)."""
+    and the REINFORCE baseline after this step (unchanged for the other algorithms). vineppo reads
+    its per-action advantages from `turn_advantages` (one list per episode, `turn_credit.py`)."""
     batch = episode_batch(episodes, policy.pad_id)   # completion tokens only, each prompt stored once
     mask = batch.mask
     old_logprobs = completion_tensor([e.logprobs for e in episodes], tuple(mask.shape))
     if settings.mask_truncated:
         mask = mask * torch.tensor([0.0 if e.truncated else 1.0 for e in episodes])[:, None]
-    ref_logprobs = old_values = returns = None
+    ref_logprobs = old_values = returns = value_mask = None
     if reference is not None:
         with torch.no_grad():
             ref_logprobs = reference.completion_logprobs(batch)[0]
     if settings.algorithm == "ppo":
         with torch.no_grad():
             old_values = policy.completion_logprobs(batch, return_values=True)[2]
-        last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)  # each row's final token
-        token_rewards = last.float() * rewards.reshape(-1, 1)                # reward on the last token only
-        advantages, returns = gae(token_rewards, old_values, mask, settings.gamma, settings.lam)
+        if settings.credit == "turn":
+            advantages, returns, value_mask = turn_gae(rewards.reshape(-1), old_values, mask, settings.gamma,
+                                                       settings.lam)
+        else:
+            last = (mask.cumsum(1) == mask.sum(1, keepdim=True)) & (mask > 0)  # each row's final token
+            token_rewards = last.float() * rewards.reshape(-1, 1)                # reward on the last token only
+            advantages, returns = gae(token_rewards, old_values, mask, settings.gamma, settings.lam)
         valid = advantages[mask > 0]
         advantages = (advantages - valid.mean()) / (valid.std() + 1e-8) * mask
+    elif settings.algorithm == "vineppo":
+        if turn_advantages is None or len(turn_advantages) != len(episodes):
+            raise ValueError("algorithm 'vineppo' needs turn_advantages: one list of per-action advantages per "
+                             "episode (collect.agent_values.state_values, then turn_credit.vine_advantages)")
+        advantages = per_turn_tensor(turn_advantages, batch.mask) * mask
     else:
         advantages = compute_advantages(settings.algorithm, rewards, baseline=baseline).reshape(-1)
         if settings.algorithm == "reinforce":
             baseline = update_baseline(baseline, rewards.reshape(-1), settings.baseline_momentum)
-    return RolloutBatch(batch, mask, old_logprobs, advantages, ref_logprobs, old_values, returns), baseline
+    return RolloutBatch(batch, mask, old_logprobs, advantages, ref_logprobs, old_values, returns,
+                        value_mask), baseline
 
 
 def update(policy, optimizer: torch.optim.Optimizer, params: list[torch.Tensor], rollout: RolloutBatch,
@@ -124,7 +143,8 @@ def update(policy, optimizer: torch.optim.Optimizer, params: list[torch.Tensor],
                 beta=settings.beta, clip_low=settings.clip_low, clip_high=settings.clip_high,
                 aggregation=settings.aggregation, max_tokens=max_tokens)
             if ppo:
-                value_loss = clipped_value_loss(values, take(rollout.old_values), take(rollout.returns), mask,
+                value_mask = mask if rollout.value_mask is None else take(rollout.value_mask)
+                value_loss = clipped_value_loss(values, take(rollout.old_values), take(rollout.returns), value_mask,
                                                 clip=settings.value_clip)
                 loss = loss + settings.value_coef * value_loss
                 stats["value_loss"] = float(value_loss.detach())

@@ -2,10 +2,11 @@
 model (RLHF, `reward = "reward_model"`).
 
 One step (Shao et al. 2024's GRPO loop, with the DAPO and Dr. GRPO knobs of Yu et al. 2025 and
-Liu et al. 2025, and PPO with a critic as the fifth option):
+Liu et al. 2025, PPO with a critic, and VinePPO's Monte Carlo values for multi-turn episodes):
 
     prompts  --sampler-->  G completions each  --verifier-->  rewards
-             --advantages (reinforce | rloo | grpo | dr_grpo | GAE for ppo)-->
+             --advantages (reinforce | rloo | grpo | dr_grpo | GAE for ppo, per token or per turn |
+                           Monte Carlo values per turn for vineppo, from extra roll-outs)-->
              --clipped surrogate (+ beta * k3 KL to the frozen reference)-->  AdamW step
 
 With `reward = "reward_model"` the verifier's reward is replaced by an earlier `reward_model`
@@ -29,6 +30,7 @@ import torch
 from pydantic import Field, model_validator
 
 from alphaloop.collect import policy_episodes
+from alphaloop.collect.agent_values import state_values
 from alphaloop.collect.text_workers import RolloutFactory, load_policy_weights, rollout, rollout_jobs
 from alphaloop.episode import Episode
 from alphaloop.errors import UserError
@@ -36,6 +38,7 @@ from alphaloop.evals.agents import agent_metrics
 from alphaloop.learners.advantages import zero_variance_groups
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch, update
 from alphaloop.learners.schedules import Schedule, multiplier
+from alphaloop.learners.turn_credit import vine_advantages
 from alphaloop.scale import make_workers, worker_threads
 from alphaloop.scorers.reward_model import Aggregate, RewardEnsemble
 from alphaloop.specs import RunSpec, StageConfig
@@ -85,6 +88,9 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
                                    "policy's own labelled sample pairs like the labels less often than this")
     alarm_window: int = Field(2, ge=1, le=1000, description="evals pooled for the alarm's agreement")
     early_stop: bool = Field(False, description="when the alarm fires, stop and keep the policy of the best eval")
+    sample_budget: int | None = Field(None, ge=1, description="stop once the rollouts have generated this many actions "
+                                      "(an agent's tool calls, or completions; vineppo's value roll-outs included): "
+                                      "compares estimators at equal samples")
     eval_every: int = Field(25, ge=1)
     eval_problems: int = Field(200, ge=1, le=10**6)
     checkpoint_every: int = Field(25, ge=1)
@@ -93,6 +99,9 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
         if self.start_from is not None and self.start_from not in trained:
             return [f"start_from: {self.start_from!r} is not an earlier stage that trains a policy "
                     f"({', '.join(trained) or 'none'})"]
+        if self.algorithm == "vineppo" and (self.reward != "verifier" or self.format_reward):
+            return ["algorithm: 'vineppo' estimates state values from roll-outs scored by the env's verifier; it "
+                    "needs reward = 'verifier' and format_reward = 0"]
         if self.reward != "reward_model":
             return [] if self.reward_model is None else ["reward_model: only read with reward = 'reward_model'"]
         earlier = [s.name for s in run.stages[:next(i for i, s in enumerate(run.stages) if s is self)]
@@ -122,7 +131,8 @@ def rewards_of(groups: list[list[Episode]], format_reward: float) -> torch.Tenso
 
 def collect_groups(ctx: StageContext, cfg: RLStageConfig, policy, env, step: int, max_new_tokens: int, workers=None,
                    rescore=None):
-    """Sample prompts_per_step groups; with dynamic sampling, replace all-equal-reward groups (DAPO).
+    """Sample prompts_per_step groups (returned with their problems); with dynamic sampling, replace
+    all-equal-reward groups (DAPO).
 
     With `workers` (the recipe's `[scale]`, `collect/text_workers.py`) the sampling of each draw is split
     into one seeded chunk per worker; without, it runs here from one generator. `rescore(groups)`
@@ -133,7 +143,7 @@ def collect_groups(ctx: StageContext, cfg: RLStageConfig, policy, env, step: int
     weights = None if workers is None else {k: v.detach() for k, v in policy.state_dict().items()}
     draws = 0
 
-    def draw(count: int) -> list[list[Episode]]:
+    def draw(count: int) -> tuple[list, list[list[Episode]]]:
         nonlocal draws
         problems = [env.sample_problem(rng, "train") for _ in range(count)]
         draws += 1
@@ -147,21 +157,23 @@ def collect_groups(ctx: StageContext, cfg: RLStageConfig, policy, env, step: int
             drawn = [group for chunk in workers.map(rollout, jobs, weights) for group in chunk]
         if rescore is not None:
             rescore(drawn)
-        return drawn
+        return problems, drawn
 
-    groups = draw(cfg.prompts_per_step)
+    problems, groups = draw(cfg.prompts_per_step)
     flat = zero_variance_groups(rewards_of(groups, cfg.format_reward))
     zero_frac = float(flat.float().mean())
     if cfg.dynamic_sampling:
-        kept = [g for g, f in zip(groups, flat.tolist()) if not f]
+        kept = [(p, g) for p, g, f in zip(problems, groups, flat.tolist()) if not f]
         for _ in range(cfg.max_refill_rounds):
             if len(kept) >= cfg.prompts_per_step:
                 break
-            fresh = draw(cfg.prompts_per_step - len(kept))
+            fresh_problems, fresh = draw(cfg.prompts_per_step - len(kept))
             flags = zero_variance_groups(rewards_of(fresh, cfg.format_reward)).tolist()
-            kept += [g for g, f in zip(fresh, flags) if not f]
-        groups = kept[: cfg.prompts_per_step] or groups  # nothing informative at all: keep the batch
-    return groups, zero_frac
+            kept += [(p, g) for p, g, f in zip(fresh_problems, fresh, flags) if not f]
+        if kept:  # else nothing informative at all: keep the batch
+            kept = kept[: cfg.prompts_per_step]
+            problems, groups = [p for p, _ in kept], [g for _, g in kept]
+    return problems, groups, zero_frac
 
 
 @contextlib.contextmanager
@@ -214,10 +226,10 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
     # fused: one kernel for every parameter's update instead of a Python loop of small ops.
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
                                   fused=params[0].device.type in ("cpu", "cuda"))
-    baseline = 0.0
+    baseline, generated = 0.0, 0
     if loop.state:
         optimizer.load_state_dict(loop.state["optimizer"])
-        baseline = loop.state["baseline"]
+        baseline, generated = loop.state["baseline"], loop.state.get("generated", 0)
     proxy = rescore = None
     evaluate = greedy_test_eval(ctx, policy, cfg.eval_problems)
     if cfg.reward == "reward_model":
@@ -242,27 +254,50 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
                 break
             began = time.time()
             policy.model.eval()
-            groups, zero_frac = collect_groups(ctx, cfg, policy, env, step, max_new_tokens, workers, rescore)
-            sampled_at = time.time()
+            problems, groups, zero_frac = collect_groups(ctx, cfg, policy, env, step, max_new_tokens, workers, rescore)
             episodes = [e for g in groups for e in g]
             rewards = rewards_of(groups, cfg.format_reward)
+            turn_advantages, credit_metrics = None, {}
+            if cfg.algorithm == "vineppo":
+                turn_advantages, credit_metrics = vine_credit(ctx, cfg, policy, env, problems, groups, rewards, step,
+                                                              max_new_tokens)
+            sampled_at = time.time()
             batch, baseline = rollout_batch(policy, episodes, rewards, cfg, reference if cfg.beta > 0 else None,
-                                            baseline)
+                                            baseline, turn_advantages)
             lr = cfg.lr * multiplier(cfg.schedule, step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             stats = update(policy, optimizer, params, batch, cfg, max_new_tokens,
                            torch.Generator().manual_seed(ctx.seed("minibatch", step)))
-            metrics = step_metrics(stats, episodes, rewards, zero_frac, lr, began, sampled_at)
-            ctx.log(step + 1, **metrics)
+            generated += sum(e.info.get("steps", 1) for e in episodes) + credit_metrics.get("vine_actions", 0)
+            metrics = step_metrics(stats, episodes, rewards, zero_frac, lr, began, sampled_at) | credit_metrics
+            ctx.log(step + 1, **metrics, generated_actions=generated)
+            if cfg.sample_budget is not None and generated >= cfg.sample_budget:
+                loop.total = step + 1   # the budget is spent: this step is the last (evaluated, checkpointed)
             loop.end_step(step + 1, policy, f"reward {metrics['reward_mean']:.3f}", evaluate,
-                          lambda baseline=baseline: {"optimizer": optimizer.state_dict(), "baseline": baseline,
-                                                     **({"alarm": alarm.state_dict()} if alarm else {})})
+                          lambda baseline=baseline, generated=generated: {
+                              "optimizer": optimizer.state_dict(), "baseline": baseline, "generated": generated,
+                              **({"alarm": alarm.state_dict()} if alarm else {})})
+            if loop.total == step + 1:
+                break
             if stopping():
                 break
     if stopping():
         policy.load_state_dict(alarm.best_weights)   # the policy from before the alarm
     return finish_rl(loop, policy, alarm, cfg.early_stop)
+
+
+def vine_credit(ctx: StageContext, cfg: RLStageConfig, policy, env, problems: list, groups: list[list[Episode]],
+                rewards: torch.Tensor, step: int, max_new_tokens: int) -> tuple[list[list[float]], dict[str, float]]:
+    """VinePPO's per-action advantages for the step's episodes, from `vine_samples` Monte Carlo roll-outs
+    per intermediate state (`collect/agent_values.py`, `learners/turn_credit.py`); the roll-outs' cost is
+    logged so that estimators can be compared at equal samples."""
+    generator = torch.Generator().manual_seed(ctx.seed("vine", step))
+    values, cost = state_values(policy, env, problems, groups, cfg.vine_samples, cfg.temperature, cfg.top_k,
+                                max_new_tokens, generator)
+    flat_values = [v for per_group in values for v in per_group]
+    advantages = vine_advantages(rewards.reshape(-1).tolist(), flat_values)
+    return advantages, {"vine_states": cost.states, "vine_rollouts": cost.rollouts, "vine_actions": cost.actions}
 
 
 def frozen_start(ctx: StageContext, cfg: RLStageConfig):
