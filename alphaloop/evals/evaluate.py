@@ -12,6 +12,9 @@ Decoders, spelled as on the CLI:
               bound on every selection method, never a deployable decoder (records say "upper_bound").
   best@k      best-of-k by the policy's value head (alias best-value@k): argmax_{i<=k} V(x, y_i)
               (Cobbe et al. 2021); needs a policy with a value head (a PPO-trained one)
+  retry@k     try again until the value head believes the try succeeded (V >= 0.5), at most k tries; the
+              accepted (or last) try counts, and the record holds the mean tries spent (agents: tries run
+              on copies of the task). Needs a value head, like best@k
   judge@k     best-of-k by the policy judging its own candidates (alphaloop.scorers.judge)
   rm@k        best-of-k by a learned reward model (the run's `reward_model` stage): the RLHF decoder,
               whose KL from the policy is log k - (k-1)/k (stage `best_of_n` measures its gold)
@@ -35,17 +38,18 @@ from alphaloop.collect import expert_episodes, policy_episodes
 from alphaloop.episode import Episode
 from alphaloop.evals.agents import agent_metrics, example_transcripts, pass_hat_curve, success_by_horizon
 from alphaloop.evals.metrics import majority_vote, pass_at_k
-from alphaloop.search.best_of_n import best_of_n_accuracy
+from alphaloop.search.best_of_n import select_best, select_retry
 from alphaloop.seeding import derive_seed
 
-DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|judge|rm)@(\d+)|pass\^(\d+))$")
+DECODER_PATTERN = re.compile(r"^(greedy|sample|(maj|pass|oracle|best|best-value|retry|judge|rm)@(\d+)|pass\^(\d+))$")
 ALIASES = {"best-value": "best"}
-SCORED = ("best", "judge", "rm")  # decoders that pick by a scorer's scores
-OWN_SCORERS = ("best", "judge")   # ... built from the evaluated LM policy itself
-CURVE_FAMILIES = ("maj", "best", "judge", "rm", "oracle")  # decoders the test-time compute curve sweeps over k
+SCORED = ("best", "retry", "judge", "rm")  # decoders that pick by a scorer's scores
+OWN_SCORERS = ("best", "retry", "judge")   # ... built from the evaluated LM policy itself
+VALUE_SCORED = ("best", "retry")           # ... by its value head
+CURVE_FAMILIES = ("maj", "best", "retry", "judge", "rm", "oracle")  # decoders the test-time compute curve sweeps over k
 EXPERT_SKIP_NOTE = ("not defined for the expert: {name}@K ranks samples by an LM policy's own "
                     "{what}, and the expert is a program with neither")
-NO_VALUE_HEAD_NOTE = ("not defined for this policy: best@K ranks samples by a value head, which only an "
+NO_VALUE_HEAD_NOTE = ("not defined for this policy: {name}@K ranks samples by a value head, which only an "
                       "`rl` stage with algorithm='ppo' trains")
 
 
@@ -102,8 +106,20 @@ def decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Epi
     `scores[p][i]` is the scorer's score of `groups[p][i]`; best and judge need it."""
     metrics = _decoder_metrics(name, k, problems, groups, scores)
     if groups and groups[0] and "steps" in groups[0][0].info:
-        metrics |= agent_metrics(groups if name != "greedy" else [g[:1] for g in groups])
+        if name in SCORED:      # harm, steps and errors of the transcripts the decoder picked
+            read = [[e] for e in _picks(name, k, groups, scores)[0]]
+        else:
+            read = groups if name != "greedy" else [g[:1] for g in groups]
+        metrics |= agent_metrics(read)
     return metrics
+
+
+def _picks(name: str, k: int, groups: list[list[Episode]], scores: list[list[float]]) -> tuple[list[Episode],
+                                                                                            list[int] | None]:
+    """The episode a scored decoder picks per problem (and, for retry, the tries it took)."""
+    if name == "retry":
+        return select_retry(groups, scores, k)
+    return select_best(groups, scores, k), None
 
 
 def _decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Episode]],
@@ -137,7 +153,9 @@ def _decoder_metrics(name: str, k: int, problems: Sequence, groups: list[list[Ep
         if scores is None:
             raise ValueError(f"decoder {name}@{k}: needs the scorer's scores of every sample (scores=None)")
         _check_k(name, k, groups)
-        return {"accuracy": best_of_n_accuracy(groups, scores, k)}
+        picked, tries = _picks(name, k, groups, scores)
+        metrics = {"accuracy": sum(e.success for e in picked) / n_problems}
+        return metrics | ({"tries": sum(tries) / len(tries)} if tries is not None else {})
     raise ValueError(f"unknown decoder {name!r}")
 
 
@@ -149,7 +167,7 @@ def _scorer(name: str, policy_name: str, policy, batch_size: int, reward_model=N
             raise ValueError("decoder rm@K: picks by a reward model, and none was given (add a reward_model stage "
                              "before the eval stage)")
         return reward_model
-    if name == "best":
+    if name in VALUE_SCORED:
         return ValueScorer(policy, policy_name=policy_name, batch_size=batch_size)
     return JudgeScorer(policy, batch_size=batch_size)
 
@@ -197,10 +215,10 @@ def evaluate_decoders(
     expert = policy is None
     skipped: dict[str, str] = {}  # family -> why it is not defined for this policy
     if expert:
-        skipped = {name: EXPERT_SKIP_NOTE.format(name=name, what="value head" if name == "best" else "likelihoods")
-                   for name in OWN_SCORERS}
+        skipped = {name: EXPERT_SKIP_NOTE.format(name=name, what="value head" if name in VALUE_SCORED
+                                                 else "likelihoods") for name in OWN_SCORERS}
     elif skip_missing_value_head and getattr(policy, "value_head", None) is None:
-        skipped = {"best": NO_VALUE_HEAD_NOTE}
+        skipped = {name: NO_VALUE_HEAD_NOTE.format(name=name) for name in VALUE_SCORED}
     # Build scorers before generating, so a policy without a value head fails fast.
     scored = sorted({name for name, _ in parsed if name in SCORED and name not in skipped})
     scorers = {name: _scorer(name, policy_name, policy, batch_size, reward_model) for name in scored}

@@ -59,6 +59,8 @@ def decoder_note(decoder: str) -> str:
         return f"best of {k} by the policy's own value head (PPO critic)"
     if name == "judge":
         return f"best of {k} as rated by the policy judging its own candidates"
+    if name == "retry":
+        return f"retry until the value head accepts a try (V >= 0.5), at most {k} tries"
     return ""
 
 

@@ -9,6 +9,10 @@ gamma = 1, the critic at the state just before that token regresses on
 so it is a learned verifier for free. We read it at exactly that position (the last one PPO's
 loss trains: the state before the final token, normally EOS, when the whole answer is written),
 never at the state after EOS, which no loss ever touched.
+
+An agent transcript (env tokens inside, `Episode.action_mask`) is read at the state before its
+last action's first token instead -- after the env's last answer, as the agent decides to submit:
+the state every critic trains on (per token, and per turn where only action starts are trained).
 """
 
 from __future__ import annotations
@@ -50,11 +54,25 @@ class ValueScorer:
                                                   self.policy.pad_id)
                 _, values = self.policy.sequence_logprobs(input_ids, attention, return_values=True)
                 # values[b, t] = V(x_<=t); the last masked t is the state before the final token.
-                last = torch.tensor([len(e.prompt_ids) + len(e.action_ids) - 2 for e in chunk])
+                last = torch.tensor([len(e.prompt_ids) + _read_at(e) - 1 for e in chunk])
                 scores += values.gather(1, last[:, None]).squeeze(1).tolist()
         finally:
             self.policy.train(was_training)
         return scores
+
+
+def _read_at(episode: Episode) -> int:
+    """The completion offset whose predicting state is read: the final token, or for an agent transcript
+    the first token of its last action."""
+    mask = episode.action_mask
+    if not mask or all(mask):
+        return len(episode.action_ids) - 1
+    last = len(mask) - 1
+    while last > 0 and not mask[last]:          # skip trailing env tokens (none after a submit)
+        last -= 1
+    while last > 0 and mask[last - 1]:
+        last -= 1
+    return last
 
 
 __all__ = ["ValueScorer"]

@@ -7,8 +7,13 @@ where s is any scorer (a value head, the policy judging itself, a reward model).
 vote it needs no parseable answer, and unlike oracle@k it never looks at the answer key, so it is
 a deployable decoder; its gap to oracle@k measures how much the scorer leaves on the table.
 
+Retry (`select_retry`) is the sequential form an agent uses: try, and accept the try if the scorer
+believes it succeeded (score >= threshold, the value head's P(success) >= 0.5 by default), else try
+again, at most k times; the last try stands when none is accepted. It spends fewer tries than
+best-of-k on easy tasks. Tries happen on copies of the task (a sandbox), and the accepted one counts.
+
 Scoring is separated from selection so one scoring pass over n samples serves every k <= n:
-best@k only takes the argmax over the first k scores.
+best@k only takes the argmax over the first k scores, retry@k reads them in order.
 """
 
 from __future__ import annotations
@@ -60,4 +65,25 @@ def best_of_n_accuracy(groups: Groups, scores: Scores, k: int) -> float:
     return sum(e.success for e in select_best(groups, scores, k)) / len(groups)
 
 
-__all__ = ["best_index", "best_of_n", "select_best", "best_of_n_accuracy"]
+def retry_index(scores: Sequence[float], threshold: float = 0.5) -> int:
+    """The first try whose score reaches `threshold` (NaN never does), else the last one."""
+    if not scores:
+        raise ValueError("scores: expected at least one try's score")
+    return next((i for i, s in enumerate(scores) if not math.isnan(s) and s >= threshold), len(scores) - 1)
+
+
+def select_retry(groups: Groups, scores: Scores, k: int, threshold: float = 0.5) -> tuple[list[Episode], list[int]]:
+    """retry@k per problem: (the try that stands, the number of tries it took)."""
+    if len(groups) != len(scores):
+        raise ValueError(f"scores: expected one list per problem ({len(groups)}), got {len(scores)}")
+    chosen, tries = [], []
+    for group, group_scores in zip(groups, scores):
+        if not 1 <= k <= len(group):
+            raise ValueError(f"k: expected 1 <= k <= {len(group)} (the tries drawn), got {k}")
+        i = retry_index(group_scores[:k], threshold)
+        chosen.append(group[i])
+        tries.append(i + 1)
+    return chosen, tries
+
+
+__all__ = ["best_index", "best_of_n", "select_best", "best_of_n_accuracy", "retry_index", "select_retry"]

@@ -34,8 +34,8 @@ class EvalStageConfig(StageConfig):
     splits: list[str] = Field(default_factory=lambda: ["test"], description="train | test | heldout")
     decoders: list[str] = Field(default_factory=lambda: ["greedy"],
                                 description="greedy, sample, maj@K, pass@K, oracle@K (upper bound), "
-                                            "best@K / best-value@K (value head), judge@K (self-judge), rm@K "
-                                            "(a reward_model stage's model)")
+                                            "best@K / best-value@K and retry@K (value head), judge@K (self-judge), "
+                                            "rm@K (a reward_model stage's model)")
     reward_model: str | None = Field(None, description="rm@K: the reward_model stage to pick by (default: the "
                                      "latest)")
     problems: int = Field(500, ge=1, le=10**6, description="problems per split (a fixed, seeded set)")

@@ -21,7 +21,7 @@ from alphaloop.policies.lm import LMArch, LMPolicy
 from alphaloop.policies.tokenizer import build_char_tokenizer
 from alphaloop.scorers import JudgeScorer, JudgeTemplate, ValueScorer
 from alphaloop.scorers.judge import default_template
-from alphaloop.search.best_of_n import best_index, best_of_n, best_of_n_accuracy, select_best
+from alphaloop.search.best_of_n import best_index, best_of_n, best_of_n_accuracy, retry_index, select_best, select_retry
 from alphaloop.stages.eval import EvalStageConfig, run_eval
 
 torch.set_num_threads(1)
@@ -114,6 +114,19 @@ def test_best_at_k_picks_max_score_candidate():
         decoder_metrics("best", 2, problems, groups)
 
 
+def test_retry_at_k_takes_the_first_accepted_try_else_the_last():
+    problems = [Problem("a", "1"), Problem("b", "2"), Problem("c", "3")]
+    groups = [[ep(False), ep(True), ep(False)], [ep(True), ep(False), ep(True)], [ep(False), ep(False), ep(True)]]
+    scores = [[0.2, 0.7, 0.9], [0.6, 0.9, 0.1], [0.1, float("nan"), 0.3]]
+    assert retry_index([0.2, 0.7, 0.9]) == 1 and retry_index([0.1, float("nan")]) == 1
+    assert retry_index([0.1, 0.4], threshold=0.3) == 1
+    picked, tries = select_retry(groups, scores, 3)
+    assert [e.success for e in picked] == [True, True, True] and tries == [2, 1, 3]
+    metrics = decoder_metrics("retry", 2, problems, groups, scores)
+    assert metrics["accuracy"] == pytest.approx(2 / 3) and metrics["tries"] == pytest.approx(5 / 3)
+    assert parse_decoder("retry@4") == ("retry", 4)
+
+
 # ------------------------------------------------------------------------------- value scorer
 
 
@@ -137,6 +150,21 @@ def test_value_scorer_reads_the_critic_before_the_final_token():
     assert scores[0] != pytest.approx(scores[1])
     # one row at a time (no padding) gives the same numbers
     assert ValueScorer(policy, batch_size=1).score(episodes) == pytest.approx(scores, abs=1e-5)
+
+
+def test_value_scorer_reads_an_agent_transcript_before_its_last_action():
+    policy = tiny_policy(1)
+    head = policy.add_value_head()
+    with torch.no_grad():
+        head.weight.normal_(generator=torch.Generator().manual_seed(1))
+    eos = policy.eos_id
+    first, answer, last = policy.encode("1") + [eos], policy.encode("2+"), policy.encode("3") + [eos]
+    episode = Episode(observations=["1+2="], prompt_ids=policy.prompt_ids("1+2="), action_ids=first + answer + last,
+                      action_mask=[1] * len(first) + [0] * len(answer) + [1] * len(last))
+    [got] = ValueScorer(policy).score([episode])
+    ids = torch.tensor([episode.prompt_ids + first + answer])   # the state that writes the last action
+    _, hidden = policy.model(ids, attention_mask=torch.ones_like(ids), return_hidden=True)
+    assert got == pytest.approx(float(head(hidden[0, -1]).detach()), abs=1e-5)
 
 
 def test_value_scorer_without_value_head_names_the_policy():
