@@ -110,3 +110,24 @@ def test_a_sample_budget_ends_the_rl_stage_when_spent(tmp_path):
     assert rows[-1]["generated_actions"] >= 10 and all(r["generated_actions"] < 10 for r in rows[:-1])
     assert summary["stages"][1]["steps"] == len(rows) < 50
     assert [r["step"] for r in summary["evals"] if r["stage"] == "rl"][-1] == len(rows)   # evaluated at its end
+
+
+def test_rl_stages_can_all_start_from_the_pretrained_policy(tmp_path):
+    from alphaloop.policies.lm import LMPolicy
+
+    first = tiny([dict(STAGES[0], steps=4, eval_every=4)])
+    runner.run(first, runner.prepare_run_dir(first, tmp_path / "imitate"), show_progress=False)
+    start = str(tmp_path / "imitate" / "stages" / "0-imitate" / "policy")
+    rl = dict(STAGES[1], steps=1, eval_every=1, start_from="pretrained")
+    recipe = validate_recipe({"name": "agent-tiny", "seed": 0, "threads": 1, "env": {"name": "shell"},
+                              "policy": {"pretrained": start},
+                              # a's weight decay moves it even where every advantage is 0
+                              "stages": [dict(rl, name="a", lr=0.05, weight_decay=0.5),
+                                         dict(rl, name="b", algorithm="rloo", lr=1e-12)]})
+    runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / "run"), show_progress=False)
+    weights = {name: LMPolicy.load(path).state_dict() for name, path in
+               (("start", start), ("a", tmp_path / "run" / "stages" / "0-a" / "policy"),
+                ("b", tmp_path / "run" / "stages" / "1-b" / "policy"))}
+    drift = {name: max(float((w - weights["start"][k]).abs().max()) for k, w in weights[name].items())
+             for name in ("a", "b")}
+    assert drift["b"] < 1e-6 < drift["a"]     # b started from the pretrained policy, not from a's

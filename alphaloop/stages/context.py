@@ -73,8 +73,9 @@ class StageContext:
     def initial_policy(self, start_from: str | None = None):
         """The policy a training stage starts from: stage `start_from`'s, by default the previous
         trained stage's, else a fresh one (an LM, or for `policy.kind = 'net'` a game net), seeded
-        from the recipe seed only."""
-        previous = start_from or self.latest_policy_name()
+        from the recipe seed only. `start_from = "pretrained"` is the recipe's `[policy] pretrained` model even
+        after other stages trained (so several stages can start from it)."""
+        previous = None if start_from == "pretrained" else start_from or self.latest_policy_name()
         if self.recipe.policy.kind == "net":
             return self._initial_net(previous)
         from alphaloop.policies.lm import LMPolicy

@@ -75,7 +75,8 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
     reward_aggregate: Aggregate | None = Field(None, description="override the ensemble's aggregation (mean, "
                                                "mean_minus_std, min)")
     start_from: str | None = Field(None, description="the trained stage whose policy this stage starts from (and "
-                                   "whose policy is the KL reference); default: the latest")
+                                   "whose policy is the KL reference), or 'pretrained' (the recipe's [policy] "
+                                   "pretrained model); default: the latest")
     reward_members: int | None = Field(None, ge=1, le=16, description="score with only the first k members of "
                                        "the reward model's ensemble (default: all)")
     gold_prompts: int = Field(48, ge=0, le=10**5, description="RLHF on an env with a hidden gold: fixed test prompts "
@@ -96,9 +97,11 @@ class RLStageConfig(PolicyGradientSettings, StageConfig):
     checkpoint_every: int = Field(25, ge=1)
 
     def check(self, run: RunSpec, trained: list[str]) -> list[str]:
-        if self.start_from is not None and self.start_from not in trained:
+        if self.start_from == "pretrained" and not run.policy.pretrained:
+            return ["start_from: 'pretrained' is the recipe's [policy] pretrained model, and this recipe sets none"]
+        if self.start_from not in (None, "pretrained") and self.start_from not in trained:
             return [f"start_from: {self.start_from!r} is not an earlier stage that trains a policy "
-                    f"({', '.join(trained) or 'none'})"]
+                    f"({', '.join(trained) or 'none'}) or 'pretrained'"]
         if self.algorithm == "vineppo" and (self.reward != "verifier" or self.format_reward):
             return ["algorithm: 'vineppo' estimates state values from roll-outs scored by the env's verifier; it "
                     "needs reward = 'verifier' and format_reward = 0"]
