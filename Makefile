@@ -23,7 +23,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python pyproject.toml constraints.txt
 	$(PIP) -q torch==2.13.0
-	$(PIP) -q -e ".[dev]"
+	$(PIP) -q -e ".[dev,serve]"
 	touch $(STAMP)
 
 install: $(STAMP) sysdeps

@@ -1,4 +1,4 @@
-"""The `alphaloop` command: run recipes, resume them, evaluate, play, generate position sets, list envs,
+"""The `alphaloop` command: run recipes, resume them, evaluate, play, serve, generate position sets, list envs,
 (re)build and compare reports.
 
 One error boundary (`main`): a mistake in what the user asked for (`UserError`, or the operating
@@ -211,6 +211,34 @@ def envs() -> None:
         table.add_row(name, str(cls.num_actions), " x ".join(map(str, cls.observation_shape)),
                       "game_imitate, alphazero, game_eval")
     console.print(table)
+
+
+@app.command()
+def serve(
+    targets: Annotated[list[str], typer.Argument(help="run, policy or checkpoint directories to serve, each "
+                                                      "optionally named NAME=PATH (docs/serving.md)",
+                                                 metavar="RUN_OR_CHECKPOINT")],
+    host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8000,
+    threads: Annotated[int, typer.Option(help="torch threads for the models", min=1, max=1024)] = 1,
+) -> None:
+    """Serve LM policies behind an OpenAI-compatible API (/v1/chat/completions, ...) and game agents
+    (/v1/games/GAME/move)."""
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        raise UserError(f"serving needs the `serve` extra ({exc.name} is missing): pip install 'alphaloop[serve]'") \
+            from None
+    import torch
+
+    from alphaloop.serve.app import serve as run_server
+
+    torch.set_num_threads(threads)
+    try:
+        run_server(targets, host, port, announce=say)
+    except KeyboardInterrupt:
+        say("stopped")
 
 
 @app.command()

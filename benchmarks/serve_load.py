@@ -1,0 +1,228 @@
+"""Load on `alphaloop serve`: N concurrent streaming clients against one server, beside one at a time.
+
+The server runs as `alphaloop serve` in its own process (so the clients' Python does not compete with
+it for the interpreter), on a free loopback port. Each level of `--clients` sends `--requests`
+streaming /v1/completions requests, every client sending its next one as soon as its last finished;
+every request generates exactly `--tokens` tokens (`ignore_eos`), at temperature 1, from a quickstart
+prompt (a 1-3 digit addition), so each level does the same work. Printed per level: requests/s,
+generated tokens/s, request latency p50/p95, time to the first token p50, errors, the throughput
+relative to one client at a time (the first level, 1, is the sequential baseline), and the mean number
+of rows the engine sampled per decoding step (from the server's GET /stats).
+
+The policy: `--policy DIR` (a run, policy or checkpoint directory), else a random Llama of the
+quickstart's size (4 layers, width 128, ~0.85M parameters) saved to a temporary directory. With a
+fixed number of tokens the weights do not change the cost of a step, so no training is needed.
+
+    .venv/bin/python benchmarks/serve_load.py [--clients 1 8 32] [--requests 64] [--tokens 32]
+                                              [--threads 1] [--policy DIR] [--engine]
+
+`--engine` also drives the same levels against the batching engine in this process, without HTTP:
+the difference between the two tables is what the HTTP layer (and the clients' own Python, which
+shares the machine) costs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine, quickstart  # noqa: E402
+
+
+def random_quickstart_policy(directory: Path) -> Path:
+    from alphaloop.envs import make_env
+    from alphaloop.policies.arch import LMArch
+    from alphaloop.policies.lm import LMPolicy
+
+    q = quickstart()
+    env = make_env(q.env["name"], **q.env.get("knobs", {}))
+    LMPolicy.build(LMArch(**q.arch), env.alphabet, seed=0).save(directory)
+    return directory
+
+
+def start_server(policy: Path, threads: int) -> tuple[subprocess.Popen, str]:
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads))
+    proc = subprocess.Popen([sys.executable, "-m", "alphaloop.cli", "serve", f"bench={policy}", "--port", "0",
+                             "--threads", str(threads)], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                            text=True, env=env)
+    deadline = time.time() + 180
+    while time.time() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            raise SystemExit(f"the server exited (code {proc.wait()})")
+        found = re.search(r"serving on (http://\S+)/v1", line)
+        if found:
+            # Keep reading the server's log, so that it never blocks on a full pipe.
+            threading.Thread(target=lambda: [None for _ in proc.stderr], daemon=True).start()
+            return proc, found.group(1)
+    raise SystemExit("the server did not start within 180 s")
+
+
+async def one_request(client, prompt: str, tokens: int) -> tuple[float, float, int]:
+    """(latency, time to first token, tokens generated) of one streamed completion."""
+    body = {"model": "bench", "prompt": prompt, "max_tokens": tokens, "temperature": 1.0, "stream": True,
+            "ignore_eos": True, "stream_options": {"include_usage": True}}
+    start = time.perf_counter()
+    first, last = None, None
+    async with client.stream("POST", "/v1/completions", json=body) as response:
+        if response.status_code != 200:
+            raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
+        # Only the last chunk (the usage) is parsed: the clients share this process's CPU with nothing
+        # else, but they share the machine with the server, so they are kept light.
+        async for line in response.aiter_lines():
+            if not line.startswith("data: {"):
+                continue
+            if first is None:
+                first = time.perf_counter() - start
+            last = line
+    end = time.perf_counter() - start
+    chunk = json.loads(last[6:]) if last else {"error": {"message": "no chunks"}}
+    if "error" in chunk:
+        raise RuntimeError(chunk["error"]["message"])
+    return end, first if first is not None else float("nan"), chunk["usage"]["completion_tokens"]
+
+
+async def drive(send, clients: int, requests: int, seed: int) -> tuple[list, list, float]:
+    """`clients` closed-loop clients sending `requests` prompts through `send(prompt)` between them:
+    (results, errors, wall seconds)."""
+    rng = random.Random(seed)
+    queue = [f"{rng.randint(0, 999)}+{rng.randint(0, 999)}=" for _ in range(requests)]
+    results, errors = [], []
+
+    async def worker() -> None:
+        while queue:
+            prompt = queue.pop()
+            try:
+                results.append(await send(prompt))
+            except Exception as exc:  # noqa: BLE001 -- counted and shown
+                errors.append(str(exc))
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return results, errors, time.perf_counter() - start
+
+
+async def level(url: str, clients: int, requests: int, tokens: int, seed: int) -> dict:
+    """One concurrency level over HTTP."""
+    import httpx
+
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
+        await one_request(client, "1+1=", 4)   # connection and server warm-up
+        before = (await client.get("/stats")).json()["bench"]
+        results, errors, wall = await drive(lambda p: one_request(client, p, tokens), clients, requests, seed)
+        after = (await client.get("/stats")).json()["bench"]
+    return summarize(clients, results, errors, wall, before, after)
+
+
+async def engine_level(engine, clients: int, requests: int, tokens: int, seed: int) -> dict:
+    """One concurrency level against the engine in this process: the same requests without HTTP."""
+    from alphaloop.serve.engine import EngineFailure, GenerationRequest
+
+    loop = asyncio.get_running_loop()
+
+    async def send(prompt: str) -> tuple[float, float, int]:
+        queue: asyncio.Queue = asyncio.Queue()
+        start = time.perf_counter()
+        engine.submit(GenerationRequest(engine.policy.prompt_ids(prompt), tokens, ignore_eos=True,
+                                        deliver=queue.put_nowait, loop=loop))
+        first = None
+        while True:
+            payload = await queue.get()
+            if isinstance(payload, EngineFailure):
+                raise RuntimeError(payload.message)
+            first = first if first is not None else time.perf_counter() - start
+            if any(chunk.finish_reason for chunk in payload):
+                return time.perf_counter() - start, first, payload[-1].completion_tokens
+
+    await send("1+1=")
+    before = engine.stats.summary(engine.decoder.rebuilds)
+    results, errors, wall = await drive(send, clients, requests, seed)
+    return summarize(clients, results, errors, wall, before, engine.stats.summary(engine.decoder.rebuilds))
+
+
+def summarize(clients: int, results: list, errors: list, wall: float, before: dict, after: dict) -> dict:
+    latencies = sorted(r[0] for r in results)
+    generated = sum(r[2] for r in results)
+    return {"clients": clients, "requests": len(results), "errors": len(errors), "first_error": errors[:1],
+            "wall_s": wall, "requests_per_s": len(results) / wall, "tokens_per_s": generated / wall,
+            "p50_s": statistics.median(latencies) if latencies else float("nan"),
+            "p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan"),
+            "ttft_p50_s": statistics.median(r[1] for r in results) if results else float("nan"),
+            "mean_batch": (after["tokens"] - before["tokens"]) / max(1, after["steps"] - before["steps"]),
+            "rebuilds": after["cache_rebuilds"] - before["cache_rebuilds"]}
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(title)
+    print(f"{'clients':>7} {'req/s':>7} {'tokens/s':>9} {'p50 s':>7} {'p95 s':>7} {'ttft p50':>9} {'errors':>6} "
+          f"{'x 1 client':>10} {'rows/step':>9}")
+    base = rows[0]["tokens_per_s"]
+    for r in rows:
+        print(f"{r['clients']:>7} {r['requests_per_s']:>7.1f} {r['tokens_per_s']:>9.0f} {r['p50_s']:>7.3f} "
+              f"{r['p95_s']:>7.3f} {r['ttft_p50_s']:>9.3f} {r['errors']:>6} {r['tokens_per_s'] / base:>9.1f}x "
+              f"{r['mean_batch']:>9.1f}")
+        if r["first_error"]:
+            print(f"        first error: {r['first_error'][0]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels (1 first)")
+    parser.add_argument("--requests", type=int, default=64, help="requests per level")
+    parser.add_argument("--tokens", type=int, default=32, help="tokens generated per request")
+    parser.add_argument("--threads", type=int, default=1, help="the server's torch threads")
+    parser.add_argument("--policy", type=Path, default=None, help="a run, policy or checkpoint directory")
+    parser.add_argument("--engine", action="store_true", help="also drive the engine in-process, without HTTP")
+    parser.add_argument("--json", type=Path, default=None, help="also write the results here")
+    args = parser.parse_args()
+    print(f"machine: {machine()}")
+    with tempfile.TemporaryDirectory() as tmp:
+        policy = args.policy or random_quickstart_policy(Path(tmp) / "policy")
+        proc, url = start_server(policy, args.threads)
+        try:
+            rows = [asyncio.run(level(url, c, args.requests, args.tokens, seed=i)) for i, c in enumerate(args.clients)]
+        finally:
+            proc.send_signal(signal.SIGINT)
+            proc.wait(30)
+        engine_rows = []
+        if args.engine:
+            import torch
+
+            from alphaloop.serve.engine import Engine
+            from alphaloop.serve.models import load_served
+
+            torch.set_num_threads(args.threads)
+            lm = load_served([f"bench={policy}"])[0]["bench"]
+            engine = Engine(lm.policy, lm.context, name="bench")
+            engine.start()
+            try:
+                engine_rows = [asyncio.run(engine_level(engine, c, args.requests, args.tokens, seed=i))
+                               for i, c in enumerate(args.clients)]
+            finally:
+                engine.stop()
+    print(f"policy: {args.policy or 'random quickstart-size Llama'}; {args.requests} streamed requests per level, "
+          f"{args.tokens} tokens each, server threads {args.threads}")
+    print_table("over HTTP (alphaloop serve in its own process, streaming /v1/completions):", rows)
+    if engine_rows:
+        print_table("the engine alone (in this process, no HTTP):", engine_rows)
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine(), "args": {k: str(v) for k, v in vars(args).items()},
+                                         "levels": rows, "engine_levels": engine_rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
