@@ -9,13 +9,19 @@ THREADS ?= 2
 .PHONY: install sysdeps demo test test-slow bench bench-openspiel lint clean
 
 # System packages: bubblewrap isolates the `code` env's sandbox (without it the sandbox runs with
-# resource limits and an audit hook only, and says so). Installed with apt-get where it is missing.
+# resource limits and an audit hook only, and says so); chromium runs the web app's browser tests
+# (tests/serve/test_web_browser.py, through Playwright; skipped, saying so, without it). Installed
+# with apt-get where missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || command -v sudo >/dev/null 2>&1 && [ "$$(id -u)" != 0 ] && echo sudo)
 sysdeps:
 	@command -v bwrap >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 	  $(SUDO) apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1 || \
 	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q --no-install-recommends bubblewrap >/dev/null 2>&1; } || \
 	  echo "bubblewrap could not be installed: the code sandbox will use resource limits only"
+	@command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+	  $(SUDO) apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { $(SUDO) apt-get update -q >/dev/null 2>&1 && $(SUDO) apt-get install -y -q --no-install-recommends chromium >/dev/null 2>&1; } || \
+	  echo "chromium could not be installed: the web app's browser tests will be skipped"
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)

@@ -221,22 +221,30 @@ def serve(
     host: Annotated[str, typer.Option(help="address to listen on (0.0.0.0: every interface)")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on", min=0, max=65535)] = 8000,
     threads: Annotated[int, typer.Option(help="torch threads for the models", min=1, max=1024)] = 1,
+    runs: Annotated[Path | None, typer.Option(help="directory of runs for the web app's Runs page "
+                                                   "(default: ./runs if it exists)")] = None,
 ) -> None:
-    """Serve LM policies behind an OpenAI-compatible API (/v1/chat/completions, ...) and game agents
-    (/v1/games/GAME/move)."""
+    """Serve LM policies behind an OpenAI-compatible API (/v1/chat/completions, ...), game agents
+    (/v1/games/GAME/move), and a web app (/) to chat with them, play them and browse the runs."""
     try:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:
         raise UserError(f"serving needs the `serve` extra ({exc.name} is missing): pip install 'alphaloop[serve]'") \
             from None
+    if runs is None:
+        runs = Path("runs").resolve() if Path("runs").is_dir() else None
+    elif not runs.is_dir():
+        raise UserError(f"--runs {runs}: not a directory (a directory of run directories, e.g. runs)")
+    else:
+        runs = runs.resolve()
     import torch
 
     from alphaloop.serve.app import serve as run_server
 
     torch.set_num_threads(threads)
     try:
-        run_server(targets, host, port, announce=say)
+        run_server(targets, host, port, announce=say, runs_dir=runs)
     except KeyboardInterrupt:
         say("stopped")
 

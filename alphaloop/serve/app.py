@@ -1,9 +1,10 @@
 """The server: one FastAPI app for every served model, run by uvicorn.
 
-`build_app(lms, games)` wires the OpenAI endpoints (`openai_api`), the game endpoints (`games`) and
-the error handlers (`errors`), and starts one batching engine per language model (`engine`) when the
-app starts, stopping them when it stops. `serve(...)` is `alphaloop serve`: load the arguments, bind
-the socket (so a port in use is a one-line error before anything else runs), run until Ctrl-C.
+`build_app(lms, games)` wires the OpenAI endpoints (`openai_api`), the game endpoints (`games`), the
+error handlers (`errors`), the web app (`web`) and its runs API over `runs_dir` (`runs`), and starts
+one batching engine per language model (`engine`) when the app starts, stopping them when it stops.
+`serve(...)` is `alphaloop serve`: load the arguments, bind the socket (so a port in use is a one-line
+error before anything else runs), run until Ctrl-C.
 
 `GET /health` answers 200 while the server runs (as vLLM's does), `GET /stats` says how much batching
 the engines do; `/docs` and `/openapi.json` are FastAPI's interactive documentation and schema.
@@ -14,12 +15,13 @@ from __future__ import annotations
 import logging
 import socket
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 from fastapi import FastAPI
 
 from alphaloop.errors import UserError
 from alphaloop.serve import games as games_api
-from alphaloop.serve import openai_api
+from alphaloop.serve import openai_api, runs, web
 from alphaloop.serve.engine import Engine
 from alphaloop.serve.errors import APIError, install
 from alphaloop.serve.models import ServedGame, ServedLM, load_served
@@ -53,8 +55,10 @@ def attach_engines(lms: dict[str, ServedLM], max_rows: int = 256) -> None:
             lm.engine = Engine(lm.policy, lm.context, name=lm.id, max_rows=max_rows)
 
 
-def build_app(lms: dict[str, ServedLM], games: dict[str, ServedGame], max_rows: int = 256) -> FastAPI:
-    """The app serving `lms` (OpenAI endpoints) and `games` (game endpoints)."""
+def build_app(lms: dict[str, ServedLM], games: dict[str, ServedGame], max_rows: int = 256,
+              runs_dir: Path | None = None) -> FastAPI:
+    """The app serving `lms` (OpenAI endpoints), `games` (game endpoints), the web app, and the runs under
+    `runs_dir` (none: the Runs page says how to name a directory)."""
     attach_engines(lms, max_rows)
 
     @asynccontextmanager
@@ -69,7 +73,7 @@ def build_app(lms: dict[str, ServedLM], games: dict[str, ServedGame], max_rows: 
 
     app = FastAPI(title="alphaloop", version="1", lifespan=lifespan,
                   description="alphaloop's trained policies behind OpenAI's API, and its game agents.")
-    app.state.lms, app.state.games = lms, games
+    app.state.lms, app.state.games, app.state.runs_dir = lms, games, runs_dir
     install(app)
 
     @app.get("/health")
@@ -84,6 +88,8 @@ def build_app(lms: dict[str, ServedLM], games: dict[str, ServedGame], max_rows: 
 
     app.include_router(openai_api.router)
     app.include_router(games_api.router)
+    app.include_router(runs.router)
+    app.include_router(web.router)
     app.add_middleware(BodyLimit)
     return app
 
@@ -109,8 +115,9 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(targets: list[str], host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-          announce=print) -> None:
-    """`alphaloop serve`: load `targets`, listen on host:port, answer until interrupted."""
+          announce=print, runs_dir: Path | None = None) -> None:
+    """`alphaloop serve`: load `targets`, listen on host:port, answer until interrupted; the web app's
+    Runs page shows the runs under `runs_dir`."""
     import uvicorn
 
     lms, games = load_served(targets)
@@ -121,7 +128,10 @@ def serve(targets: list[str], host: str = "127.0.0.1", port: int = 8000, log_lev
                  f"{lm.template.name})")
     for agent in games.values():
         announce(f"game agent {agent.id}: {agent.net_dir} ({agent.game})")
+    if runs_dir is not None:
+        announce(f"runs: {runs_dir}")
     announce(f"serving on http://{shown}:{sock.getsockname()[1]}/v1  (docs: /docs)")
+    announce(f"web app: http://{shown}:{sock.getsockname()[1]}/")
     logging.getLogger("uvicorn.error").setLevel(log_level.upper())
-    config = uvicorn.Config(build_app(lms, games), log_level=log_level, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(build_app(lms, games, runs_dir=runs_dir), log_level=log_level, timeout_graceful_shutdown=5)
     uvicorn.Server(config).run(sockets=[sock])

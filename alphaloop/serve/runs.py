@@ -113,12 +113,13 @@ def run_status(run: Path, summary: Any, now: float | None = None) -> str:
     now = time.time() if now is None else now
     summary_time, metrics_time = _mtime(run / "summary.json"), _mtime(run / "metrics.jsonl")
     complete = isinstance(summary, dict) and summary.get("status") == "complete"
+    # the runner closes metrics.jsonl before it writes summary.json: a log newer than that is a resumed run
     if complete and (metrics_time is None or summary_time is None or metrics_time <= summary_time + 1.0):
         return "finished"
+    if summary_time is not None and not isinstance(summary, dict):
+        return "crashed"   # summary.json is written once, atomically: one that does not parse was damaged
     latest = _latest_write(run)
-    if latest is not None and now - latest < RECENT_S and not (summary_time is not None and summary is None):
-        return "running"
-    return "crashed"
+    return "running" if latest is not None and now - latest < RECENT_S else "crashed"
 
 
 def _number(value: Any) -> bool:
