@@ -2,10 +2,11 @@
 
 The server runs as `alphaloop serve` in its own process (so the clients' Python does not compete with
 it for the interpreter), on a free loopback port. Each level of `--clients` sends `--requests`
-streaming /v1/completions requests, every client sending its next one as soon as its last finished;
+streaming /v1/completions requests, or runs for `--duration` seconds (the issue's load test: 200
+clients for a bounded time), every client sending its next one as soon as its last finished;
 every request generates exactly `--tokens` tokens (`ignore_eos`), at temperature 1, from a quickstart
 prompt (a 1-3 digit addition), so each level does the same work. Printed per level: requests/s,
-generated tokens/s, request latency p50/p95, time to the first token p50, errors, the throughput
+generated tokens/s, request latency p50/p99, time to the first token p50, errors, the throughput
 relative to one client at a time (the first level, 1, is the sequential baseline), and the mean number
 of rows the engine sampled per decoding step (from the server's GET /stats).
 
@@ -13,8 +14,9 @@ The policy: `--policy DIR` (a run, policy or checkpoint directory), else a rando
 quickstart's size (4 layers, width 128, ~0.85M parameters) saved to a temporary directory. With a
 fixed number of tokens the weights do not change the cost of a step, so no training is needed.
 
-    .venv/bin/python benchmarks/serve_load.py [--clients 1 8 32] [--requests 64] [--tokens 32]
+    .venv/bin/python benchmarks/serve_load.py [--clients 1 8 32] [--requests 64 | --duration S] [--tokens 32]
                                               [--threads 1] [--policy DIR] [--engine]
+    .venv/bin/python benchmarks/serve_load.py --clients 1 8 64 200 --duration 15   # the load test
 
 `--engine` also drives the same levels against the batching engine in this process, without HTTP:
 the difference between the two tables is what the HTTP layer (and the clients' own Python, which
@@ -76,59 +78,68 @@ async def one_request(client, prompt: str, tokens: int) -> tuple[float, float, i
     body = {"model": "bench", "prompt": prompt, "max_tokens": tokens, "temperature": 1.0, "stream": True,
             "ignore_eos": True, "stream_options": {"include_usage": True}}
     start = time.perf_counter()
-    first, last = None, None
+    first, tail = None, b""
     async with client.stream("POST", "/v1/completions", json=body) as response:
         if response.status_code != 200:
             raise RuntimeError(f"HTTP {response.status_code}: {(await response.aread())[:200]!r}")
-        # Only the last chunk (the usage) is parsed: the clients share this process's CPU with nothing
-        # else, but they share the machine with the server, so they are kept light.
-        async for line in response.aiter_lines():
-            if not line.startswith("data: {"):
-                continue
+        # The clients share the machine with the server, so they are kept light: the stream is read as raw
+        # bytes and only its last event (the usage chunk, or an error) is parsed.
+        async for data in response.aiter_raw():
             if first is None:
                 first = time.perf_counter() - start
-            last = line
+            tail = (tail + data)[-4096:]
     end = time.perf_counter() - start
-    chunk = json.loads(last[6:]) if last else {"error": {"message": "no chunks"}}
+    if not tail.endswith(b"data: [DONE]\n\n"):
+        raise RuntimeError(f"the stream ended without [DONE]: {tail[-200:]!r}")
+    last = tail.rsplit(b"data: {", 1)[-1].split(b"\n\n", 1)[0]
+    chunk = json.loads(b"{" + last)
     if "error" in chunk:
         raise RuntimeError(chunk["error"]["message"])
     return end, first if first is not None else float("nan"), chunk["usage"]["completion_tokens"]
 
 
-async def drive(send, clients: int, requests: int, seed: int) -> tuple[list, list, float]:
-    """`clients` closed-loop clients sending `requests` prompts through `send(prompt)` between them:
-    (results, errors, wall seconds)."""
+async def drive(send, clients: int, requests: int, seed: int,
+                duration: float | None = None) -> tuple[list, list, float]:
+    """`clients` closed-loop clients sending prompts through `send(prompt)`: `requests` of them between them,
+    or, with `duration`, as many as they start in that many seconds (each finishes the one it started).
+    Returns (results, errors, wall seconds)."""
     rng = random.Random(seed)
-    queue = [f"{rng.randint(0, 999)}+{rng.randint(0, 999)}=" for _ in range(requests)]
     results, errors = [], []
+    start = time.perf_counter()
+    deadline = start + duration if duration is not None else float("inf")
+    left = [requests if duration is None else 1 << 62]
 
     async def worker() -> None:
-        while queue:
-            prompt = queue.pop()
+        while left[0] > 0 and time.perf_counter() < deadline:
+            left[0] -= 1
+            prompt = f"{rng.randint(0, 999)}+{rng.randint(0, 999)}="
             try:
                 results.append(await send(prompt))
             except Exception as exc:  # noqa: BLE001 -- counted and shown
-                errors.append(str(exc))
+                errors.append(f"{type(exc).__name__}: {exc}")
 
-    start = time.perf_counter()
     await asyncio.gather(*(worker() for _ in range(clients)))
     return results, errors, time.perf_counter() - start
 
 
-async def level(url: str, clients: int, requests: int, tokens: int, seed: int) -> dict:
+async def level(url: str, clients: int, requests: int, tokens: int, seed: int, duration: float | None = None) -> dict:
     """One concurrency level over HTTP."""
     import httpx
 
-    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    # Idle connections expire before the server's keep-alive timeout (uvicorn's 5 s): with the same 5 s on
+    # both sides a client now and then reuses a connection just as the server closes it (a ReadError).
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4, keepalive_expiry=2.0)
     async with httpx.AsyncClient(base_url=url, timeout=600, limits=limits) as client:
         await one_request(client, "1+1=", 4)   # connection and server warm-up
         before = (await client.get("/stats")).json()["bench"]
-        results, errors, wall = await drive(lambda p: one_request(client, p, tokens), clients, requests, seed)
+        results, errors, wall = await drive(lambda p: one_request(client, p, tokens), clients, requests, seed,
+                                            duration)
         after = (await client.get("/stats")).json()["bench"]
     return summarize(clients, results, errors, wall, before, after)
 
 
-async def engine_level(engine, clients: int, requests: int, tokens: int, seed: int) -> dict:
+async def engine_level(engine, clients: int, requests: int, tokens: int, seed: int,
+                       duration: float | None = None) -> dict:
     """One concurrency level against the engine in this process: the same requests without HTTP."""
     from alphaloop.serve.engine import EngineFailure, GenerationRequest
 
@@ -150,8 +161,12 @@ async def engine_level(engine, clients: int, requests: int, tokens: int, seed: i
 
     await send("1+1=")
     before = engine.stats.summary(engine.decoder.rebuilds)
-    results, errors, wall = await drive(send, clients, requests, seed)
+    results, errors, wall = await drive(send, clients, requests, seed, duration)
     return summarize(clients, results, errors, wall, before, engine.stats.summary(engine.decoder.rebuilds))
+
+
+def quantile(ordered: list[float], q: float) -> float:
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
 def summarize(clients: int, results: list, errors: list, wall: float, before: dict, after: dict) -> dict:
@@ -160,7 +175,7 @@ def summarize(clients: int, results: list, errors: list, wall: float, before: di
     return {"clients": clients, "requests": len(results), "errors": len(errors), "first_error": errors[:1],
             "wall_s": wall, "requests_per_s": len(results) / wall, "tokens_per_s": generated / wall,
             "p50_s": statistics.median(latencies) if latencies else float("nan"),
-            "p95_s": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))] if latencies else float("nan"),
+            "p95_s": quantile(latencies, 0.95), "p99_s": quantile(latencies, 0.99),
             "ttft_p50_s": statistics.median(r[1] for r in results) if results else float("nan"),
             "mean_batch": (after["tokens"] - before["tokens"]) / max(1, after["steps"] - before["steps"]),
             "rebuilds": after["cache_rebuilds"] - before["cache_rebuilds"]}
@@ -168,12 +183,13 @@ def summarize(clients: int, results: list, errors: list, wall: float, before: di
 
 def print_table(title: str, rows: list[dict]) -> None:
     print(title)
-    print(f"{'clients':>7} {'req/s':>7} {'tokens/s':>9} {'p50 s':>7} {'p95 s':>7} {'ttft p50':>9} {'errors':>6} "
-          f"{'x 1 client':>10} {'rows/step':>9}")
+    print(f"{'clients':>7} {'requests':>8} {'req/s':>7} {'tokens/s':>9} {'p50 s':>7} {'p99 s':>7} {'ttft p50':>9} "
+          f"{'errors':>6} {'x 1 client':>10} {'rows/step':>9}")
     base = rows[0]["tokens_per_s"]
     for r in rows:
-        print(f"{r['clients']:>7} {r['requests_per_s']:>7.1f} {r['tokens_per_s']:>9.0f} {r['p50_s']:>7.3f} "
-              f"{r['p95_s']:>7.3f} {r['ttft_p50_s']:>9.3f} {r['errors']:>6} {r['tokens_per_s'] / base:>9.1f}x "
+        print(f"{r['clients']:>7} {r['requests']:>8} {r['requests_per_s']:>7.1f} {r['tokens_per_s']:>9.0f} "
+              f"{r['p50_s']:>7.3f} {r['p99_s']:>7.3f} {r['ttft_p50_s']:>9.3f} {r['errors']:>6} "
+              f"{r['tokens_per_s'] / base:>9.1f}x "
               f"{r['mean_batch']:>9.1f}")
         if r["first_error"]:
             print(f"        first error: {r['first_error'][0]}")
@@ -183,6 +199,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32], help="concurrency levels (1 first)")
     parser.add_argument("--requests", type=int, default=64, help="requests per level")
+    parser.add_argument("--duration", type=float, default=None,
+                        help="run each level this many seconds instead of --requests requests")
     parser.add_argument("--tokens", type=int, default=32, help="tokens generated per request")
     parser.add_argument("--threads", type=int, default=1, help="the server's torch threads")
     parser.add_argument("--policy", type=Path, default=None, help="a run, policy or checkpoint directory")
@@ -194,7 +212,8 @@ def main() -> None:
         policy = args.policy or random_quickstart_policy(Path(tmp) / "policy")
         proc, url = start_server(policy, args.threads)
         try:
-            rows = [asyncio.run(level(url, c, args.requests, args.tokens, seed=i)) for i, c in enumerate(args.clients)]
+            rows = [asyncio.run(level(url, c, args.requests, args.tokens, seed=i, duration=args.duration))
+                    for i, c in enumerate(args.clients)]
         finally:
             proc.send_signal(signal.SIGINT)
             proc.wait(30)
@@ -210,11 +229,13 @@ def main() -> None:
             engine = Engine(lm.policy, lm.context, name="bench")
             engine.start()
             try:
-                engine_rows = [asyncio.run(engine_level(engine, c, args.requests, args.tokens, seed=i))
+                engine_rows = [asyncio.run(engine_level(engine, c, args.requests, args.tokens, seed=i,
+                                                        duration=args.duration))
                                for i, c in enumerate(args.clients)]
             finally:
                 engine.stop()
-    print(f"policy: {args.policy or 'random quickstart-size Llama'}; {args.requests} streamed requests per level, "
+    per_level = f"{args.duration:g} s" if args.duration is not None else f"{args.requests} streamed requests"
+    print(f"policy: {args.policy or 'random quickstart-size Llama'}; {per_level} per level, "
           f"{args.tokens} tokens each, server threads {args.threads}")
     print_table("over HTTP (alphaloop serve in its own process, streaming /v1/completions):", rows)
     if engine_rows:

@@ -192,7 +192,11 @@ class Engine:
                                 request.logprobs is not None, self.detokenizer))
                 owners.append(request)
                 generator = None if request.seed is None else seeded_generator(request.seed, choice)
-                samplers.append((request.temperature, request.top_p, max(request.top_k, 0), generator))
+                # top_k is any non-negative integer (OpenAI's and vLLM's rule); one past int64 would fail the
+                # step's tensor, and with it every row in the batch. Any k of at least the vocabulary is no
+                # truncation, so clamping changes nothing.
+                top_k = min(max(request.top_k, 0), 2**31 - 1)
+                samplers.append((request.temperature, request.top_p, top_k, generator))
         keep = self._running()
         try:
             self.decoder.add([o.prompt_ids for o in owners], [o.max_tokens - 1 for o in owners], keep=keep)

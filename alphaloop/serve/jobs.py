@@ -100,7 +100,12 @@ class Job:
         self.completion_tokens = 0
 
     def submit(self) -> None:
-        """Queue every prompt with the engine; 503 (and nothing left queued) if it is full."""
+        """Queue every prompt with the engine; 503 (and nothing left queued) if it is full, 400 if the
+        request alone holds more rows than the engine ever lets wait (a retry could never succeed)."""
+        limit = self.lm.engine.max_waiting_rows
+        if self.choices > limit:
+            raise APIError(400, f"n: {len(self.requests)} prompts x n={self.n} = {self.choices} completions in one "
+                                f"request; this server takes at most {limit}", param="n")
         try:
             for request in self.requests:
                 self.lm.engine.submit(request)

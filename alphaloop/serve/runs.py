@@ -73,7 +73,26 @@ def _read_recipe(path: Path, notes: list[str]) -> dict:
 
 
 def is_run(path: Path) -> bool:
-    return path.is_dir() and any((path / f).is_file() for f in ("recipe.toml", "summary.json", "metrics.jsonl"))
+    try:
+        return path.is_dir() and any((path / f).is_file() for f in ("recipe.toml", "summary.json", "metrics.jsonl"))
+    except (OSError, ValueError):   # a name the filesystem refuses (too long, ...) names no run: a 404, not a 500
+        return False
+
+
+def _resolved(path: Path) -> Path | None:
+    """`path.resolve()`, None for a path the filesystem refuses (a NUL byte, a name too long)."""
+    try:
+        return path.resolve()
+    except (OSError, ValueError):
+        return None
+
+
+def _is_file(path: Path) -> bool:
+    """`path.is_file()`, False for a path the filesystem refuses (a name too long, a NUL byte)."""
+    try:
+        return path.is_file()
+    except (OSError, ValueError):
+        return False
 
 
 def run_dirs(root: Path | None) -> list[Path]:
@@ -266,8 +285,8 @@ async def run_file(name: str, path: str, request: Request) -> FileResponse:
     parts = path.split("/")
     allowed = (len(parts) == 1 and path in RUN_FILES) or (
         len(parts) == 2 and parts[0] == "plots" and parts[1] not in ("", ".", "..") and not parts[1].startswith("."))
-    target = (run / path).resolve() if allowed else None
-    if target is None or not target.is_relative_to(run.resolve()) or not target.is_file() or "\\" in path \
+    target = _resolved(run / path) if allowed else None
+    if target is None or not target.is_relative_to(run.resolve()) or not _is_file(target) or "\\" in path \
             or os.sep != "/" and os.sep in path:
         raise APIError(404, f"no file {path!r} in run {name!r} (served: {', '.join(sorted(RUN_FILES))}, plots/*)",
                        param="path")

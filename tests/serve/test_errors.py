@@ -48,6 +48,7 @@ CASES = [
     ("/v1/completions", completion(stop=["x"] * 17), 400, "stop", "at most 16", None),
     ("/v1/completions", completion(stop=[""]), 400, "stop", "non-empty", None),
     ("/v1/completions", completion(logprobs=21), 400, "logprobs", "less than or equal to 20", None),
+    ("/v1/completions", completion(prompt=["1="] * 33, n=128, max_tokens=1), 400, "n", "at most 4096", None),
     ("/v1/completions", completion(seed="x"), 400, "seed", "integer", None),
     ("/v1/completions", completion(stream="yes"), 400, "stream", "boolean", None),
     ("/v1/completions", completion(stream_options={"include_usage": True}), 400, "stream_options", "stream: true",
@@ -141,6 +142,15 @@ def test_the_server_still_answers_after_every_error(http, client):
     assert out.usage.completion_tokens == 3
     out = client.completions.create(model="gpt", prompt="1+2=", max_tokens=3, extra_body={"ignore_eos": True})
     assert out.usage.completion_tokens == 3
+
+
+def test_values_at_the_edges_of_their_range_are_served(client):
+    """top_k has no upper bound (any k >= the vocabulary is no truncation), seeds span 64 bits either side;
+    a top_k past int64 once failed the engine's step, and with it every request in the batch."""
+    for extra in ({"top_k": 2**64}, {"top_k": 2**63 - 1, "seed": 2**64 - 1}, {"seed": -(2**63)}):
+        out = client.completions.create(model="arith", prompt="1+2=", max_tokens=3, extra_body={"ignore_eos": True}
+                                        | extra)
+        assert out.usage.completion_tokens == 3, extra
 
 
 def test_a_failure_inside_the_engine_fails_only_its_requests(served, client, monkeypatch):

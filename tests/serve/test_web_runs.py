@@ -132,6 +132,9 @@ def test_report_and_plots_served_read_only(api):
     "/runs/done/plots/%2e%2e/recipe.toml", "/runs/done/stages/0-imitate/result.json", "/runs/..%2Fsecret.txt/x",
     "/runs/%2e%2e/secret.txt", "/runs/done/%2Fetc%2Fpasswd", "/runs/done/plots/..%5C..%5Csecret.txt",
     "/web/..%2Fruns.py", "/web/%2e%2e%2fapp.py",
+    # names the filesystem refuses (a NUL byte, a name over NAME_MAX) are unknown names, not 500s
+    "/runs/done/plots/%00.png", "/runs/done/plots/" + "a" * 300 + ".png", "/runs/" + "a" * 300 + "/report.html",
+    "/api/runs/" + "a" * 300, "/api/runs/" + "a" * 300 + "/metrics", "/api/runs/a%00b",
 ])
 def test_path_traversal_refused(api, path):
     answer = api.get(path)
