@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from alphaloop.errors import UserError
+from alphaloop.games.notation import read_position
 
 
 def load_game_net(game: str, run: Path):
@@ -65,33 +66,6 @@ def _player(net, sims: int):
     if sims < 0:
         raise UserError(f"--sims: expected an int >= 0 (0 = raw net), got {sims}")
     return NetPlayer(net, sims=sims, seed=0)
-
-
-# What an occupied action is called, for messages about a move that is not legal.
-_TAKEN = {"tictactoe": "is already taken", "connect4": "is full"}
-
-
-def read_position(game: str, moves: str):
-    """The state after `moves` (1-based digits), ready for a move; a ValueError otherwise, whose
-    message speaks of the moves as the user typed them (1-based, counted from 1), because the
-    games' own errors speak of 0-based actions."""
-    from alphaloop.games.registry import game_class
-
-    cls = game_class(game)
-    noun = getattr(cls, "move_noun", "move")
-    digits = "123456789"[:cls.num_actions]
-    state = cls()
-    for i, ch in enumerate(moves, 1):
-        if state.is_terminal():
-            raise ValueError(f"move {i} of {moves!r}: the game is already over after {moves[:i - 1]!r}")
-        if ch not in digits:
-            raise ValueError(f"move {i} of {moves!r} is {ch!r}: expected a {noun} digit 1..{len(digits)}")
-        if int(ch) - 1 not in state.legal_actions():
-            raise ValueError(f"move {i} of {moves!r}: {noun} {ch} {_TAKEN.get(game, 'is not a legal move there')}")
-        state.apply_action(int(ch) - 1)
-    if state.is_terminal():
-        raise ValueError(f"the game is already over after {moves!r}; there is no move to make")
-    return state
 
 
 def _position(game: str, moves: str, where: str):

@@ -21,33 +21,12 @@ import math
 import numpy as np
 from fastapi import APIRouter, Request
 
+from alphaloop.games.notation import read_position
 from alphaloop.serve.errors import APIError
 from alphaloop.serve.models import ServedGame
 from alphaloop.serve.schemas import MoveRequest
 
 router = APIRouter()
-_TAKEN = {"tictactoe": "is already taken", "connect4": "is full"}
-
-
-def read_position(game: str, moves: str):
-    """The state after `moves`, ready for a move; ValueError in terms of the 1-based moves as written."""
-    from alphaloop.games.registry import game_class
-
-    cls = game_class(game)
-    noun = getattr(cls, "move_noun", "move")
-    digits = "123456789"[: cls.num_actions]
-    state = cls()
-    for i, ch in enumerate(moves, 1):
-        if state.is_terminal():
-            raise ValueError(f"move {i} of {moves!r}: the game is already over after {moves[:i - 1]!r}")
-        if ch not in digits:
-            raise ValueError(f"move {i} of {moves!r} is {ch!r}: expected a {noun} digit 1..{len(digits)}")
-        if int(ch) - 1 not in state.legal_actions():
-            raise ValueError(f"move {i} of {moves!r}: {noun} {ch} {_TAKEN.get(game, 'is not a legal move there')}")
-        state.apply_action(int(ch) - 1)
-    if state.is_terminal():
-        raise ValueError(f"the game is already over after {moves!r}; there is no move to make")
-    return state
 
 
 def _agent(request: Request, game: str, model: str | None) -> ServedGame:
