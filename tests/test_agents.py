@@ -131,3 +131,16 @@ def test_rl_stages_can_all_start_from_the_pretrained_policy(tmp_path):
     drift = {name: max(float((w - weights["start"][k]).abs().max()) for k, w in weights[name].items())
              for name in ("a", "b")}
     assert drift["b"] < 1e-6 < drift["a"]     # b started from the pretrained policy, not from a's
+
+
+def test_tiny_invoices_recipe_runs_end_to_end(tmp_path):
+    stages = [dict(STAGES[0], steps=4, eval_every=4), dict(STAGES[1], steps=2, eval_every=2),
+              {"kind": "eval", "policies": ["expert", "rl"], "splits": ["test", "heldout"],
+               "decoders": ["greedy", "pass^2"], "problems": 4}]
+    recipe = validate_recipe({"name": "invoices-tiny", "seed": 0, "threads": 1, "env": {"name": "invoices"},
+                              "policy": {"arch": dict(ARCH, max_seq_len=896)}, "stages": stages})
+    summary = runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / "run"), show_progress=False)
+    assert summary["status"] == "complete"
+    final = [r for r in summary["evals"] if r["stage"] == "eval"]
+    assert len(final) == 8 and all("harm_rate" in r["metrics"] for r in final)
+    assert next(r for r in final if r["policy"] == "expert" and r["decoder"] == "greedy")["metrics"]["accuracy"] > 0

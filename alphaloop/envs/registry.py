@@ -26,6 +26,7 @@ ENTRY_POINT_GROUP = "alphaloop.envs"
 BUILTINS: dict[str, str] = {"arithmetic": "alphaloop.envs.arithmetic:ArithmeticEnv",
                             "assistant": "alphaloop.envs.assistant:AssistantEnv",
                             "code": "alphaloop.envs.code:CodeEnv",
+                            "invoices": "alphaloop.envs.invoices:InvoicesEnv",
                             "shell": "alphaloop.envs.shell:ShellEnv"}
 
 

@@ -12,7 +12,8 @@ from gymnasium.utils.env_checker import check_env
 from alphaloop.envs import make_env
 
 COUNTER = f"{Path(__file__).resolve().parents[2]}/docs/examples/counter_agent.py:CounterEnv"
-PERFECT = {"shell": {"slip": 0.0, "typo": 0.0, "harm_slip": 0.0}, "code": {"slip": 0.0}, COUNTER: {"slip": 0.0}}
+PERFECT = {"shell": {"slip": 0.0, "typo": 0.0, "harm_slip": 0.0}, "code": {"slip": 0.0},
+           "invoices": {"slip": 0.0, "typo": 0.0, "harm_slip": 0.0}, COUNTER: {"slip": 0.0}}
 
 
 @pytest.mark.parametrize("spec", list(PERFECT))

@@ -1,0 +1,160 @@
+"""Invoice documents for the `invoices` env: canonical entries, field formats, layouts, rendering, parsing.
+
+An invoice is three fields in canonical form -- the number (`417`), the vendor (`karo`) and the total
+(`42.50`) -- and the ledger entry that records it is exactly those three words (`add 417 karo 42.50`).
+A document shows the same fields in one of several layouts: a layout is a field order, a separator
+and one format per field, with distractor fields (a due date, a PO number, a phone number, the tax,
+a quantity) that must not be entered:
+
+    inv 417 | vendor: karo | total: 42.50 | due 03/05
+    from KARO no. 417 amount 42.5 tel 555-0192
+    ref 0417, from KARO, tax 3.40, total: 42.50
+
+Entering a document is normalising it: the number without zero padding, the vendor in lower case
+without `Ltd`, the total with two decimals and a point. Every field format is labelled, so a
+document parses unambiguously (`parse`), and the held-out layouts recombine formats that the
+train/test layouts use, in orders and combinations never seen there: a policy that reads fields by
+their labels can enter them.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+# Vendor names are made-up words (`karo`, `mitel`), thousands of them: a policy has to copy a vendor
+# letter by letter from the document, as it copies numbers, rather than recall one of a few names.
+CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
+RESERVED = {"total"}   # a label of some layouts
+AMOUNT = r"\d+\.\d\d"
+
+
+@dataclass(frozen=True)
+class Invoice:
+    """One invoice in canonical form: what its ledger entry holds."""
+
+    number: str     # "417": digits, no leading zeros
+    vendor: str     # "karo": lower case
+    total: str      # "42.50": two decimals
+
+    def entry(self) -> list[str]:
+        return [self.number, self.vendor, self.total]
+
+
+def cents_text(cents: int) -> str:
+    """The canonical total: 4250 -> "42.50"."""
+    return f"{cents // 100}.{cents % 100:02d}"
+
+
+def short_total(total: str) -> str:
+    """A total without trailing zeros, as some layouts print it: "42.50" -> "42.5", "42.00" -> "42"."""
+    return total.rstrip("0").rstrip(".")
+
+
+def canonical_total(text: str) -> str:
+    """Any total format the layouts print ("42.5", "42", "42,50", "42.50") in canonical form."""
+    whole, _, frac = text.replace(",", ".").partition(".")
+    return f"{int(whole)}.{(frac + '00')[:2]}"
+
+
+@dataclass(frozen=True)
+class FieldFormat:
+    """How one field is printed (`render`, from the invoice and a random source for distractors) and
+    read back (`pattern`, a regex whose named group, if any, is the field's text)."""
+
+    render: Callable[[Invoice, random.Random], str]
+    pattern: str
+
+
+def _digits(rng: random.Random, count: int) -> str:
+    return "".join(rng.choice("0123456789") for _ in range(count))
+
+
+FORMATS: dict[str, FieldFormat] = {
+    # the invoice number
+    "id:inv": FieldFormat(lambda inv, rng: f"inv {inv.number}", r"inv (?P<number>\d+)"),
+    "id:no": FieldFormat(lambda inv, rng: f"no. {inv.number}", r"no\. (?P<number>\d+)"),
+    "id:hash": FieldFormat(lambda inv, rng: f"#{inv.number}", r"#(?P<number>\d+)"),
+    "id:ref": FieldFormat(lambda inv, rng: f"ref {int(inv.number):04d}", r"ref (?P<number>\d{4})"),
+    # the vendor
+    "vendor:label": FieldFormat(lambda inv, rng: f"vendor: {inv.vendor}", r"vendor: (?P<vendor>[a-z]+)"),
+    "vendor:from": FieldFormat(lambda inv, rng: f"from {inv.vendor.upper()}", r"from (?P<vendor>[A-Z]+)"),
+    "vendor:ltd": FieldFormat(lambda inv, rng: f"{inv.vendor.title()} Ltd", r"(?P<vendor>[A-Z][a-z]+) Ltd"),
+    # the total
+    "total:label": FieldFormat(lambda inv, rng: f"total: {inv.total}", rf"total: (?P<total>{AMOUNT})"),
+    "total:amount": FieldFormat(lambda inv, rng: f"amount {short_total(inv.total)}",
+                                r"amount (?P<total>\d+(?:\.\d\d?)?)"),
+    "total:dollar": FieldFormat(lambda inv, rng: f"${inv.total}", rf"\$(?P<total>{AMOUNT})"),
+    "total:sum": FieldFormat(lambda inv, rng: f"sum {inv.total.replace('.', ',')}", r"sum (?P<total>\d+,\d\d)"),
+    # distractors: never entered
+    "due": FieldFormat(lambda inv, rng: f"due {rng.randint(1, 12):02d}/{rng.randint(1, 28):02d}", r"due \d\d/\d\d"),
+    "po": FieldFormat(lambda inv, rng: f"po {rng.randint(1000, 9999)}", r"po \d{4}"),
+    "tel": FieldFormat(lambda inv, rng: f"tel 555-{_digits(rng, 4)}", r"tel 555-\d{4}"),
+    "tax": FieldFormat(lambda inv, rng: f"tax {cents_text(rng.randint(10, 4999))}", rf"tax {AMOUNT}"),
+    "qty": FieldFormat(lambda inv, rng: f"qty {rng.randint(1, 9)}", r"qty \d"),
+}
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A document layout: the fields in order (keys of FORMATS) joined by `sep`."""
+
+    name: str
+    sep: str
+    fields: tuple[str, ...]
+
+    def render(self, invoice: Invoice, rng: random.Random) -> str:
+        return self.sep.join(FORMATS[f].render(invoice, rng) for f in self.fields)
+
+    def parse(self, text: str) -> Invoice | None:
+        """The canonical invoice a document of this layout shows, or None if it is not of this layout."""
+        match = re.fullmatch(re.escape(self.sep).join(FORMATS[f].pattern for f in self.fields), text)
+        if match is None:
+            return None
+        return Invoice(str(int(match["number"])), match["vendor"].lower(), canonical_total(match["total"]))
+
+
+TRAIN_LAYOUTS = (
+    Layout("a", " | ", ("id:inv", "vendor:label", "total:label", "due")),
+    Layout("b", " ", ("vendor:from", "id:no", "total:amount", "tel")),
+    Layout("c", " ", ("id:hash", "vendor:ltd", "total:dollar", "po")),
+    Layout("d", ", ", ("id:ref", "vendor:from", "tax", "total:label")),
+    Layout("e", " | ", ("vendor:label", "total:sum", "id:inv")),
+    Layout("f", ", ", ("vendor:ltd", "qty", "total:amount", "id:hash")),
+    Layout("g", " ", ("total:dollar", "id:no", "vendor:label")),
+    Layout("h", " | ", ("id:ref", "total:sum", "vendor:ltd", "due")),
+)
+# Never in train or test: new orders and combinations of the formats above.
+HELDOUT_LAYOUTS = (
+    Layout("x", " | ", ("total:label", "id:hash", "vendor:from", "po")),
+    Layout("y", ", ", ("tax", "total:sum", "id:ref", "vendor:ltd")),
+    Layout("z", " ", ("tel", "total:amount", "vendor:label", "id:no")),
+)
+LAYOUTS = {layout.name: layout for layout in TRAIN_LAYOUTS + HELDOUT_LAYOUTS}
+
+
+def vendor_name(rng: random.Random, unlike: str = "") -> str:
+    """A made-up vendor name of two syllables and perhaps a final consonant (`karo`, `mitel`), not `unlike`."""
+    while True:
+        name = "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(2))
+        name += rng.choice(CONSONANTS) if rng.random() < 0.5 else ""
+        if name != unlike and name not in RESERVED:
+            return name
+
+
+def random_invoice(rng: random.Random, number: int) -> Invoice:
+    """An invoice with number `number`: a vendor and a total whose cents are often round (so that the
+    short format `42.5` / `42` shows up)."""
+    cents = rng.choice((0, 0, 50, rng.randint(1, 99)))
+    return Invoice(str(number), vendor_name(rng), cents_text(100 * rng.randint(1, 499) + cents))
+
+
+def parse(text: str) -> Invoice | None:
+    """The invoice a document of any layout shows, or None."""
+    for layout in LAYOUTS.values():
+        invoice = layout.parse(text)
+        if invoice is not None:
+            return invoice
+    return None
