@@ -15,6 +15,7 @@ running (stopped mid-stage, files just written) or crashed (the same, written an
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -116,10 +117,8 @@ def run_factory():
 @pytest.fixture(scope="session")
 def served(tmp_path_factory):
     """The running server: `url`, `base` (the /v1 URL for openai clients), `lms`, `games`."""
-    import uvicorn
-
     from alphaloop.policies.lm import build_tiny_hf_model
-    from alphaloop.serve.app import bind, build_app
+    from alphaloop.serve.app import build_app
     from alphaloop.serve.models import load_served
 
     root = tmp_path_factory.mktemp("serve")
@@ -127,20 +126,38 @@ def served(tmp_path_factory):
     gpt = build_tiny_hf_model(root / "gpt", alphabet=ALPHABET)
     net = make_net(root / "ttt-net")
     lms, games = load_served([str(run), f"gpt={gpt}", f"ttt={net}"])
+    with running(build_app(lms, games, max_rows=64)) as (url, server):
+        yield SimpleNamespace(url=url, base=f"{url}/v1", lms=lms, games=games, run=run, gpt=gpt, net=net,
+                              app=server.config.app)
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """`running` for a test module that needs a server of its own."""
+    return running
+
+
+@contextlib.contextmanager
+def running(app):
+    """Serve `app` on a free loopback port from a daemon thread: yields (its URL, the uvicorn server)
+    once it is up, and stops it after."""
+    import uvicorn
+
+    from alphaloop.serve.app import bind
+
     sock = bind("127.0.0.1", 0)
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(build_app(lms, games, max_rows=64), log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.time() + 30
     while not server.started and time.time() < deadline and thread.is_alive():
         time.sleep(0.02)
     assert server.started, "the test server did not start"
-    url = f"http://127.0.0.1:{port}"
-    yield SimpleNamespace(url=url, base=f"{url}/v1", lms=lms, games=games, run=run, gpt=gpt, net=net,
-                          app=server.config.app)
-    server.should_exit = True
-    thread.join(15)
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", server
+    finally:
+        server.should_exit = True
+        thread.join(15)
 
 
 @pytest.fixture(scope="session")

@@ -91,33 +91,20 @@ def test_play_a_whole_game_of_tictactoe(served, page, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def connect4_url(tmp_path_factory):
+def connect4_url(tmp_path_factory, serve_app):
     """A second server, playing a tiny random connect-four net (the session's server plays tic-tac-toe)."""
-    import threading
-    import time
-
     import torch
-    import uvicorn
 
     from alphaloop.games.registry import new_game
     from alphaloop.policies.nets import NetConfig, build_net
-    from alphaloop.serve.app import bind, build_app
+    from alphaloop.serve.app import build_app
     from alphaloop.serve.models import load_served
 
     torch.manual_seed(0)
     net = build_net(NetConfig(kind="mlp", blocks=1, hidden=16), new_game("connect4"))
     lms, games = load_served([f"c4={net.save(tmp_path_factory.mktemp('c4') / 'net')}"])
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(build_app(lms, games), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.time() + 30
-    while not server.started and time.time() < deadline and thread.is_alive():
-        time.sleep(0.02)
-    assert server.started, "the connect-four server did not start"
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    server.should_exit = True
-    thread.join(15)
+    with serve_app(build_app(lms, games)) as (url, _):
+        yield url
 
 
 def test_play_a_whole_game_of_connect4(connect4_url, page, tmp_path):
