@@ -1,14 +1,14 @@
 """Invoice documents for the `invoices` env: canonical entries, field formats, layouts, rendering, parsing.
 
-An invoice is three fields in canonical form -- the number (`417`), the vendor (`karo`) and the total
-(`42.50`) -- and the ledger entry that records it is exactly those three words (`add 417 karo 42.50`).
+An invoice is three fields in canonical form -- the number (`417`), the vendor (`acme`) and the total
+(`42.50`) -- and the ledger entry that records it is exactly those three words (`add 417 acme 42.50`).
 A document shows the same fields in one of several layouts: a layout is a field order, a separator
 and one format per field, with distractor fields (a due date, a PO number, a phone number, the tax,
 a quantity) that must not be entered:
 
-    inv 417 | vendor: karo | total: 42.50 | due 03/05
-    from KARO no. 417 amount 42.5 tel 555-0192
-    ref 0417, from KARO, tax 3.40, total: 42.50
+    inv 417 | vendor: acme | total: 42.50 | due 03/05
+    from ACME no. 417 amount 42.5 tel 555-0192
+    ref 0417, from ACME, tax 3.40, total: 42.50
 
 Entering a document is normalising it: the number without zero padding, the vendor in lower case
 without `Ltd`, the total with two decimals and a point. Every field format is labelled, so a
@@ -24,10 +24,9 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-# Vendor names are made-up words (`karo`, `mitel`), thousands of them: a policy has to copy a vendor
-# letter by letter from the document, as it copies numbers, rather than recall one of a few names.
-CONSONANTS, VOWELS = "bdfgklmnprstvz", "aeiou"
-RESERVED = {"total"}   # a label of some layouts
+# Each with its own first letter: a policy that finds the vendor's first letter in a document knows the name.
+VENDORS = ("acme", "bolt", "civic", "delta", "echo", "fern", "globe", "helix", "ion", "jade", "kite", "lumen",
+           "metro", "nova", "orbit", "pixel", "quill", "rivet", "sol", "terra", "umber", "vista", "wren", "zeta")
 AMOUNT = r"\d+\.\d\d"
 
 
@@ -36,7 +35,7 @@ class Invoice:
     """One invoice in canonical form: what its ledger entry holds."""
 
     number: str     # "417": digits, no leading zeros
-    vendor: str     # "karo": lower case
+    vendor: str     # "acme": lower case
     total: str      # "42.50": two decimals
 
     def entry(self) -> list[str]:
@@ -136,12 +135,8 @@ LAYOUTS = {layout.name: layout for layout in TRAIN_LAYOUTS + HELDOUT_LAYOUTS}
 
 
 def vendor_name(rng: random.Random, unlike: str = "") -> str:
-    """A made-up vendor name of two syllables and perhaps a final consonant (`karo`, `mitel`), not `unlike`."""
-    while True:
-        name = "".join(rng.choice(CONSONANTS) + rng.choice(VOWELS) for _ in range(2))
-        name += rng.choice(CONSONANTS) if rng.random() < 0.5 else ""
-        if name != unlike and name not in RESERVED:
-            return name
+    """A vendor other than `unlike`."""
+    return rng.choice([vendor for vendor in VENDORS if vendor != unlike])
 
 
 def random_invoice(rng: random.Random, number: int) -> Invoice:

@@ -1,7 +1,7 @@
 """Env `invoices`: enter an inbox of invoice documents into a ledger, reading several layouts.
 
 Tools (one per action; an id is an invoice number, leading zeros ignored; an entry is `NUMBER VENDOR
-TOTAL`, e.g. `417 karo 42.50`):
+TOTAL`, e.g. `417 acme 42.50`):
 
     inbox                       the numbers of the documents in the inbox
     open ID                     a document, one line, in its own layout (`invoice_docs`)
@@ -12,7 +12,7 @@ TOTAL`, e.g. `417 karo 42.50`):
     submit                      end the episode
 
 Documents print the same fields in different layouts (order, separator, formats: `ref 0417`,
-`from KARO`, `amount 42.5`, `sum 42,50`, ...) beside distractors (due date, PO number, phone, tax,
+`from ACME`, `amount 42.5`, `sum 42,50`, ...) beside distractors (due date, PO number, phone, tax,
 quantity); `add` takes only the canonical form, so entering a document is normalising it. The
 ledger starts with some invoices already entered (right, or with one field wrong, or twice) and
 the others missing. The horizon is the number of invoices (`min_invoices`..`max_invoices`;
@@ -244,7 +244,7 @@ def _number(word: str) -> str:
 
 def _field(field: str, word: str) -> str:
     """A vendor or total in canonical form; anything else is refused, saying what is expected."""
-    pattern, example = (VENDOR, "lower-case letters like karo") if field == "vendor" else (TOTAL, "like 42.50")
+    pattern, example = (VENDOR, "lower-case letters like acme") if field == "vendor" else (TOTAL, "like 42.50")
     if not pattern.fullmatch(word):
         raise ToolError(f"{field} must be {example}, got '{word[:12]}'")
     return word

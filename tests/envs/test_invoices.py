@@ -62,7 +62,7 @@ def test_tools_do_what_their_usage_says(env, problem):
     ("list 1 2", "error: usage: list [id]"),
     ("list x", "error: id must be an invoice number like 417, got 'x'"),
     ("add 417 acme", "error: usage: add id vendor total"),
-    ("add 417 ACME 42.50", "error: vendor must be lower-case letters like karo, got 'ACME'"),
+    ("add 417 ACME 42.50", "error: vendor must be lower-case letters like acme, got 'ACME'"),
     ("add 417 acme 42.5", "error: total must be like 42.50, got '42.5'"),
     ("add 417 acme 42,50", "error: total must be like 42.50, got '42,50'"),
     ("add 417 acme 042.50", "error: total must be like 42.50, got '042.50'"),
@@ -143,8 +143,7 @@ def test_every_layout_parses_back_to_the_same_canonical_entry():
     examples = {"amount 42.5": "42.50", "amount 42": "42.00", "sum 42,05": "42.05", "total: 7.30": "7.30"}
     for text, total in examples.items():
         assert invoice_docs.canonical_total(text.split()[-1]) == total
-    vendors = [invoice_docs.random_invoice(rng, 100).vendor for _ in range(2000)]
-    assert len(set(vendors)) > 1000 and all(v.isalpha() and v.islower() and v != "total" for v in vendors)
+    assert len({v[0] for v in invoice_docs.VENDORS}) == len(invoice_docs.VENDORS)   # distinct first letters
     same = Invoice("17", "acme", "42.50")
     assert {LAYOUTS[n].parse(LAYOUTS[n].render(same, rng)) for n in LAYOUTS} == {same}
     assert LAYOUTS["d"].render(same, rng).startswith("ref 0017, from ACME, tax ")
