@@ -11,12 +11,12 @@ Why these and not just "accuracy":
 from __future__ import annotations
 
 import math
-import random
-from collections import Counter
 from collections.abc import Hashable, Sequence
 from typing import Any
 
 import numpy as np
+
+from alphaloop.search.voting import majority_vote  # noqa: F401  (maj@k: a metric here, a search there)
 
 Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile
 ELO_SCALE = 400.0 / math.log(10.0)  # Elo points per natural-log unit of odds
@@ -65,21 +65,6 @@ def pass_hat_k(n: int, c: int, k: int) -> float:
         return 0.0
     i = np.arange(k, dtype=np.float64)
     return float(np.prod((c - i) / (n - i)))
-
-
-def majority_vote(answers: Sequence[str | None], rng: random.Random | None = None) -> str | None:
-    """maj@k: the most common non-None answer (self-consistency, Wang et al. 2023).
-
-    None marks a sample with no parseable answer and never wins. Ties go to the answer seen first,
-    so the vote is deterministic; pass `rng` to break ties uniformly at random instead.
-    Returns None when no sample has an answer.
-    """
-    counts = Counter(a for a in answers if a is not None)
-    if not counts:
-        return None
-    best = max(counts.values())
-    tied = [a for a in counts if counts[a] == best]  # Counter keeps first-seen order
-    return rng.choice(tied) if rng is not None and len(tied) > 1 else tied[0]
 
 
 def mean_ci(values: Sequence[float], z: float = Z_95) -> tuple[float, float]:

@@ -18,6 +18,7 @@ from alphaloop.stages.best_of_n import BestOfNStageConfig, run_best_of_n
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.dpo import DPOStageConfig, run_dpo
 from alphaloop.stages.eval import EvalStageConfig, run_eval
+from alphaloop.stages.expert_iteration import ExpertIterationStageConfig, run_expert_iteration
 from alphaloop.stages.game_eval import GameEvalStageConfig, run_game_eval
 from alphaloop.stages.game_imitate import GameImitateStageConfig, run_game_imitate
 from alphaloop.stages.imitate import ImitateStageConfig, run_imitate
@@ -45,6 +46,7 @@ STAGES: dict[str, Stage] = {
     "rl": Stage(RLStageConfig, run_rl, env="text", trains=True, uses_workers=True),
     "reward_model": Stage(RewardModelStageConfig, run_reward_model, env="text"),
     "dpo": Stage(DPOStageConfig, run_dpo, env="text", trains=True),
+    "expert_iteration": Stage(ExpertIterationStageConfig, run_expert_iteration, env="text", trains=True),
     "best_of_n": Stage(BestOfNStageConfig, run_best_of_n, env="text"),
     "eval": Stage(EvalStageConfig, run_eval, env="text"),
     "game_imitate": Stage(GameImitateStageConfig, run_game_imitate, env="game", trains=True),
