@@ -6,7 +6,6 @@ earlier one; where the run directory cannot be written, it says so before comput
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import torch
 from alphaloop.checkpoint import write_json_atomic
 from alphaloop.errors import UserError
 from alphaloop.evals.evaluate import parse_decoder
+from alphaloop.rundir import trained_policies
 from alphaloop.seeding import derive_seed
 
 
@@ -62,13 +62,8 @@ def eval_run(run_dir: Path, splits: list[str], decoders: list[str], policies: li
     for split in splits:
         if split not in ("train", "test", "heldout"):
             raise UserError(f"--split {split!r}: expected train, test or heldout")
-    trained, reward_models = {}, []
-    for index, stage in enumerate(recipe.stages):
-        result = run_dir / "stages" / f"{index}-{stage.name}" / "result.json"
-        if result.is_file() and "policy_dir" in json.loads(result.read_text()):
-            trained[stage.name] = run_dir / json.loads(result.read_text())["policy_dir"]
-        if result.is_file() and "reward_model_dir" in json.loads(result.read_text()):
-            reward_models.append(run_dir / json.loads(result.read_text())["reward_model_dir"])
+    trained = trained_policies(run_dir, str(run_dir))
+    reward_models = list(trained_policies(run_dir, str(run_dir), "reward_model_dir").values())
     reward_model = None
     if any(parse_decoder(spec)[0] == "rm" for spec in decoders):
         if not reward_models:

@@ -13,7 +13,6 @@ it are answered, and only at the end of input does the exit code (2) say that so
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -39,17 +38,9 @@ def load_game_net(game: str, run: Path):
         recipe = load_run_recipe(run)
         if recipe.env.name != game:
             raise UserError(f"--run {run}: that run plays {recipe.env.name!r}, not {game!r}")
-        net_dir = None
-        for index, stage in enumerate(recipe.stages):
-            result = run / "stages" / f"{index}-{stage.name}" / "result.json"
-            if not result.is_file():
-                continue
-            try:
-                done = json.loads(result.read_text())
-            except (OSError, ValueError) as exc:
-                raise UserError(f"--run {run}: {result} cannot be read ({exc})") from None
-            if isinstance(done, dict) and "policy_dir" in done:
-                net_dir = run / done["policy_dir"]
+        from alphaloop.rundir import trained_policies
+
+        net_dir = next(reversed(trained_policies(run, f"--run {run}").values()), None)
         if net_dir is None:
             raise UserError(f"--run {run}: no stage has finished training a net yet")
     net = PolicyValueNet.load(net_dir)

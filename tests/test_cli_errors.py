@@ -125,7 +125,7 @@ ROWS = [
     ("resume-with-a-recipe", lambda t: ["run", SMOKE, "--resume", str(t)], "--resume"),
     ("set-without-equals", lambda t: ["run", SMOKE, "--set", "stages.0.steps"], "dotted.path=value"),
     ("set-bad-index", lambda t: ["run", SMOKE, "--set", "stages.7.steps=3"], "not an index"),
-    ("unknown-stage-kind", lambda t: ["run", SMOKE, "--set", "stages.0.kind=distill"], "stages.0.kind"),
+    ("unknown-stage-kind", lambda t: ["run", SMOKE, "--set", "stages.0.kind=distil"], "stages.0.kind"),
     ("move-unknown-game", lambda t: ["move", "chess", "--run", str(t), "--position", ""], "chess"),
     ("report-not-a-run", lambda t: ["report", str(t / "nowhere")], "no summary.json"),
     ("compare-not-runs", lambda t: ["compare", str(t), str(t), "--out", str(t / "cmp")], "summary.json"),

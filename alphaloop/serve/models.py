@@ -19,7 +19,6 @@ recipe and runner modules, which sit above this layer.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 import tomllib
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alphaloop.errors import UserError
+from alphaloop.rundir import stage_dirs, trained_policies
 from alphaloop.serve.chat import ChatTemplate, template_for
 
 if TYPE_CHECKING:  # types only: loading a game net never needs transformers, nor a policy the engine
@@ -85,35 +85,15 @@ def _read_recipe(run: Path, arg: str) -> dict:
         raise UserError(f"{arg}: {run / 'recipe.toml'} cannot be read ({exc})") from None
 
 
-def _stage_dirs(run: Path) -> list[Path]:
-    """The run's stage directories in recipe order (`stages/<i>-<name>`)."""
-    found = []
-    for path in (run / "stages").glob("*-*"):
-        index = path.name.split("-", 1)[0]
-        if path.is_dir() and index.isdigit():
-            found.append((int(index), path))
-    return [path for _, path in sorted(found)]
-
-
 def final_policy(run: Path, arg: str) -> Path:
     """The policy directory of the run's last stage that finished training one."""
-    chosen = None
-    for stage in _stage_dirs(run):
-        result = stage / "result.json"
-        if not result.is_file():
-            continue
-        try:
-            done = json.loads(result.read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{arg}: {result} cannot be read ({exc})") from None
-        if isinstance(done, dict) and isinstance(done.get("policy_dir"), str):
-            chosen = run / done["policy_dir"]
-    if chosen is None:
-        checkpoints = sorted((c for s in _stage_dirs(run) for c in (s / "checkpoints").glob("step-*")),
+    trained = trained_policies(run, arg)
+    if not trained:
+        checkpoints = sorted((c for s in stage_dirs(run) for c in (s / "checkpoints").glob("step-*")),
                              key=lambda c: (c.parent.parent.name.split("-", 1)[0].zfill(6), c.name))
         hint = f"; serve a checkpoint instead, e.g. {checkpoints[-1]}" if checkpoints else ""
         raise UserError(f"{arg}: no stage of this run has finished training a policy yet{hint}")
-    return chosen
+    return list(trained.values())[-1]
 
 
 def _run_of(path: Path) -> Path | None:
