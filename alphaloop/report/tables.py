@@ -21,7 +21,8 @@ from alphaloop.evals.metrics import wilson_interval
 from alphaloop.report.plots import is_rate
 
 # Rates that `is_rate` does not know by name but that are fractions in [0, 1].
-FRACTIONS = {"loss_rate", "score", "win_low", "win_high", "good_move_rate", "perfect_move_rate", "gold_accuracy"}
+FRACTIONS = {"loss_rate", "score", "win_low", "win_high", "good_move_rate", "perfect_move_rate", "gold_accuracy",
+             "kept_precision"}
 
 
 def format_value(key: str, value: Any) -> str:
