@@ -41,6 +41,9 @@ def test_both_filters_run_and_report_their_rounds(tmp_path):
     assert [(r["stage"], r["round"]) for r in rounds] == [("verified", 1), ("verified", 2), ("voted", 1), ("voted", 2)]
     assert all(r["kept"] <= 16 * EI.get("keep_per_prompt", 4) for r in rounds)
     assert (tmp_path / "r" / summary["stages"][1]["policy_dir"] / "model.safetensors").is_file()
+    # the report's accuracy-vs-samples curve: one line per stage, from 0 samples to all drawn
+    curve = summary["curves"]["test_accuracy_vs_samples"]
+    assert [p["samples_drawn"] for p in curve if p["stage"] == "verified"] == [0, 64, 128]
 
 
 def test_recipe_cross_references_are_checked_before_running():

@@ -35,7 +35,7 @@ from alphaloop.learners.imitate import imitation_loss
 from alphaloop.learners.schedules import warmup_cosine
 from alphaloop.specs import RunSpec, StageConfig
 from alphaloop.stages.context import StageContext
-from alphaloop.stages.lm_eval import greedy_test_eval
+from alphaloop.stages.lm_eval import counting_samples, greedy_test_eval, samples_curve
 from alphaloop.stages.loop import StageLoop
 
 
@@ -160,7 +160,7 @@ def run_expert_iteration(ctx: StageContext, cfg: ExpertIterationStageConfig) -> 
     if loop.state:
         optimizer.load_state_dict(loop.state["optimizer"])
         kept, drawn, rounds = loop.state["kept"], loop.state["drawn"], loop.state["rounds"]
-    evaluate = greedy_test_eval(ctx, policy, cfg.eval_problems)
+    evaluate = counting_samples(greedy_test_eval(ctx, policy, cfg.eval_problems), lambda: drawn)
     loop.eval_at_start(evaluate)
 
     policy.model.train()
@@ -204,4 +204,4 @@ def run_expert_iteration(ctx: StageContext, cfg: ExpertIterationStageConfig) -> 
         final["kept_precision"] = round(sum(r["kept_correct"] for r in rounds) / final["kept"], 6)
     if loop.evals:
         final["test_greedy_accuracy"] = loop.evals[-1]["metrics"]["accuracy"]
-    return loop.finish(policy, final)
+    return loop.finish(policy, final) | {"curves": samples_curve(ctx.stage.name, loop.evals)}

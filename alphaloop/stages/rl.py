@@ -45,7 +45,7 @@ from alphaloop.specs import RunSpec, StageConfig
 from alphaloop.stages.alarm import OveroptimisationAlarm, alarm_eval
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.gold_eval import combine, gold_eval, gold_results
-from alphaloop.stages.lm_eval import greedy_test_eval
+from alphaloop.stages.lm_eval import counting_samples, greedy_test_eval, samples_curve
 from alphaloop.stages.loop import StageLoop
 
 
@@ -249,6 +249,7 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
         evaluate = combine(evaluate, alarm_eval(ctx, alarm, policy, reference, proxy, env,
                                                 cfg.alarm_prompts, cfg.alarm_pairs, max_new_tokens))
     stopping = lambda: alarm is not None and cfg.early_stop and alarm.fired_at is not None  # noqa: E731
+    evaluate = counting_samples(evaluate, lambda: generated)
     loop.eval_at_start(evaluate)
 
     with _rollout_workers(ctx, policy) as workers:  # None: sample in this process
@@ -287,7 +288,8 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
                 break
     if stopping():
         policy.load_state_dict(alarm.best_weights)   # the policy from before the alarm
-    return finish_rl(loop, policy, alarm, cfg.early_stop)
+    result = finish_rl(loop, policy, alarm, cfg.early_stop)
+    return result | {"curves": result.get("curves", {}) | samples_curve(ctx.stage.name, loop.evals)}
 
 
 def vine_credit(ctx: StageContext, cfg: RLStageConfig, policy, env, problems: list, groups: list[list[Episode]],
