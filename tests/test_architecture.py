@@ -155,12 +155,12 @@ def test_no_file_over_400_lines():
 
 
 def test_stage_table_is_what_the_recipe_and_runner_read():
-    assert set(STAGES) == {"imitate", "rl", "reward_model", "dpo", "expert_iteration", "best_of_n", "eval",
+    assert set(STAGES) == {"imitate", "rl", "reward_model", "dpo", "expert_iteration", "best_of_n", "distill", "eval",
                            "game_imitate", "alphazero", "game_eval"}
     for kind, stage in STAGES.items():
         assert stage.config.model_fields["kind"].annotation == Literal[kind]
-    with pytest.raises(UserError, match=r"unknown stage kind 'distill'; expected one of imitate, rl, reward_model"):
-        validate_recipe({"stages": [{"kind": "distill"}]})
+    with pytest.raises(UserError, match=r"unknown stage kind 'distil'; expected one of imitate, rl, reward_model"):
+        validate_recipe({"stages": [{"kind": "distil"}]})
 
 
 # ------------------------------------------------------------------ the toy stage of docs/architecture.md

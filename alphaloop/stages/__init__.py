@@ -16,6 +16,7 @@ from alphaloop.specs import StageConfig
 from alphaloop.stages.alphazero import AlphaZeroStageConfig, run_alphazero
 from alphaloop.stages.best_of_n import BestOfNStageConfig, run_best_of_n
 from alphaloop.stages.context import StageContext
+from alphaloop.stages.distill import DistillStageConfig, run_distill
 from alphaloop.stages.dpo import DPOStageConfig, run_dpo
 from alphaloop.stages.eval import EvalStageConfig, run_eval
 from alphaloop.stages.expert_iteration import ExpertIterationStageConfig, run_expert_iteration
@@ -48,6 +49,7 @@ STAGES: dict[str, Stage] = {
     "dpo": Stage(DPOStageConfig, run_dpo, env="text", trains=True),
     "expert_iteration": Stage(ExpertIterationStageConfig, run_expert_iteration, env="text", trains=True),
     "best_of_n": Stage(BestOfNStageConfig, run_best_of_n, env="text"),
+    "distill": Stage(DistillStageConfig, run_distill, env="text", trains=True),
     "eval": Stage(EvalStageConfig, run_eval, env="text"),
     "game_imitate": Stage(GameImitateStageConfig, run_game_imitate, env="game", trains=True),
     "alphazero": Stage(AlphaZeroStageConfig, run_alphazero, env="game", trains=True, uses_workers=True),
