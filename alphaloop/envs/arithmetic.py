@@ -69,6 +69,13 @@ sum has the chain length seen in training -- only its high columns hold digits n
 (training pads them with 0) -- which separates "the model cannot write a 4th column" from "the
 model cannot add in a 4th column".
 
+Reversed answers (opt-in knob `answer_format = "reversed"`, '+' only; `arithmetic_formats.py`): operands
+zero-padded to one width, a zero column more than the longer operand has digits, and the sum alone,
+least significant digit first, as many digits as an operand: `47+85=` is written `047+085=` and
+answered `231`; `47+5=` is `047+005=` -> `250`. With `positions = "coupled"` a freshly built policy
+gives each digit the position id of its significance (`policies/positions.py`, Cho et al. 2024), the
+env's `position_rule`: the format that generalises to longer operands (docs/generalisation.md).
+
 Splits: `train` and `test` share one distribution (each operand's digit count uniform in
 [digits_min, digits_max], op uniform over `ops`) and are partitioned by a stable hash of the
 problem with commuted operands identified (so `85+47` is in test iff `47+85` is); `heldout`
@@ -80,15 +87,26 @@ from __future__ import annotations
 
 import random
 import re
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from alphaloop.envs.arithmetic_formats import (  # noqa: F401 -- chain_chars, digits_of, hinted_*: re-exported
+    CHAINS,
+    HINT_LETTERS,
+    add_reversed,
+    canonical_int,
+    chain_chars,
+    digits_of,
+    hinted_chain,
+    hinted_number,
+    hinted_units,
+    parse_reversed,
+)
 from alphaloop.envs.base import EnvConfig, Problem, TextEnv, in_test_split, stable_unit
 
 MAX_DIGITS = 30
 _SAMPLING_TRIES = 10_000
-HINT_LETTERS = "abcdefghijklmnopqrstuvwxyz"  # column names of the index-hint format, least significant first
 _HINTED_ANSWER = re.compile(r"^(?:[a-z][0-9])+$")
 
 
@@ -109,6 +127,19 @@ class ArithmeticConfig(EnvConfig):
                                                         "letter-digit pairs), so positions do not give columns away")
     pad_width: int = Field(0, ge=0, le=MAX_DIGITS, description="write operands with leading zeros to this many "
                                                                "digits, in the prompt and the chain (0 = off)")
+    answer_format: Literal["chain", "reversed"] = Field(
+        "chain", description="'chain': column steps then ' >' and the answer; 'reversed' ('+' only): operands "
+                             "zero-padded to one width (a zero column on top), completion = the sum's digits least "
+                             "significant first, as wide as an operand (047+085= -> 231), as in Cho et al. 2024")
+    positions: Literal["default", "coupled"] = Field(
+        "default", description="position ids of a freshly built policy: 'coupled' (needs answer_format='reversed') "
+                               "gives digits of one significance in operands and answer one RoPE id (Cho et al. 2024)")
+    position_offsets: int = Field(0, ge=0, le=64, description="with positions='coupled': shift each problem's "
+                                                              "coupled ids by 0..N (a hash of the prompt) against BOS "
+                                                              "and '+', so no id gives a column away")
+    train_zeros: int = Field(0, ge=0, le=MAX_DIGITS,
+                             description="reversed format: 0..N extra leading zeros on the train split's operands (a "
+                                         "stable hash of the problem), so wider layouts are seen, not longer numbers")
 
     @field_validator("ops")
     @classmethod
@@ -130,88 +161,27 @@ class ArithmeticConfig(EnvConfig):
                              f"ops={self.ops!r}")
         if self.pad_width and "*" in self.ops:
             raise ValueError(f"pad_width supports ops '+' and '-' (column-by-column chains), got ops={self.ops!r}")
+        if self.answer_format == "reversed":
+            clash = {"ops": self.ops != "+", "index_hints": self.index_hints, "random_gaps": self.random_gaps > 0}
+            if any(clash.values()):
+                raise ValueError(f"answer_format='reversed' supports ops='+' without index_hints or random_gaps "
+                                 f"(a digit run per operand), got {', '.join(k for k, v in clash.items() if v)}="
+                                 f"{', '.join(repr(getattr(self, k)) for k, v in clash.items() if v)}")
+        if self.train_zeros and self.answer_format != "reversed":
+            raise ValueError(f"train_zeros pads the reversed format's operands, which needs answer_format='reversed', "
+                             f"got answer_format={self.answer_format!r}")
+        if self.position_offsets and self.positions != "coupled":
+            raise ValueError(f"position_offsets shifts coupled position ids, which needs positions='coupled', "
+                             f"got positions={self.positions!r}")
+        if self.positions == "coupled" and self.answer_format != "reversed":
+            raise ValueError("positions='coupled' couples operand and answer digits of one significance, which needs "
+                             f"answer_format='reversed', got answer_format={self.answer_format!r}")
         if self.index_hints and max(self.digits_max, self.heldout_digits_max, self.pad_width) + 1 > len(HINT_LETTERS):
             raise ValueError(f"index_hints=true names each column (and the carry) with one of "
                              f"{len(HINT_LETTERS)} letters, so digits_max and heldout_digits_max must be "
                              f"<= {len(HINT_LETTERS) - 1}")
         return self
 
-
-def digits_of(n: int, width: int) -> list[int]:
-    """Least significant first, zero-padded to `width`."""
-    return [(n // 10**i) % 10 for i in range(width)]
-
-
-def canonical_int(text: str) -> str:
-    """`-007` -> `-7`, `-0` -> `0`; string-only so a 10,000-digit answer cannot trip int() limits."""
-    sign = "-" if text.startswith("-") else ""
-    body = text[len(sign):].lstrip("0") or "0"
-    return "0" if body == "0" else sign + body
-
-
-def _slipped(rng: random.Random, digit: int) -> int:
-    return rng.choice([d for d in range(10) if d != digit])
-
-
-def add_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random, width: int = 0) -> str:
-    """At least `width` columns (zero padding), else as many as the longer operand has digits."""
-    width = max(len(str(a)), len(str(b)), width)
-    chunks, written, carry = [], [], 0
-    for x, y in zip(digits_of(a, width), digits_of(b, width)):
-        left = f"{x}+{y}" + ("+1" if carry else "")
-        total = x + y + carry
-        if confused and total == 10:  # the misconception: "ten is zero", carry forgotten
-            digit, carry = 0, 0
-        else:
-            digit, carry = total % 10, total // 10
-            if slip_rate and rng.random() < slip_rate:
-                digit = _slipped(rng, digit)
-        written.append(digit)
-        chunks.append(f"{left}={carry}{digit}" if carry else f"{left}={digit}")
-    answer = (str(carry) if carry else "") + "".join(str(d) for d in reversed(written))
-    return " ".join(chunks) + " >" + canonical_int(answer)
-
-
-def sub_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random, width: int = 0) -> str:
-    """a >= b. A column that must borrow shows its top digit plus ten (`12-7=5`)."""
-    width = max(len(str(a)), width)
-    chunks, written, borrow = [], [], 0
-    for t, u in zip(digits_of(a, width), digits_of(b, width)):
-        needs = t - u - borrow < 0
-        left = (f"1{t}" if needs else f"{t}") + f"-{u}" + ("-1" if borrow else "")
-        digit = t + 10 * needs - u - borrow
-        across_zero = t == 0 and borrow == 1
-        borrow = int(needs) if not (confused and across_zero) else 0  # the bug: the zero lends for free
-        if slip_rate and rng.random() < slip_rate:
-            digit = _slipped(rng, digit)
-        written.append(digit)
-        chunks.append(f"{left}={digit}")
-    answer = "".join(str(d) for d in reversed(written))
-    return " ".join(chunks) + " >" + canonical_int(answer)
-
-
-def mul_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random) -> str:
-    partials = []
-    for j, d in enumerate(digits_of(b, len(str(b)))):
-        value = a * d
-        if slip_rate and rng.random() < slip_rate:
-            value = value - value % 10 + _slipped(rng, value % 10)
-        shift = 0 if (confused and j > 0) else j  # the bug: partial products not shifted
-        partials.append(value * 10**shift)
-    return "+".join(str(p) for p in partials) + " >" + str(sum(partials))
-
-
-CHAINS = {"+": add_chain, "-": sub_chain, "*": mul_chain}
-
-
-def chain_chars(op: str, n: int) -> int:
-    """Longest completion for operands of at most n digits (see the module docstring)."""
-    if op == "+":
-        return 10 * n  # 6 + 9(n-1) column chars, ' >', n+1 answer digits
-    if op == "-":
-        return 10 * n - 1  # 6 + 9(n-1) column chars, ' >', n answer digits
-    partials = sum(n + 1 + j for j in range(n))  # a*d*10^j has <= n+1+j digits
-    return partials + (n - 1) + 2 + 2 * n
 
 
 class ArithmeticEnv(TextEnv):
@@ -224,9 +194,17 @@ class ArithmeticEnv(TextEnv):
 
     def setup(self) -> None:
         c = self.config
-        n = max(c.heldout_digits_max if self.split == "heldout" else c.digits_max, c.pad_width)
-        self.max_completion_chars = max(chain_chars(op, n) for op in c.ops)
+        digits = c.heldout_digits_max if self.split == "heldout" else c.digits_max
+        n = max(digits, c.pad_width)
+        if c.answer_format == "reversed":  # operands and answer n+1 digits (train_zeros more on the train split)
+            n = max(digits + 1, c.pad_width) + (c.train_zeros if self.split == "train" else 0)
+        self.max_completion_chars = max(chain_chars(op, n) for op in c.ops) if c.answer_format == "chain" else n
+        # The position rule a freshly built policy gets (`policies/positions.py`), saved in its config.
+        self.position_rule = "coupled" if c.positions == "coupled" else None
+        self.position_offsets = c.position_offsets
         widest = max(c.digits_max, c.heldout_digits_max, c.pad_width)  # digits of an operand in a prompt
+        if c.answer_format == "reversed":  # a leading zero more than the longest operand has digits
+            widest = max(c.digits_max + 1, c.heldout_digits_max + 1, c.pad_width) + c.train_zeros
         self.max_prompt_chars = 2 * widest + 2
         if c.index_hints:  # a letter per column step and per answer digit; a letter per prompt digit
             self.alphabet = type(self).alphabet + HINT_LETTERS
@@ -249,20 +227,28 @@ class ArithmeticEnv(TextEnv):
                 if not (c.digits_min <= da <= c.digits_max and c.digits_min <= db <= c.digits_max):
                     return self._problem(a, b, op, high)
             elif in_test_split(problem_key(a, b, op), c.test_fraction) == (split == "test"):
-                return self._problem(a, b, op, high)
+                return self._problem(a, b, op, high, zeros=c.train_zeros if split == "train" else 0)
         raise ValueError(f"env 'arithmetic': split {split!r} has (almost) no problems "
                          f"with knobs {c.model_dump()}")
 
-    def _problem(self, a: int, b: int, op: str, most_digits: int) -> Problem:
+    def _problem(self, a: int, b: int, op: str, most_digits: int, zeros: int = 0) -> Problem:
         c = self.config
         hint_start = default_hint_start(a, b, op, max(most_digits, c.pad_width)) if c.index_hints else None
-        return make_problem(a, b, op, hint_start=hint_start, max_gap=c.random_gaps, pad_width=c.pad_width)
+        pad_width = c.pad_width
+        if c.answer_format == "reversed":  # both operands at one width, a zero column for the carry out
+            pad_width = max(max(len(str(a)), len(str(b))) + 1, pad_width)
+            if zeros:  # 0..zeros more leading zeros, the same for the same problem
+                pad_width += int(stable_unit(f"zeros:{a}{op}{b}") * (zeros + 1))
+        return make_problem(a, b, op, hint_start=hint_start, max_gap=c.random_gaps, pad_width=pad_width)
 
     # --- demonstrations ------------------------------------------------------------------------
     def expert(self, problem: Problem, rng: random.Random) -> str:
         a, b, op = operands(problem)
         confused = rng.random() < self.config.misconception_rate
         c = self.config
+        if c.answer_format == "reversed":  # as wide as the prompt's operands (padding included)
+            width = len(problem.prompt.partition("+")[0])
+            return add_reversed(a, b, confused, c.slip_rate, rng, width=max(width, c.pad_width))
         if c.pad_width:
             chain = CHAINS[op](a, b, confused, c.slip_rate, rng, width=c.pad_width)
         else:
@@ -276,13 +262,16 @@ class ArithmeticEnv(TextEnv):
 
     # --- rubric ----------------------------------------------------------------------------------
     def parse_answer(self, completion: str) -> str | None:
-        """The integer after the last `>`, which must end the completion (whitespace aside).
+        """The integer after the last `>`, which must end the completion (whitespace aside); in the
+        reversed format the whole completion, read least significant digit first (`231` -> "132").
 
         `... >0132 ` gives "132" and `>-5` gives "-5"; no marker, text after the number, or
         anything but an optional '-' and ASCII digits gives None.
         """
         if not isinstance(completion, str):
             return None
+        if self.config.answer_format == "reversed":  # `231`: the digits, least significant first
+            return parse_reversed(completion)
         marker = completion.rfind(">")
         if marker < 0:
             return None
@@ -323,24 +312,6 @@ def make_problem(a: int, b: int, op: str, hint_start: int | None = None, max_gap
         gaps = random.Random(f"gaps:{a}{op}{b}")
         pieces = [pieces[0]] + [" " * gaps.randint(0, max_gap) + piece for piece in pieces[1:]]
     return Problem(prompt="".join(pieces), answer=str(value), meta=meta)
-
-
-def hinted_units(digits: str, start: int) -> list[str]:
-    """'47', 6 -> ['h4', 'g7']: each digit after the letter of its column, the units column being `start`."""
-    n = len(digits)
-    return [HINT_LETTERS[start + n - 1 - i] + d for i, d in enumerate(digits)]
-
-
-def hinted_number(digits: str, start: int) -> str:
-    """'47', 6 -> 'h4g7'."""
-    return "".join(hinted_units(digits, start))
-
-
-def hinted_chain(chain: str, start: int) -> str:
-    """The plain completion with column letters: '7+5=12 4+8+1=13 >132' -> 'g7+5=12 h4+8+1=13 >i1h3g2'."""
-    steps, _, answer = chain.partition(" >")
-    steps = " ".join(HINT_LETTERS[start + i] + step for i, step in enumerate(steps.split(" ")))
-    return f"{steps} >{hinted_number(answer, start)}"
 
 
 def default_hint_start(a: int, b: int, op: str, most_digits: int) -> int:

@@ -91,6 +91,10 @@ class TextEnv(gymnasium.Env):
     metadata: ClassVar[dict[str, Any]] = {"render_modes": ["ansi"]}
     max_prompt_chars: int = 256  # upper bound on a prompt's length (the observation space)
     max_completion_chars: int  # upper bound on a correct completion's length (max_new_tokens)
+    # The position ids a freshly built policy uses for this task (policies/positions.py): None is the
+    # usual 0, 1, 2, ...; arithmetic with positions = "coupled" asks for "coupled" (docs/generalisation.md).
+    position_rule: str | None = None
+    position_offsets: int = 0   # with a rule: shift each problem's ids by 0..N (a hash of the prompt)
 
     def __init__(self, split: str = "train", seed: int | None = None, render_mode: str | None = None,
                  **knobs: Any):

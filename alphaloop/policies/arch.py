@@ -6,7 +6,7 @@ Kept apart from `lm.py` so a recipe can be read and checked without importing `t
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -15,6 +15,10 @@ if TYPE_CHECKING:
 
 
 MAX_PARAMETERS = 10**9   # fp32 weights, gradients and AdamW state: 16 GB at this size
+# NoPE as a config plain `transformers` runs: RoPE with linear position scaling divides every angle
+# t·θ_i by this factor, so at any position below 10^6 cos = 1 and |sin| < 10^-23 in fp32 -- each
+# rotation is the identity to fp32 rounding, and the model sees no position at all.
+NOPE_ROPE_FACTOR = 1e30
 
 
 class LMArch(BaseModel):
@@ -30,6 +34,9 @@ class LMArch(BaseModel):
     max_seq_len: int = Field(128, ge=8, le=1048576, description="longest prompt + completion, in tokens")
     rope_theta: float = Field(10000.0, gt=0, description="RoPE base frequency")
     tie_embeddings: bool = Field(True, description="share the input embedding and the output projection")
+    position_encoding: Literal["rope", "none"] = Field(
+        "rope", description="'rope' (rotary, Su et al. 2021) or 'none' (NoPE, Kazemnejad et al. 2023: the causal "
+                            "mask alone tells the model where it is)")
 
     @model_validator(mode="after")
     def _shapes_divide(self) -> LMArch:
@@ -62,5 +69,7 @@ class LMArch(BaseModel):
             rope_theta=self.rope_theta, tie_word_embeddings=self.tie_embeddings, rms_norm_eps=1e-6,
             bos_token_id=bos_id, eos_token_id=eos_id, pad_token_id=pad_id,
         )
+        if self.position_encoding == "none":  # NoPE, written as RoPE whose every rotation is the identity
+            config.rope_parameters = {"rope_type": "linear", "factor": NOPE_ROPE_FACTOR, "rope_theta": self.rope_theta}
         config.architectures = ["LlamaForCausalLM"]
         return config

@@ -18,7 +18,8 @@ The architecture (Touvron et al. 2023, "LLaMA"), per layer l with input x:
 
 with RMSNorm n(x) = w ⊙ x / sqrt(mean(x²) + eps) (Zhang & Sennrich 2019), rotary position
 embeddings RoPE(q)_t = q_t cos(t θ) + rotate_half(q_t) sin(t θ), θ_i = base^(-2i/d) (Su et al.
-2021), grouped-query attention (Ainslie et al. 2023: n_kv_heads key/value heads shared by
+2021; 'linear' scaling divides θ by a factor, and a factor of 1e30 makes every rotation the identity,
+i.e. no positional encoding, NoPE), grouped-query attention (Ainslie et al. 2023: n_kv_heads key/value heads shared by
 n_heads / n_kv_heads query heads each) and a SwiGLU MLP (Shazeer 2020).
 """
 
@@ -45,8 +46,8 @@ def lean_supported(config) -> str | None:
     if getattr(config, "model_type", None) != "llama":
         return f"model_type {getattr(config, 'model_type', None)!r} is not 'llama'"
     rope = getattr(config, "rope_parameters", None) or {}
-    if rope.get("rope_type", "default") != "default":
-        return f"rope_type {rope.get('rope_type')!r} (only 'default' RoPE is implemented)"
+    if rope.get("rope_type", "default") not in ("default", "linear"):
+        return f"rope_type {rope.get('rope_type')!r} (only 'default' and 'linear' RoPE are implemented)"
     if getattr(config, "hidden_act", "silu") != "silu":
         return f"hidden_act {config.hidden_act!r} (only 'silu' is implemented)"
     if getattr(config, "pretraining_tp", 1) not in (1, None):
@@ -57,6 +58,13 @@ def lean_supported(config) -> str | None:
 def _rope_theta(config) -> float:
     rope = getattr(config, "rope_parameters", None) or {}
     return float(rope.get("rope_theta", getattr(config, "rope_theta", 10000.0)))
+
+
+def _rope_scale(config) -> float:
+    """The factor 'linear' RoPE divides every angle by (Chen et al. 2023, position interpolation: position
+    t is rotated as t / factor); 1 for 'default'. A huge factor is NoPE (`arch.NOPE_ROPE_FACTOR`)."""
+    rope = getattr(config, "rope_parameters", None) or {}
+    return float(rope.get("factor", 1.0)) if rope.get("rope_type") == "linear" else 1.0
 
 
 class RMSNorm(nn.Module):
@@ -127,6 +135,7 @@ class LeanLlama(nn.Module):
             self.lm_head.weight = self.model.embed_tokens.weight
         inv_freq = 1.0 / (_rope_theta(config) ** (torch.arange(0, self.head_dim, 2, dtype=torch.float)
                                                   / self.head_dim))
+        inv_freq = inv_freq / _rope_scale(config)  # as HF's 'linear' RoPE: theta_i / factor
         self.register_buffer("inv_freq", inv_freq, persistent=False)
         self.register_buffer("rope_cos", torch.empty(0), persistent=False)
         self.register_buffer("rope_sin", torch.empty(0), persistent=False)

@@ -25,6 +25,7 @@ from alphaloop.batch import CompletionBatch
 from alphaloop.errors import CorruptCheckpointError
 from alphaloop.policies.arch import LMArch
 from alphaloop.policies.llama import LeanLlama, lean_supported
+from alphaloop.policies.positions import CONFIG_KEY, OFFSETS_KEY, RULES, default_positions, position_rule
 from alphaloop.policies.prefix import bucketed_forward, completion_forward, long_completions
 from alphaloop.policies.tokenizer import build_char_tokenizer
 
@@ -79,7 +80,8 @@ def _wrap(hf_model: nn.Module) -> nn.Module:
 
 class LMPolicy(nn.Module):
     """What acts and what learns: `model` (forward(input_ids, position_ids, attention_mask,
-    kv_cache, return_hidden, logits_to_keep) -> logits), `tokenizer`, optional `value_head` (PPO critic)."""
+    kv_cache, return_hidden, logits_to_keep) -> logits), `tokenizer`, optional `value_head` (PPO critic),
+    and `positions`, the position rule its config names (`positions.py`; None: token t at position t)."""
 
     def __init__(self, model: nn.Module, tokenizer, value_head: nn.Linear | None = None) -> None:
         super().__init__()
@@ -88,14 +90,26 @@ class LMPolicy(nn.Module):
         self.value_head = value_head
         if tokenizer.pad_token_id is None:  # e.g. GPT-2: pad with EOS (masked out anyway)
             tokenizer.pad_token = tokenizer.eos_token
+        self.positions = position_rule(model.config, tokenizer)  # saved with the config, so every load keeps it
 
     # -- construction -----------------------------------------------------------------
     @classmethod
-    def build(cls, arch: LMArch, alphabet: str, seed: int) -> LMPolicy:
-        """A fresh Llama over a character tokenizer; the same seed gives the same weights."""
+    def build(cls, arch: LMArch, alphabet: str, seed: int, positions: str | None = None,
+              position_offsets: int = 0) -> LMPolicy:
+        """A fresh Llama over a character tokenizer; the same seed gives the same weights. `positions`
+        names a position rule (`positions.RULES`, e.g. "coupled" for an env that asks for it), and
+        `position_offsets` its largest per-sequence offset (`positions.py`)."""
         tokenizer = build_char_tokenizer(alphabet)
         config = arch.llama_config(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id,
                                    tokenizer.pad_token_id)
+        if positions is not None:
+            if positions not in RULES:
+                raise ValueError(f"positions: expected one of {', '.join(RULES)} or None, got {positions!r}")
+            setattr(config, CONFIG_KEY, positions)  # written to config.json by save()
+            if position_offsets:
+                setattr(config, OFFSETS_KEY, int(position_offsets))
+        elif position_offsets:
+            raise ValueError("position_offsets: shifts the ids of a position rule; give positions too")
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = LeanLlama(config)
@@ -196,6 +210,18 @@ class LMPolicy(nn.Module):
         """Distinct trainable tensors' elements (tied embeddings counted once)."""
         return sum(p.numel() for p in self.parameters())
 
+    def position_ids(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Position ids [B,T] of whole sequences (prompts, or prompt + completion rows), left or right
+        padded: the policy's rule, else the default (the t-th real token at t). Decoding continues
+        from the last one, +1 per token, under either."""
+        if self.positions is None:
+            return default_positions(attention_mask)
+        return self.positions(input_ids, attention_mask)
+
+    def _rule_positions(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor | None:
+        """The rule's ids, or None so that a policy without a rule runs exactly the forward it always has."""
+        return None if self.positions is None else self.positions(input_ids, attention_mask)
+
     # -- scoring ----------------------------------------------------------------------
     def sequence_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                           return_values: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
@@ -210,7 +236,8 @@ class LMPolicy(nn.Module):
                              f"got {tuple(attention_mask.shape)}")
         if return_values and self.value_head is None:
             raise ValueError("return_values=True needs a value head: call add_value_head() first")
-        out = self.model(input_ids, attention_mask=attention_mask, return_hidden=return_values)
+        out = self.model(input_ids, position_ids=self._rule_positions(input_ids, attention_mask),
+                         attention_mask=attention_mask, return_hidden=return_values)
         logits, hidden = out if return_values else (out, None)
         logits = logits[:, :-1].float()
         targets = input_ids[:, 1:, None]
@@ -234,13 +261,15 @@ class LMPolicy(nn.Module):
             raise ValueError("return_values=True needs a value head: call add_value_head() first")
         if isinstance(self.model, LeanLlama) and long_completions(batch.prompt_lens, batch.lengths):
             logits, hidden = bucketed_forward(self.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
-                                              batch.prompt_of, batch.lengths)
+                                              batch.prompt_of, batch.lengths, positions=self.positions)
         elif isinstance(self.model, LeanLlama):
             logits, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens,
-                                                batch.completion_ids, batch.prompt_of, batch.lengths)
+                                                batch.completion_ids, batch.prompt_of, batch.lengths,
+                                                prompt_positions=self._prompt_positions(batch))
         else:
             input_ids, attention = batch.full()
-            logits, hidden = self.model(input_ids, attention_mask=attention, return_hidden=True)
+            logits, hidden = self.model(input_ids, position_ids=self._rule_positions(input_ids, attention),
+                                        attention_mask=attention, return_hidden=True)
             steps = torch.arange(batch.completion_ids.shape[1])
             # Completion token t of row n sits at prompt_len + t; the state predicting it one earlier.
             at = (batch.prompt_lens[batch.prompt_of][:, None] - 1 + steps).clamp_max(input_ids.shape[1] - 1)
@@ -260,8 +289,17 @@ class LMPolicy(nn.Module):
         if not isinstance(self.model, LeanLlama):
             return self.completion_logprobs(batch, return_values=True)[2]
         _, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
-                                       batch.prompt_of, batch.lengths, with_logits=False)
+                                       batch.prompt_of, batch.lengths, with_logits=False,
+                                       prompt_positions=self._prompt_positions(batch))
         return self.value_head(hidden).squeeze(-1).float()
+
+    def _prompt_positions(self, batch: CompletionBatch) -> torch.Tensor | None:
+        """The rule's ids of the batch's distinct prompts [P,Tp] (completions continue from each prompt's
+        last id), or None for the default positions."""
+        if self.positions is None:
+            return None
+        real = torch.arange(batch.prompt_ids.shape[1], device=batch.prompt_ids.device) < batch.prompt_lens[:, None]
+        return self.positions(batch.prompt_ids, real.long())
 
 
 def _unreadable_policy(directory: Path, exc: Exception) -> CorruptCheckpointError:

@@ -20,6 +20,8 @@ rounding (tests/policies/test_prefix.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from alphaloop.policies.llama import LeanLlama
@@ -29,7 +31,7 @@ from alphaloop.policies.matmul import linear
 def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: torch.Tensor,
                        completion_ids: torch.Tensor, prompt_of: torch.Tensor,
                        completion_lens: torch.Tensor | None = None, with_logits: bool = True,
-                       ) -> tuple[torch.Tensor | None, torch.Tensor]:
+                       prompt_positions: torch.Tensor | None = None) -> tuple[torch.Tensor | None, torch.Tensor]:
     """(logits [N,Tc,V], hidden [N,Tc,C]) where position t is the state that predicts completion
     token t: the prompt's last token for t = 0, completion token t-1 after that. `with_logits`
     False skips the LM head (logits None): a reward model reads only the hidden states.
@@ -37,7 +39,9 @@ def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: 
     prompt_ids [P,Tp] right-padded distinct prompts with lengths prompt_lens [P] (>= 1);
     completion_ids [N,Tc] right-padded, with lengths completion_lens [N] (default: all Tc);
     padding positions give meaningless values (zeros), callers mask them; prompt_of [N] the
-    prompt of each completion.
+    prompt of each completion. `prompt_positions` [P,Tp] gives the prompts' RoPE position ids (a
+    policy's position rule, `positions.py`); completion token t of a row then sits at its prompt's
+    last id + 1 + t. Default: the prompt's token i at i, completion token t at prompt_len + t.
 
     Only real tokens run through the token-wise ops (every matmul, norm, RoPE and MLP): the
     stream holds the P prompts' and N completions' real tokens, and is scattered into the padded
@@ -53,8 +57,13 @@ def completion_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: 
                          f"got {tuple(prompt_of.shape)} and {tuple(prompt_lens.shape)}")
     row_lens = prompt_lens[prompt_of]
     steps = torch.arange(Tc, device=device)
-    positions = torch.cat([torch.arange(Tp, device=device).repeat(P), (row_lens[:, None] + steps).reshape(-1)])
-    needed = Tp + Tc
+    if prompt_positions is None:
+        positions = torch.cat([torch.arange(Tp, device=device).repeat(P), (row_lens[:, None] + steps).reshape(-1)])
+        needed = Tp + Tc
+    else:  # decoding continues the prompt's last id one by one (as the sampler does)
+        last = prompt_positions.gather(1, (prompt_lens - 1)[:, None]).squeeze(1)[prompt_of]
+        positions = torch.cat([prompt_positions.reshape(-1), (last[:, None] + 1 + steps).reshape(-1)])
+        needed = int(positions.max()) + 1
     if needed > model.rope_cos.shape[0]:
         model._extend_rope(2 * needed)
     total = P * Tp + N * Tc
@@ -124,13 +133,16 @@ def long_completions(prompt_lens: torch.Tensor, completion_lens: torch.Tensor) -
 
 def bucketed_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: torch.Tensor,
                      completion_ids: torch.Tensor, prompt_of: torch.Tensor, completion_lens: torch.Tensor,
-                     rows_per_bucket: int = 16) -> tuple[torch.Tensor, torch.Tensor]:
+                     rows_per_bucket: int = 16,
+                     positions: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
     """`completion_forward`'s (logits [N,Tc,V], hidden [N,Tc,C]) by plain forwards over prompt +
     completion rows, the rows sorted by length and run `rows_per_bucket` at a time.
 
     Each bucket is padded only to its own longest row, so a batch of very uneven transcripts does
     not pad every row to the longest; rows are right-padded, which lets attention use SDPA's causal
     kernel without a mask (`LeanLlama._mask`). Values equal `completion_forward`'s to fp32 rounding.
+    `positions` (a policy's position rule: (ids, mask) -> position ids) replaces the default positions.
     """
     N, Tc = completion_ids.shape
     row_prompts = prompt_lens[prompt_of]
@@ -149,7 +161,8 @@ def bucketed_forward(model: LeanLlama, prompt_ids: torch.Tensor, prompt_lens: to
         ids = torch.where(steps < n_prompt, from_prompt, from_completion)
         real = steps < totals[rows][:, None]
         ids = ids.masked_fill(~real, pad)
-        logits, hidden = model(ids, attention_mask=real.long(), return_hidden=True)
+        position_ids = None if positions is None else positions(ids, real.long())
+        logits, hidden = model(ids, position_ids=position_ids, attention_mask=real.long(), return_hidden=True)
         # The state predicting completion token t sits at prompt_len - 1 + t.
         at = (n_prompt - 1 + torch.arange(Tc)).clamp_max(width - 1)
         parts_logits.append(logits.gather(1, at[:, :, None].expand(-1, -1, logits.shape[-1])))

@@ -98,7 +98,9 @@ def sample(policy, prompts: Sequence[Sequence[int]], max_new_tokens: int, temper
     ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in firsts], dtype=torch.long, device=device)
     mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in firsts], dtype=torch.long, device=device)
     source = torch.as_tensor(source, dtype=torch.long, device=device)
-    positions = (mask.cumsum(-1) - 1).clamp_min(0)  # left padding: real tokens count from 0
+    # Left padding: real tokens count from 0, or the ids of the policy's position rule (positions.py);
+    # either way each decoded token sits one past the one before it.
+    positions = policy.position_ids(ids, mask)
     next_position = positions[source, -1:] + 1
 
     # Per step: the tokens drawn, their log-probs, and which original rows they belong to (None

@@ -18,7 +18,7 @@ again, and leading slots that are padding in every row are dropped on the way, s
 left no longer widens every later step's attention window. A rebuild copies the running cache, so a
 caller admits waiting rows in bursts rather than one per step. Logits equal a plain forward over each
 row's own tokens (to fp32 rounding): a row never sees another row's slots, and its RoPE positions
-count its own tokens only.
+count its own tokens only (or follow the policy's position rule, `positions.py`, from its own tokens).
 
 Any other Hugging Face model has no such cache: each step is a plain forward over the rows' whole
 left-padded contexts (quadratic in length, but exact, and still one forward for the whole batch).
@@ -93,7 +93,7 @@ class StepDecoder:
         pad = self.policy.pad_id
         ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in firsts], device=self.device)
         mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in firsts], device=self.device)
-        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        positions = self.policy.position_ids(ids, mask)  # the policy's position rule, if it has one
         cache = self._empty(len(firsts), width)
         logits = self.model(ids, position_ids=positions, attention_mask=mask, kv_cache=cache, logits_to_keep=1)[:, -1]
         return cache, source, logits[source], positions[source, -1] + 1
@@ -198,5 +198,5 @@ class StepDecoder:
         width = max(map(len, contexts))
         ids = torch.tensor([[pad] * (width - len(c)) + c for c in contexts], device=self.device)
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in contexts], device=self.device)
-        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        positions = self.policy.position_ids(ids, mask)
         return self.model(ids, position_ids=positions, attention_mask=mask, logits_to_keep=1)[:, -1]

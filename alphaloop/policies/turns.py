@@ -43,7 +43,7 @@ class TurnBatch:
         width = max(map(len, self.contexts))
         ids = torch.tensor([[pad] * (width - len(c)) + c for c in self.contexts])
         mask = torch.tensor([[0] * (width - len(c)) + [1] * len(c) for c in self.contexts])
-        positions = (mask.cumsum(-1) - 1).clamp_min(0)
+        positions = self.policy.position_ids(ids, mask)  # the policy's position rule, if it has one
         self.cache = self.model.new_cache(len(self.contexts), max(self.capacity, width + 1))
         with torch.inference_mode():
             self.logits = self.model(ids, position_ids=positions, attention_mask=mask, kv_cache=self.cache,

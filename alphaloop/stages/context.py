@@ -89,8 +89,17 @@ class StageContext:
             except (OSError, ValueError, KeyError) as exc:
                 raise UserError(f"policy.pretrained {spec.pretrained!r}: cannot load a causal LM from it: "
                                 f"{type(exc).__name__}: {exc}") from None
+        return self.fresh_policy(spec.arch, derive_seed(self.recipe.seed, "init"))
+
+    def fresh_policy(self, arch, seed: int):
+        """A freshly built LM policy of size `arch` (an `LMArch`) for this run's env: over the env's alphabet,
+        and with the position rule the env asks for (arithmetic's positions="coupled"), which the policy
+        saves in its config so every later load uses it."""
+        from alphaloop.policies.lm import LMPolicy
+
         env = self.make_env("train", seed=0)
-        return LMPolicy.build(spec.arch, alphabet=env.alphabet, seed=derive_seed(self.recipe.seed, "init"))
+        return LMPolicy.build(arch, alphabet=env.alphabet, seed=seed, positions=env.position_rule,
+                              position_offsets=env.position_offsets)
 
     def _initial_net(self, previous: str | None):
         from alphaloop.games.registry import game_class

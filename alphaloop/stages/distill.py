@@ -132,15 +132,12 @@ def frozen_teacher(ctx: StageContext, cfg: DistillStageConfig):
     return teacher
 
 
-def fresh_student(ctx: StageContext, cfg: DistillStageConfig, env):
+def fresh_student(ctx: StageContext, cfg: DistillStageConfig):
     """The policy the student starts as: a fresh Llama of `student` (default the recipe's size), or
     stage `student_from`'s policy."""
-    from alphaloop.policies.lm import LMPolicy
-
     if cfg.student_from is not None:
         return ctx.initial_policy(cfg.student_from)
-    arch = cfg.student or ctx.recipe.policy.arch
-    return LMPolicy.build(arch, alphabet=env.alphabet, seed=ctx.seed("init"))
+    return ctx.fresh_policy(cfg.student or ctx.recipe.policy.arch, ctx.seed("init"))
 
 
 def check_shared_vocabulary(teacher, student) -> None:
@@ -183,7 +180,7 @@ def run_distill(ctx: StageContext, cfg: DistillStageConfig) -> dict[str, Any]:
     teacher = frozen_teacher(ctx, cfg)
     loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
     resumed = loop.resume()
-    student = LMPolicy.load(resumed) if resumed else fresh_student(ctx, cfg, env)
+    student = LMPolicy.load(resumed) if resumed else fresh_student(ctx, cfg)
     check_shared_vocabulary(teacher, student)
     evaluate = greedy_test_eval(ctx, student, cfg.eval_problems)
     params = [p for p in student.parameters() if p.requires_grad]
