@@ -86,7 +86,8 @@ def load_sides(policy_dir: str | Path, batch: int, seed: int = 0) -> Sides:
 def ours(sides: Sides, new: int, stop: str, seed: int, temperature: float = 1.0) -> list[list[int]]:
     """Our sampler's completions (EOS included where it stopped)."""
     p = sides.policy
-    view = SimpleNamespace(model=p.model, eos_id=-1 if stop == "fixed" else p.eos_id, pad_id=p.pad_id)
+    view = SimpleNamespace(model=p.model, eos_id=-1 if stop == "fixed" else p.eos_id, pad_id=p.pad_id,
+                           position_ids=p.position_ids)
     generator = torch.Generator().manual_seed(seed)
     return sample(view, sides.prompts, new, temperature=temperature, generator=generator).completion_ids
 
