@@ -32,3 +32,12 @@ def hf_greedy_accuracy(policy_dir: Path, env_name: str, knobs: dict, split: str,
             completion = completion[:completion.index(ours.eos_id)]
         solved += bool(env.verify(problem, ours.decode(completion)))
     return solved / len(problems)
+
+
+def has_ten_column(a: int, b: int) -> bool:
+    """Independent of the env's code: column i sums to ten, counting the carry from the digits below."""
+    for i in range(max(len(str(a)), len(str(b)))):
+        carry = (a % 10**i + b % 10**i) >= 10**i
+        if (a // 10**i) % 10 + (b // 10**i) % 10 + carry == 10:
+            return True
+    return False

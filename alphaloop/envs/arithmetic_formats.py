@@ -42,21 +42,30 @@ def _slipped(rng: random.Random, digit: int) -> int:
     return rng.choice([d for d in range(10) if d != digit])
 
 
-def add_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random, width: int = 0) -> str:
-    """At least `width` columns (zero padding), else as many as the longer operand has digits."""
-    width = max(len(str(a)), len(str(b)), width)
-    chunks, written, carry = [], [], 0
+def add_columns(a: int, b: int, width: int, confused: bool, slip_rate: float,
+                rng: random.Random) -> tuple[list[tuple[int, int, bool, int, int]], int]:
+    """The columns of a+b as the (possibly imperfect) expert writes them, least significant first:
+    (x, y, carry in, digit written, carry out) each, and the carry out of the last column."""
+    columns, carry = [], 0
     for x, y in zip(digits_of(a, width), digits_of(b, width)):
-        left = f"{x}+{y}" + ("+1" if carry else "")
-        total = x + y + carry
+        carry_in, total = bool(carry), x + y + carry
         if confused and total == 10:  # the misconception: "ten is zero", carry forgotten
             digit, carry = 0, 0
         else:
             digit, carry = total % 10, total // 10
             if slip_rate and rng.random() < slip_rate:
                 digit = _slipped(rng, digit)
-        written.append(digit)
-        chunks.append(f"{left}={carry}{digit}" if carry else f"{left}={digit}")
+        columns.append((x, y, carry_in, digit, carry))
+    return columns, carry
+
+
+def add_chain(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random, width: int = 0) -> str:
+    """At least `width` columns (zero padding), else as many as the longer operand has digits."""
+    width = max(len(str(a)), len(str(b)), width)
+    columns, carry = add_columns(a, b, width, confused, slip_rate, rng)
+    chunks = [f"{x}+{y}" + ("+1" if carry_in else "") + (f"={carry_out}{digit}" if carry_out else f"={digit}")
+              for x, y, carry_in, digit, carry_out in columns]
+    written = [digit for _, _, _, digit, _ in columns]
     answer = (str(carry) if carry else "") + "".join(str(d) for d in reversed(written))
     return " ".join(chunks) + " >" + canonical_int(answer)
 
@@ -125,16 +134,7 @@ def add_reversed(a: int, b: int, confused: bool, slip_rate: float, rng: random.R
     """The reversed-format completion of a+b: n+1 digits, least significant first, n = the longer
     operand's digit count (at least `width` digits); `confused` applies the ten-is-zero misconception."""
     width = max(max(len(str(a)), len(str(b))) + 1, width)
-    written, carry = [], 0
-    for x, y in zip(digits_of(a, width), digits_of(b, width)):
-        total = x + y + carry
-        if confused and total == 10:  # the misconception: "ten is zero", carry forgotten
-            digit, carry = 0, 0
-        else:
-            digit, carry = total % 10, total // 10
-            if slip_rate and rng.random() < slip_rate:
-                digit = _slipped(rng, digit)
-        written.append(digit)
+    written = [digit for _, _, _, digit, _ in add_columns(a, b, width, confused, slip_rate, rng)[0]]
     return "".join(str(d) for d in written)  # the top column is 0+0 plus the carry: no carry out of it
 
 

@@ -4,6 +4,7 @@ import math
 import random
 
 import pytest
+from lm_helpers import has_ten_column
 
 from alphaloop.envs import Problem, in_test_split, make_env, stable_unit
 from alphaloop.envs.arithmetic import chain_chars, make_problem
@@ -56,15 +57,6 @@ def test_completion_bounds_are_tight():
     assert chain_chars("-", 1) == len("9-9=0 >0") + 1  # one digit never borrows; the bound allows a '1'
     assert chain_chars("*", 1) == len("81 >81")
     assert chain_chars("*", 2) == len("891+8910 >9801")
-
-
-def has_ten_column(a: int, b: int) -> bool:
-    """Independent of the env's code: column i sums to ten, counting the carry from the digits below."""
-    for i in range(max(len(str(a)), len(str(b)))):
-        carry = (a % 10**i + b % 10**i) >= 10**i
-        if (a // 10**i) % 10 + (b // 10**i) % 10 + carry == 10:
-            return True
-    return False
 
 
 def borrows_across_zero(a: int, b: int) -> bool:

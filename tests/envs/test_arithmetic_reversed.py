@@ -4,17 +4,9 @@ import random
 import re
 
 import pytest
+from lm_helpers import has_ten_column
 
 from alphaloop.envs import Problem, make_env
-
-
-def has_ten_column(a: int, b: int) -> bool:
-    """Independent of the env's code: column i sums to ten, counting the carry from the digits below."""
-    for i in range(max(len(str(a)), len(str(b)))):
-        carry = (a % 10**i + b % 10**i) >= 10**i
-        if (a // 10**i) % 10 + (b // 10**i) % 10 + carry == 10:
-            return True
-    return False
 
 
 @pytest.mark.parametrize("a,b,rate,prompt,completion", [
