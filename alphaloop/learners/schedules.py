@@ -45,3 +45,18 @@ def cosine_between(start: float, end: float, index: int, count: int) -> float:
     so index 0 gets `start` and index count - 1 gets `end`."""
     frac = index / max(count - 1, 1)
     return end + (start - end) * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def descend(optimizer, params, loss, lr: float, grad_clip: float) -> float:
+    """One optimizer step of the LM stages at learning rate `lr`: backpropagate `loss`, clip the
+    gradient's global norm to `grad_clip` (Pascanu et al. 2013) and step; returns the norm before
+    clipping. Every step's rate is set here, from the schedule, so a resumed run uses the same rates."""
+    import torch
+
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(params, grad_clip))
+    optimizer.step()
+    return grad_norm

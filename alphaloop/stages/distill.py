@@ -39,7 +39,7 @@ from alphaloop.errors import UserError
 from alphaloop.evals.evaluate import parse_decoder
 from alphaloop.learners.distill import Divergence, Loss, distillation_step_loss
 from alphaloop.learners.expert_iteration import accepted
-from alphaloop.learners.schedules import warmup_cosine
+from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.policies.arch import LMArch
 from alphaloop.specs import RunSpec, StageConfig
 from alphaloop.stages.context import StageContext
@@ -207,8 +207,6 @@ def run_distill(ctx: StageContext, cfg: DistillStageConfig) -> dict[str, Any]:
                                      ) if n_student < cfg.batch_size else []
         sampled_at = time.time()
         lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         metrics: dict[str, Any] = {"lr": lr}
         if taught:  # the searching teacher's accuracy on this batch: what the student is shown
             metrics["teacher_accuracy"] = round(sum(e.success for e in taught) / len(taught), 6)
@@ -219,10 +217,7 @@ def run_distill(ctx: StageContext, cfg: DistillStageConfig) -> dict[str, Any]:
         if rows:  # else maj@K found no answer to any prompt: nothing to learn from this step
             batch = episode_batch(rows, student.pad_id)
             loss, stats = distillation_step_loss(student, teacher, batch, cfg.loss, cfg.divergence, cfg.jsd_beta)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            grad_norm = descend(optimizer, params, loss, lr, cfg.grad_clip)
             value = loss.item()
             loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
             tokens = int(batch.mask.sum()) + int(batch.prompt_lens[batch.prompt_of].sum())

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from alphaloop.batch import pack_completions
 from alphaloop.learners.dpo import Loss, dpo_loss
-from alphaloop.learners.schedules import warmup_cosine
+from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.gold_eval import combine, gold_eval, gold_results
 from alphaloop.stages.lm_eval import greedy_test_eval
@@ -115,12 +115,7 @@ def run_dpo(ctx: StageContext, cfg: DPOStageConfig) -> dict[str, Any]:
         loss, stats = dpo_loss(both[:len(batch)], both[len(batch):], ref_train[0][index], ref_train[1][index],
                                cfg.beta, cfg.loss)
         lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        stats["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
-        optimizer.step()
+        stats["grad_norm"] = descend(optimizer, params, loss, lr, cfg.grad_clip)
         ctx.log(step + 1, **{k: round(v, 6) for k, v in stats.items()}, lr=lr,
                 pairs_per_s=round(len(batch) / max(time.time() - began, 1e-9), 1))
         loop.end_step(step + 1, policy, f"loss {stats['loss']:.3f}", evaluate,

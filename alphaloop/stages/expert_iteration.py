@@ -32,7 +32,7 @@ from alphaloop.collect import policy_episodes
 from alphaloop.errors import UserError
 from alphaloop.learners.expert_iteration import accepted
 from alphaloop.learners.imitate import imitation_loss
-from alphaloop.learners.schedules import warmup_cosine
+from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.specs import RunSpec, StageConfig
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.lm_eval import counting_samples, greedy_test_eval, samples_curve
@@ -181,13 +181,8 @@ def run_expert_iteration(ctx: StageContext, cfg: ExpertIterationStageConfig) -> 
             rng = random.Random(ctx.seed("batch", step))
             batch = [kept[i] for i in rng.sample(range(len(kept)), min(cfg.batch_size, len(kept)))]
             input_ids, attention, completion_mask = pack([p for p, _ in batch], [c for _, c in batch], policy.pad_id)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
             nll = imitation_loss(policy, input_ids, attention, completion_mask)
-            optimizer.zero_grad(set_to_none=True)
-            nll.backward()
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
-            optimizer.step()
+            grad_norm = descend(optimizer, params, nll, lr, cfg.grad_clip)
             loss = nll.item()
             ctx.log(step + 1, loss=round(loss, 6), lr=lr, grad_norm=round(grad_norm, 6), round=round_ + 1,
                     samples_drawn_total=drawn,

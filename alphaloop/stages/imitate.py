@@ -23,7 +23,7 @@ from pydantic import Field
 from alphaloop.batch import pack, pack_episodes
 from alphaloop.collect import demonstrations
 from alphaloop.learners.imitate import imitation_loss
-from alphaloop.learners.schedules import warmup_cosine
+from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.specs import StageConfig
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.lm_eval import greedy_test_eval
@@ -79,18 +79,13 @@ def run_imitate(ctx: StageContext, cfg: ImitateStageConfig) -> dict[str, Any]:
         episodes = demonstrations(env, policy, random.Random(ctx.seed("batch", step)), cfg.batch_size)
         input_ids, attention, completion_mask = pack_episodes(episodes, policy.pad_id)
         lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        for group in optimizer.param_groups:
-            group["lr"] = lr
         loss = imitation_loss(policy, input_ids, attention, completion_mask)
         value, extra = loss.item(), {}  # `loss` in the log is the imitation loss alone
         if cfg.verify_batch_size:
             verify_loss, positive = verification_loss(ctx, policy, env, cfg.verify_batch_size, step)
             loss = loss + verify_loss
             extra = {"verify_loss": round(verify_loss.item(), 6), "verify_yes_frac": round(positive, 4)}
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-        optimizer.step()
+        grad_norm = descend(optimizer, params, loss, lr, cfg.grad_clip)
         loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
         done = step + 1
         ctx.log(done, loss=round(value, 6), lr=lr, grad_norm=round(float(grad_norm), 6),

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 
 from alphaloop.learners.reward_model import bradley_terry_loss
-from alphaloop.learners.schedules import warmup_cosine
+from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.policies.arch import LMArch
 from alphaloop.scorers.reward_model import Aggregate, RewardEnsemble, RewardModel
 from alphaloop.stages.context import StageContext
@@ -110,12 +110,7 @@ def run_reward_model(ctx: StageContext, cfg: RewardModelStageConfig) -> dict[str
             prompts = [p.prompt for p in batch] * 2
             rewards = member.rewards(prompts, [p.chosen for p in batch] + [p.rejected for p in batch])
             loss, stats = bradley_terry_loss(rewards[:len(batch)], rewards[len(batch):], cfg.margin)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(list(member.parameters()), cfg.grad_clip)
-            optimizer.step()
+            descend(optimizer, list(member.parameters()), loss, lr, cfg.grad_clip)
             for key, value in stats.items():
                 totals[key] = totals.get(key, 0.0) + value / len(ensemble.members)
         ctx.log(step + 1, **{k: round(v, 6) for k, v in totals.items()}, lr=lr,
