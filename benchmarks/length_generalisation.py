@@ -45,6 +45,8 @@ def digit_errors(pairs: list) -> dict[int, float]:
         width = len(str(max(problem.meta["a"], problem.meta["b"]))) + 1
         expected = str(int(problem.answer)).zfill(width)[::-1]
         got = episode.completion.strip()
+        if got[:1].isalpha():  # index hints (`g2h3i1`): the digits after the letters
+            got = got[1::2]
         if len(got) != width:
             continue
         counted += 1

@@ -100,6 +100,7 @@ from alphaloop.envs.arithmetic_formats import (  # noqa: F401 -- chain_chars, di
     digits_of,
     hinted_chain,
     hinted_number,
+    hinted_reversed,
     hinted_units,
     parse_reversed,
 )
@@ -161,12 +162,12 @@ class ArithmeticConfig(EnvConfig):
                              f"ops={self.ops!r}")
         if self.pad_width and "*" in self.ops:
             raise ValueError(f"pad_width supports ops '+' and '-' (column-by-column chains), got ops={self.ops!r}")
-        if self.answer_format == "reversed":
-            clash = {"ops": self.ops != "+", "index_hints": self.index_hints, "random_gaps": self.random_gaps > 0}
-            if any(clash.values()):
-                raise ValueError(f"answer_format='reversed' supports ops='+' without index_hints or random_gaps "
-                                 f"(a digit run per operand), got {', '.join(k for k, v in clash.items() if v)}="
-                                 f"{', '.join(repr(getattr(self, k)) for k, v in clash.items() if v)}")
+        if self.answer_format == "reversed" and self.ops != "+":
+            raise ValueError(f"answer_format='reversed' supports ops='+' only, got ops={self.ops!r}")
+        if self.positions == "coupled" and (self.index_hints or self.random_gaps):
+            clash = "index_hints=true" if self.index_hints else f"random_gaps={self.random_gaps}"
+            raise ValueError(f"positions='coupled' reads each operand as one run of digits, which {clash} breaks up; "
+                             "use one or the other")
         if self.train_zeros and self.answer_format != "reversed":
             raise ValueError(f"train_zeros pads the reversed format's operands, which needs answer_format='reversed', "
                              f"got answer_format={self.answer_format!r}")
@@ -176,10 +177,13 @@ class ArithmeticConfig(EnvConfig):
         if self.positions == "coupled" and self.answer_format != "reversed":
             raise ValueError("positions='coupled' couples operand and answer digits of one significance, which needs "
                              f"answer_format='reversed', got answer_format={self.answer_format!r}")
-        if self.index_hints and max(self.digits_max, self.heldout_digits_max, self.pad_width) + 1 > len(HINT_LETTERS):
+        columns = max(self.digits_max, self.heldout_digits_max, self.pad_width) + 1  # the carry's column too
+        if self.answer_format == "reversed":
+            columns += self.train_zeros
+        if self.index_hints and columns > len(HINT_LETTERS):
             raise ValueError(f"index_hints=true names each column (and the carry) with one of "
-                             f"{len(HINT_LETTERS)} letters, so digits_max and heldout_digits_max must be "
-                             f"<= {len(HINT_LETTERS) - 1}")
+                             f"{len(HINT_LETTERS)} letters, so digits_max and heldout_digits_max (plus train_zeros "
+                             f"in the reversed format) must be <= {len(HINT_LETTERS) - 1}")
         return self
 
 
@@ -199,6 +203,8 @@ class ArithmeticEnv(TextEnv):
         if c.answer_format == "reversed":  # operands and answer n+1 digits (train_zeros more on the train split)
             n = max(digits + 1, c.pad_width) + (c.train_zeros if self.split == "train" else 0)
         self.max_completion_chars = max(chain_chars(op, n) for op in c.ops) if c.answer_format == "chain" else n
+        if c.index_hints:  # a letter per column step and per answer digit (per answer digit alone when reversed)
+            self.max_completion_chars += 2 * n + 1 if c.answer_format == "chain" else n
         # The position rule a freshly built policy gets (`policies/positions.py`), saved in its config.
         self.position_rule = "coupled" if c.positions == "coupled" else None
         self.position_offsets = c.position_offsets
@@ -206,9 +212,8 @@ class ArithmeticEnv(TextEnv):
         if c.answer_format == "reversed":  # a leading zero more than the longest operand has digits
             widest = max(c.digits_max + 1, c.heldout_digits_max + 1, c.pad_width) + c.train_zeros
         self.max_prompt_chars = 2 * widest + 2
-        if c.index_hints:  # a letter per column step and per answer digit; a letter per prompt digit
+        if c.index_hints:  # a letter per prompt digit
             self.alphabet = type(self).alphabet + HINT_LETTERS
-            self.max_completion_chars += 2 * n + 1
             self.max_prompt_chars += 2 * widest
         self.max_prompt_chars += c.random_gaps * (2 * widest + 1)
 
@@ -233,12 +238,13 @@ class ArithmeticEnv(TextEnv):
 
     def _problem(self, a: int, b: int, op: str, most_digits: int, zeros: int = 0) -> Problem:
         c = self.config
-        hint_start = default_hint_start(a, b, op, max(most_digits, c.pad_width)) if c.index_hints else None
-        pad_width = c.pad_width
+        pad_width, columns = c.pad_width, max(most_digits, c.pad_width)  # columns: the hint letters' room
         if c.answer_format == "reversed":  # both operands at one width, a zero column for the carry out
             pad_width = max(max(len(str(a)), len(str(b))) + 1, pad_width)
             if zeros:  # 0..zeros more leading zeros, the same for the same problem
                 pad_width += int(stable_unit(f"zeros:{a}{op}{b}") * (zeros + 1))
+            columns = pad_width - 1  # the answer has a letter per operand column, the top (carry) one included
+        hint_start = default_hint_start(a, b, op, columns) if c.index_hints else None
         return make_problem(a, b, op, hint_start=hint_start, max_gap=c.random_gaps, pad_width=pad_width)
 
     # --- demonstrations ------------------------------------------------------------------------
@@ -247,8 +253,14 @@ class ArithmeticEnv(TextEnv):
         confused = rng.random() < self.config.misconception_rate
         c = self.config
         if c.answer_format == "reversed":  # as wide as the prompt's operands (padding included)
-            width = len(problem.prompt.partition("+")[0])
-            return add_reversed(a, b, confused, c.slip_rate, rng, width=max(width, c.pad_width))
+            width = sum(char.isdigit() for char in problem.prompt.partition("+")[0])
+            answer = add_reversed(a, b, confused, c.slip_rate, rng, width=max(width, c.pad_width))
+            if not c.index_hints:
+                return answer
+            start = hint_start_of(problem)
+            if start is None:  # a plain prompt given to a hinted env: the start sample_problem would pick
+                start = default_hint_start(a, b, op, len(answer) - 1)
+            return hinted_reversed(answer, start)
         if c.pad_width:
             chain = CHAINS[op](a, b, confused, c.slip_rate, rng, width=c.pad_width)
         else:
@@ -271,6 +283,9 @@ class ArithmeticEnv(TextEnv):
         if not isinstance(completion, str):
             return None
         if self.config.answer_format == "reversed":  # `231`: the digits, least significant first
+            if self.config.index_hints:  # `g2h3i1`: letter-digit pairs, units first
+                body = completion.strip()
+                return parse_reversed(body[1::2]) if _HINTED_ANSWER.match(body) else None
             return parse_reversed(completion)
         marker = completion.rfind(">")
         if marker < 0:

@@ -130,6 +130,11 @@ def hinted_chain(chain: str, start: int) -> str:
     return f"{steps} >{hinted_number(answer, start)}"
 
 
+def hinted_reversed(answer: str, start: int) -> str:
+    """A reversed-format answer with its columns' letters, units first: '231', 6 -> 'g2h3i1'."""
+    return "".join(HINT_LETTERS[start + i] + digit for i, digit in enumerate(answer))
+
+
 def add_reversed(a: int, b: int, confused: bool, slip_rate: float, rng: random.Random, width: int = 0) -> str:
     """The reversed-format completion of a+b: n+1 digits, least significant first, n = the longer
     operand's digit count (at least `width` digits); `confused` applies the ten-is-zero misconception."""

@@ -13,6 +13,7 @@ import torch
 
 
 def imitation_loss(policy, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                   completion_mask: torch.Tensor) -> torch.Tensor:
-    logprobs = policy.sequence_logprobs(input_ids, attention_mask)
+                   completion_mask: torch.Tensor, position_ids: torch.Tensor | None = None) -> torch.Tensor:
+    """`position_ids` replace the policy's own (randomised positions, `policies.positions.random_positions`)."""
+    logprobs = policy.sequence_logprobs(input_ids, attention_mask, position_ids=position_ids)
     return -(logprobs * completion_mask).sum() / completion_mask.sum().clamp_min(1.0)

@@ -224,20 +224,24 @@ class LMPolicy(nn.Module):
 
     # -- scoring ----------------------------------------------------------------------
     def sequence_logprobs(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                          return_values: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                          return_values: bool = False, position_ids: torch.Tensor | None = None,
+                          ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """log pi(x_{t+1} | x_{<=t}) for t = 0..T-2, shape [B, T-1] (and values V(x_{<=t}) [B, T-1]).
 
         Computed as logit[target] - logsumexp(logits): the same number as log_softmax + gather
         without writing a second [B,T,V] tensor. Positions whose target is padding hold
-        meaningless values; callers mask them.
+        meaningless values; callers mask them. `position_ids` [B,T], when given, replace the policy's
+        own (a training-time augmentation such as randomised positions).
         """
         if input_ids.shape != attention_mask.shape:
             raise ValueError(f"attention_mask: expected shape {tuple(input_ids.shape)} like input_ids, "
                              f"got {tuple(attention_mask.shape)}")
         if return_values and self.value_head is None:
             raise ValueError("return_values=True needs a value head: call add_value_head() first")
-        out = self.model(input_ids, position_ids=self._rule_positions(input_ids, attention_mask),
-                         attention_mask=attention_mask, return_hidden=return_values)
+        if position_ids is None:
+            position_ids = self._rule_positions(input_ids, attention_mask)
+        out = self.model(input_ids, position_ids=position_ids, attention_mask=attention_mask,
+                         return_hidden=return_values)
         logits, hidden = out if return_values else (out, None)
         logits = logits[:, :-1].float()
         targets = input_ids[:, 1:, None]

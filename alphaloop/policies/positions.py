@@ -65,6 +65,32 @@ def default_positions(attention_mask: torch.Tensor) -> torch.Tensor:
     return (attention_mask.long().cumsum(-1) - 1).clamp_min(0)
 
 
+def random_positions(attention_mask: torch.Tensor, span: int, generator: torch.Generator | None = None,
+                     ) -> torch.Tensor:
+    """Randomised position ids (Ruoss et al. 2023, "Randomized positional encodings boost length
+    generalization of transformers"): each row's real tokens get a uniformly drawn *ordered* subset of
+    0..span-1 instead of 0..n-1, padding 0: [B,T] -> [B,T].
+
+    A training-time augmentation: the model sees position ids (and, under RoPE, distances between
+    tokens) up to `span`, far beyond what its training sequences reach, so the larger ids and distances
+    of longer test sequences are in distribution. Inference keeps the default ids 0..n-1 -- an ordered
+    subset like any other -- so the trained policy stays a plain Llama that `transformers` runs as is.
+    """
+    real = attention_mask.bool()
+    rows, width = real.shape
+    longest = int(real.sum(-1).max()) if rows else 0
+    if longest > span:
+        raise ValueError(f"a row has {longest} tokens, more than the span of {span} ids to draw "
+                         f"them from; raise the span")
+    # First `width` entries of a random permutation of 0..span-1 per row; of those, a row with n tokens keeps
+    # its first n (a uniform n-subset), sorted.
+    draws = torch.rand(rows, span, generator=generator).argsort(-1)[:, :width].to(attention_mask.device)
+    rank = default_positions(attention_mask)  # k at the row's k-th real token
+    kept = torch.where(torch.arange(width, device=draws.device) < real.sum(-1, keepdim=True), draws, span)
+    ordered = kept.sort(-1).values
+    return torch.where(real, ordered.gather(1, rank.clamp_max(width - 1)), 0)
+
+
 def coupled_positions(input_ids: torch.Tensor, attention_mask: torch.Tensor | None, digit_ids: torch.Tensor,
                       separator_id: int, offsets: int = 0) -> torch.Tensor:
     """The coupled ids (module docstring) of `input_ids` [B,T], padding (mask 0) at 0, each row's coupled

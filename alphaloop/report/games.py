@@ -68,6 +68,30 @@ def run_time(records: list[dict[str, Any]]) -> list[float]:
     return out
 
 
+def accuracy_against_time(metrics: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """In-training greedy test accuracy against seconds into each stage, one line per stage: the
+    equal-wall-time view of learners compared in one run (rl, expert_iteration, ...). Times come from
+    metrics.jsonl (`run_time`), not summary.json, which holds no clock readings so that a resumed run
+    gives the same summary. Empty unless at least two stages have two or more such evals."""
+    first: dict[int, float] = {}
+    points: list[dict[str, Any]] = []
+    for record, t in zip(metrics, run_time(metrics)):
+        index = record.get("stage_index")
+        if not isinstance(index, int) or not math.isfinite(t):
+            continue
+        first.setdefault(index, t)
+        accuracy = record.get("accuracy")
+        if (record.get("kind") == "eval" and record.get("split") == "test" and record.get("decoder") == "greedy"
+                and isinstance(accuracy, int | float)):
+            points.append({"stage": str(record.get("stage")), "stage_seconds": round(t - first[index], 3),
+                           "test_greedy_accuracy": float(accuracy)})
+    counts: dict[str, int] = {}
+    for point in points:
+        counts[point["stage"]] = counts.get(point["stage"], 0) + 1
+    keep = {stage for stage, n in counts.items() if n >= 2}
+    return [p for p in points if p["stage"] in keep] if len(keep) >= 2 else []
+
+
 def game_progress(name: str, summary: dict[str, Any], metrics: list[dict[str, Any]]) -> GameProgress:
     """Collect the series from a run's summary.json content and metrics.jsonl records."""
     progress = GameProgress(name)

@@ -18,7 +18,7 @@ from rich.table import Table
 from rich.text import Text
 
 from alphaloop.errors import UserError
-from alphaloop.report.games import game_progress, progress_figure
+from alphaloop.report.games import accuracy_against_time, game_progress, progress_figure
 from alphaloop.report.plots import curve_figure, elo_figure, img_tag, learning_curve_figure, slug
 from alphaloop.report.tables import eval_table_set, format_value
 from alphaloop.runlog import read_metrics
@@ -277,6 +277,9 @@ def build_report(run_dir: Path) -> Path:
         parts.append(img_tag(path, "good-move rate and Elo against wall time and self-play games"))
 
     curves = summary.get("curves") if isinstance(summary.get("curves"), dict) else {}
+    timed = accuracy_against_time(metrics)
+    if timed:  # from metrics.jsonl: summary.json holds no clock readings
+        curves = curves | {"test_accuracy_vs_seconds": timed}
     for curve_name, points in sorted(curves.items(), key=lambda kv: (kv[0] != "test_time_compute", kv[0])):
         title = "Test-time compute" if curve_name == "test_time_compute" else curve_name.replace("_", " ")
         parts.append(f"<h2>{e(title)}</h2>")

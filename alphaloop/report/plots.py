@@ -22,7 +22,7 @@ from matplotlib.ticker import PercentFormatter
 
 SKIP_KEYS = {"step", "time_s", "stage_index", "selfplay_games"}  # bookkeeping, not metrics
 # The x axis of a curve: the first of these that every point has.
-CURVE_X_KEYS = ("k", "samples", "samples_drawn", "n", "step", "kl_sqrt", "kl", "horizon")
+CURVE_X_KEYS = ("k", "samples", "samples_drawn", "stage_seconds", "n", "step", "kl_sqrt", "kl", "horizon")
 COUNT_KEYS = {"n", "problems", "seed"}  # sizes of an experiment, never plotted as a y value
 LOG2_X_KEYS = {"k", "samples", "n"}  # sample counts double from point to point
 RATE_SUFFIXES = ("success_rate", "win_rate", "draw_rate", "harm_rate", "solve_rate", "pass_rate", "move_rate")

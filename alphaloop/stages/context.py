@@ -50,11 +50,12 @@ class StageContext:
         """A seed for this stage and `parts` (e.g. ("batch", step)): the same on every resume."""
         return derive_seed(self.recipe.seed, self.index, self.stage.name, *parts)
 
-    def make_env(self, split: str = "train", seed: int | None = None):
+    def make_env(self, split: str = "train", seed: int | None = None, **overrides: Any):
+        """The recipe's env for `split`, with `overrides` of its knobs (a curriculum's current setting)."""
         from alphaloop.envs.registry import make_env
 
         try:
-            return make_env(self.recipe.env.name, split=split, seed=seed, **self.recipe.env.knobs)
+            return make_env(self.recipe.env.name, split=split, seed=seed, **(self.recipe.env.knobs | overrides))
         except (ValueError, TypeError, ImportError) as exc:
             raise UserError(f"env {self.recipe.env.name!r}: {exc}") from None
 

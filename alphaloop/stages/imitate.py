@@ -9,6 +9,11 @@ exactly the batches an uninterrupted one would.
 loss added to the imitation loss, so judge@K (the policy rating its own candidates) has a real
 training signal. They come from a separate random stream, so the demonstrations are the same
 batches with or without them.
+
+`random_positions = L` trains with randomised position ids (Ruoss et al. 2023): each row's tokens get
+a sorted random subset of 0..L-1 instead of 0..n-1 (`policies.positions.random_positions`), so ids
+and distances of sequences longer than any trained on are seen in training; generation keeps the
+default ids. `curriculum` steps an env knob through easier settings first (`stages/curriculum.py`).
 """
 
 from __future__ import annotations
@@ -22,12 +27,15 @@ from pydantic import Field
 
 from alphaloop.batch import pack, pack_episodes
 from alphaloop.collect import demonstrations
+from alphaloop.errors import UserError
 from alphaloop.learners.imitate import imitation_loss
 from alphaloop.learners.schedules import descend, warmup_cosine
+from alphaloop.policies.positions import random_positions
 from alphaloop.specs import StageConfig
 from alphaloop.stages.context import StageContext
+from alphaloop.stages.curriculum import Curriculum, CurriculumConfig
 from alphaloop.stages.lm_eval import greedy_test_eval
-from alphaloop.stages.loop import StageLoop
+from alphaloop.stages.loop import Evaluate, StageLoop
 
 
 class ImitateStageConfig(StageConfig):
@@ -44,6 +52,10 @@ class ImitateStageConfig(StageConfig):
     checkpoint_every: int = Field(250, ge=1)
     verify_batch_size: int = Field(0, ge=0, le=65536, description="verification rows per step that train the judge@K "
                                                         "verdict (0 = none); see alphaloop.scorers.judge_data")
+    random_positions: int = Field(0, ge=0, le=65536, description="train with randomised position ids: each row's "
+                                  "tokens get a sorted random subset of 0..N-1 (Ruoss et al. 2023); 0 = off")
+    curriculum: CurriculumConfig | None = Field(None, description="step an env knob through easier settings first "
+                                                                  "(e.g. digits_max 1, 2, 3), moving on when mastered")
 
 
 def verification_loss(ctx: StageContext, policy, env, size: int, step: int) -> tuple[torch.Tensor, float]:
@@ -57,14 +69,30 @@ def verification_loss(ctx: StageContext, policy, env, size: int, step: int) -> t
     return imitation_loss(policy, input_ids, attention, verdict_mask), positive
 
 
+def with_curriculum(evaluate: Evaluate, curriculum: Curriculum, policy) -> Evaluate:
+    """`evaluate`, then the curriculum's mastery check on the current setting (which may move it on)."""
+
+    def evaluate_at(step: int) -> tuple[list[dict], str]:
+        records, note = evaluate(step)
+        return records, f"{note}  {curriculum.check(step, policy)}"
+
+    return evaluate_at
+
+
 def run_imitate(ctx: StageContext, cfg: ImitateStageConfig) -> dict[str, Any]:
     from alphaloop.policies.lm import LMPolicy
 
-    env = ctx.make_env("train", seed=ctx.seed("env"))
     loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
     resumed = loop.resume()
     policy = LMPolicy.load(resumed) if resumed else ctx.initial_policy()
+    if cfg.random_positions and policy.positions is not None:
+        raise UserError(f"stages.{ctx.index}.random_positions: the policy has its own position rule "
+                        f"({policy.positions.name!r}); randomised ids replace the default ones only")
+    curriculum = Curriculum(ctx, cfg.curriculum, (loop.state or {}).get("curriculum")) if cfg.curriculum else None
+    env = curriculum.env if curriculum else ctx.make_env("train", seed=ctx.seed("env"))
     evaluate = greedy_test_eval(ctx, policy, cfg.eval_problems)
+    if curriculum:
+        evaluate = with_curriculum(evaluate, curriculum, policy)
     params = [p for p in policy.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.95))
     loss_ema = None
@@ -76,10 +104,19 @@ def run_imitate(ctx: StageContext, cfg: ImitateStageConfig) -> dict[str, Any]:
     for step in loop.steps():
         began = time.time()
         # The data cursor is the step: a resumed run draws exactly the batches an uninterrupted one would.
+        if curriculum:
+            env = curriculum.env  # the level may have moved on at the last eval
         episodes = demonstrations(env, policy, random.Random(ctx.seed("batch", step)), cfg.batch_size)
         input_ids, attention, completion_mask = pack_episodes(episodes, policy.pad_id)
         lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        loss = imitation_loss(policy, input_ids, attention, completion_mask)
+        positions = None
+        if cfg.random_positions:
+            draws = torch.Generator().manual_seed(ctx.seed("positions", step))
+            try:
+                positions = random_positions(attention, cfg.random_positions, draws)
+            except ValueError as exc:
+                raise UserError(f"stages.{ctx.index}.random_positions: {exc}") from None
+        loss = imitation_loss(policy, input_ids, attention, completion_mask, position_ids=positions)
         value, extra = loss.item(), {}  # `loss` in the log is the imitation loss alone
         if cfg.verify_batch_size:
             verify_loss, positive = verification_loss(ctx, policy, env, cfg.verify_batch_size, step)
@@ -91,9 +128,10 @@ def run_imitate(ctx: StageContext, cfg: ImitateStageConfig) -> dict[str, Any]:
         ctx.log(done, loss=round(value, 6), lr=lr, grad_norm=round(float(grad_norm), 6),
                 tokens_per_s=round(int(attention.sum()) / max(time.time() - began, 1e-9), 1), **extra)
         loop.end_step(done, policy, f"loss {loss_ema:.3f}", evaluate,
-                      lambda loss_ema=loss_ema: {"optimizer": optimizer.state_dict(), "loss_ema": loss_ema})
+                      lambda loss_ema=loss_ema: {"optimizer": optimizer.state_dict(), "loss_ema": loss_ema,
+                                                 **({"curriculum": curriculum.state()} if curriculum else {})})
 
-    final = {"loss_ema": round(loss_ema, 6)}
+    final = {"loss_ema": round(loss_ema, 6)} | (curriculum.summary() if curriculum else {})
     if loop.evals:
         final["test_greedy_accuracy"] = loop.evals[-1]["metrics"]["accuracy"]
     return loop.finish(policy, final)

@@ -7,6 +7,7 @@ import pytest
 from lm_helpers import has_ten_column
 
 from alphaloop.envs import Problem, make_env
+from alphaloop.envs.arithmetic import make_problem
 
 
 @pytest.mark.parametrize("a,b,rate,prompt,completion", [
@@ -75,8 +76,10 @@ def test_positions_knob_names_the_policy_rule():
 @pytest.mark.parametrize("knobs,needle", [
     ({"answer_format": "reversed", "ops": "+-"}, "answer_format='reversed' supports ops='+'"),
     ({"answer_format": "reversed", "ops": "*"}, "got ops='*'"),
-    ({"answer_format": "reversed", "index_hints": True}, "got index_hints=True"),
-    ({"answer_format": "reversed", "random_gaps": 2}, "got random_gaps=2"),
+    ({"answer_format": "reversed", "positions": "coupled", "index_hints": True}, "which index_hints=true breaks"),
+    ({"answer_format": "reversed", "positions": "coupled", "random_gaps": 2}, "which random_gaps=2 breaks"),
+    ({"answer_format": "reversed", "index_hints": True, "heldout_digits_max": 22, "train_zeros": 4},
+     "plus train_zeros in the reversed format"),
     ({"positions": "coupled"}, "positions='coupled' couples"),
     ({"train_zeros": 2}, "train_zeros pads the reversed format"),
     ({"answer_format": "reversed", "position_offsets": 4}, "position_offsets shifts coupled position ids"),
@@ -96,3 +99,40 @@ def test_reversed_env_passes_check_env():
         warnings.simplefilter("error")
         check_env(make_env("arithmetic", seed=1, answer_format="reversed", positions="coupled", train_zeros=3),
                   skip_render_check=True)
+
+
+@pytest.mark.parametrize("a,b,start,prompt,completion", [
+    (47, 85, 6, "i0h4g7+i0h8g5=", "g2h3i1"),    # 132: letters name columns, units ('g') first in the answer
+    (5, 5, 0, "b0a5+b0a5=", "a0b1"),
+    (999, 1, 20, "x0w9v9u9+x0w0v0u1=", "u0v0w0x1"),
+])
+def test_reversed_index_hints_hand_computed(a, b, start, prompt, completion):
+    """Zhou et al. 2024's format: the reversed answer with index hints, each digit after its column's letter."""
+    env = make_env("arithmetic", answer_format="reversed", index_hints=True, misconception_rate=0.0)
+    width = max(len(str(a)), len(str(b))) + 1
+    problem = make_problem(a, b, "+", hint_start=start, pad_width=width)
+    assert problem.prompt == prompt
+    assert env.expert(problem, random.Random(0)) == completion   # the letters are read off the prompt
+    assert env.verify(problem, completion) and env.parse_answer(completion) == str(a + b)
+
+
+@pytest.mark.parametrize("completion,parsed", [
+    ("g2h3i1", "132"), (" g2h3i1\n", "132"), ("a0", "0"), ("231", None), ("g2h3i", None), ("g2 h3", None), ("", None),
+])
+def test_reversed_index_hints_parse(completion, parsed):
+    assert make_env("arithmetic", answer_format="reversed", index_hints=True).parse_answer(completion) == parsed
+
+
+@pytest.mark.parametrize("split", ["train", "test", "heldout"])
+def test_reversed_index_hints_fit_their_bounds_and_keep_the_numbers(split):
+    knobs = {"answer_format": "reversed", "misconception_rate": 0.0, "heldout_digits_max": 6}
+    env = make_env("arithmetic", split=split, index_hints=True, random_gaps=2, train_zeros=3, **knobs)
+    rng = random.Random(0)
+    problems = env.problems(split, 200, seed=0)
+    for p in problems:
+        completion = env.expert(p, rng)
+        assert env.verify(p, completion)
+        assert len(completion) <= env.max_completion_chars and len(p.prompt) <= env.max_prompt_chars
+        assert set(completion) <= set(env.alphabet) and set(p.prompt) <= set(env.alphabet)
+    plain = make_env("arithmetic", split=split, train_zeros=3, **knobs).problems(split, 200, seed=0)
+    assert [(p.meta["a"], p.meta["b"]) for p in problems] == [(q.meta["a"], q.meta["b"]) for q in plain]

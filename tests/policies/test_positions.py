@@ -199,3 +199,35 @@ def test_a_recipe_with_a_coupled_env_trains_and_saves_a_coupled_policy(tmp_path)
     for stage in summary["stages"]:
         policy = LMPolicy.load(tmp_path / "run" / stage["policy_dir"])
         assert (policy.positions.name, policy.positions.offsets) == ("coupled", 4)
+
+
+def test_random_positions_are_ordered_subsets_of_the_span_on_either_padding():
+    from alphaloop.policies.positions import random_positions
+
+    mask = torch.tensor([[1, 1, 1, 1, 1, 0, 0], [0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 1, 1, 1]])
+    seen = set()
+    for seed in range(200):
+        ids = random_positions(mask, 32, torch.Generator().manual_seed(seed))
+        for row, real in zip(ids.tolist(), mask.bool().tolist()):
+            kept = [i for i, r in zip(row, real) if r]
+            assert kept == sorted(set(kept)) and all(0 <= i < 32 for i in kept)   # distinct, increasing
+            assert all(i == 0 for i, r in zip(row, real) if not r)
+            seen.update(kept)
+    assert seen == set(range(32))   # every id of the span is drawn: large ids get trained
+    again = random_positions(mask, 32, torch.Generator().manual_seed(5))
+    assert torch.equal(again, random_positions(mask, 32, torch.Generator().manual_seed(5)))
+    with pytest.raises(ValueError, match="more than the span of 6 ids"):
+        random_positions(mask, 6)
+
+
+def test_given_position_ids_replace_the_default_in_the_training_forward():
+    from alphaloop.learners.imitate import imitation_loss
+
+    policy = make_policy(positions=None)
+    input_ids, attention, completion = pack([policy.prompt_ids(t) for t in TEXTS],
+                                            [policy.encode("12") + [policy.eos_id]] * len(TEXTS), policy.pad_id)
+    default = imitation_loss(policy, input_ids, attention, completion)
+    same = imitation_loss(policy, input_ids, attention, completion,
+                          position_ids=(attention.cumsum(-1) - 1).clamp_min(0))
+    moved = imitation_loss(policy, input_ids, attention, completion, position_ids=3 * attention.cumsum(-1))
+    assert torch.allclose(default, same) and not torch.allclose(default, moved)

@@ -48,3 +48,21 @@ def test_compare_needs_runs_with_game_series(tmp_path):
     (tmp_path / "a" / "summary.json").write_text("{")
     with pytest.raises(UserError, match="not valid JSON"):
         compare_runs(tmp_path / "a", tmp_path / "b", tmp_path / "out")
+
+
+def test_accuracy_against_time_lines_up_stages_from_their_own_start():
+    from alphaloop.report.games import accuracy_against_time
+
+    def ev(index, stage, t, accuracy, split="test"):
+        return {"stage_index": index, "stage": stage, "kind": "eval", "split": split, "decoder": "greedy",
+                "time_s": t, "accuracy": accuracy}
+
+    metrics = [{"stage_index": 0, "stage": "imitate", "step": 1, "time_s": 1.0}, ev(0, "imitate", 5.0, 0.8),
+               {"stage_index": 1, "stage": "ei", "step": 1, "time_s": 10.0}, ev(1, "ei", 12.0, 0.9),
+               ev(1, "ei", 15.0, 0.95), ev(1, "ei", 15.5, 0.1, split="heldout"),
+               {"stage_index": 2, "stage": "grpo", "step": 1, "time_s": 20.0}, ev(2, "grpo", 22.0, 0.85),
+               ev(2, "grpo", 1.0, 0.97)]   # a resume: the clock restarts, run_time keeps it increasing
+    points = accuracy_against_time(metrics)
+    assert [(p["stage"], p["stage_seconds"], p["test_greedy_accuracy"]) for p in points] == [
+        ("ei", 2.0, 0.9), ("ei", 5.0, 0.95), ("grpo", 2.0, 0.85), ("grpo", 3.0, 0.97)]   # imitate: one eval
+    assert accuracy_against_time(metrics[:6]) == []   # one stage alone is no comparison
