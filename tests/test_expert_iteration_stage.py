@@ -26,9 +26,10 @@ def recipe(stages):
                             "env": {"name": "arithmetic", "knobs": KNOBS}, "stages": stages})
 
 
-def test_both_filters_run_and_report_their_rounds(tmp_path):
-    stages = [IMITATE, dict(EI, name="verified"),
-              dict(EI, name="voted", filter="majority", min_agreement=0.25, start_from="imitate", from_start=True)]
+def test_the_filters_run_and_report_their_rounds(tmp_path):
+    stages = [dict(IMITATE, verify_batch_size=8), dict(EI, name="verified"),
+              dict(EI, name="voted", filter="majority", min_agreement=0.25, start_from="imitate", from_start=True),
+              dict(EI, name="judged", filter="judge", keep_per_prompt=1, start_from="imitate", rounds=1)]
     summary = runner.run(recipe(stages), runner.prepare_run_dir(recipe(stages), tmp_path / "r"), show_progress=False)
     torch.set_num_threads(1)
     final = {s["name"]: s["final"] for s in summary["stages"]}
@@ -36,9 +37,11 @@ def test_both_filters_run_and_report_their_rounds(tmp_path):
     assert final["verified"]["kept"] > 0 and final["voted"]["kept"] > 0
     assert final["verified"]["kept_precision"] == 1.0   # the verifier keeps verified samples only
     assert 0.0 <= final["voted"]["kept_precision"] <= 1.0
+    assert final["judged"]["kept"] == 16   # its own verdict ranks every prompt's samples: the best one kept
     rounds = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     rounds = [r for r in rounds if r.get("kind") == "round"]
-    assert [(r["stage"], r["round"]) for r in rounds] == [("verified", 1), ("verified", 2), ("voted", 1), ("voted", 2)]
+    assert [(r["stage"], r["round"]) for r in rounds] == [("verified", 1), ("verified", 2), ("voted", 1), ("voted", 2),
+                                                          ("judged", 1)]
     assert all(r["kept"] <= 16 * EI.get("keep_per_prompt", 4) for r in rounds)
     assert (tmp_path / "r" / summary["stages"][1]["policy_dir"] / "model.safetensors").is_file()
     # the report's accuracy-vs-samples curve: one line per stage, from 0 samples to all drawn
@@ -55,6 +58,12 @@ def test_recipe_cross_references_are_checked_before_running():
         recipe([IMITATE, dict(EI, reward_model="rm")])
     with pytest.raises(UserError, match="keep_per_prompt"):
         recipe([IMITATE, dict(EI, keep_per_prompt=0)])
+
+
+def test_the_value_filter_needs_a_value_head(tmp_path):
+    spec = recipe([dict(IMITATE, steps=2), dict(EI, filter="value")])
+    with pytest.raises(UserError, match="stages.1.filter: 'value': policy .* has no value head"):
+        runner.run(spec, runner.prepare_run_dir(spec, tmp_path / "r"), show_progress=False)
 
 
 class LengthScorer:

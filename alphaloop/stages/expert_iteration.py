@@ -5,7 +5,7 @@ AlphaZero loop with sampling + a filter as the search). Per round r (STaR, Zelik
 ReST-EM, Singh et al. 2023; `learners/expert_iteration.py` for the maths):
 
     prompts_per_round training prompts --sampler--> k samples each
-        --filter (verifier | majority answer | reward model's best)--> the kept set K_r
+        --filter (verifier | majority answer | best by a reward model, value head or own verdict)--> K_r
         --steps_per_round SFT steps on K_r (token-mean NLL, learners/imitate.py)--> pi_{r+1}
 
 Compared with policy gradient it has no ratios, baselines or critic, and it only ever learns from
@@ -44,9 +44,10 @@ class ExpertIterationStageConfig(StageConfig):
     rounds: int = Field(4, ge=1, le=10**5, description="sample -> filter -> imitate rounds")
     prompts_per_round: int = Field(512, ge=1, le=10**6, description="training prompts sampled per round")
     samples: int = Field(8, ge=1, le=4096, description="samples per prompt (k)")
-    filter: Literal["verifier", "majority", "reward_model"] = Field(
+    filter: Literal["verifier", "majority", "reward_model", "value", "judge"] = Field(
         "verifier", description="which samples are kept: the env's verifier accepts them; their answer is the "
-        "majority answer of the k (no labels needed); or the best by the latest reward_model stage")
+        "majority answer of the k (no labels needed); the best by the latest reward_model stage; the best by the "
+        "policy's own value head (best@k; a PPO-trained policy) or by its own verdict (judge@k)")
     keep_per_prompt: int = Field(4, ge=1, le=4096, description="at most this many distinct kept samples per prompt")
     min_agreement: float = Field(0.5, gt=0, le=1, description="filter 'majority': the winning answer needs at "
                                  "least this share of the k votes")
@@ -108,7 +109,7 @@ def collect_round(ctx: StageContext, cfg: ExpertIterationStageConfig, policy, en
     groups = policy_episodes(policy, env, problems, cfg.samples, temperature=cfg.temperature, top_k=cfg.top_k,
                              max_new_tokens=max_new_tokens, generator=generator)
     policy.model.train(was_training)
-    how = "scores" if cfg.filter == "reward_model" else cfg.filter
+    how = cfg.filter if cfg.filter in ("verifier", "majority") else "scores"
     kept: Kept = []
     correct = prompts_kept = 0
     for group in groups:
@@ -141,16 +142,36 @@ def reward_scorer(ctx: StageContext, cfg: ExpertIterationStageConfig):
     return RewardEnsemble.load(ctx.run_dir / ctx.results[cfg.reward_model or names[-1]]["reward_model_dir"])
 
 
+def own_scorer(ctx: StageContext, cfg: ExpertIterationStageConfig, policy):
+    """The filters 'value' and 'judge': the policy scores its own samples (best@k by its PPO value head,
+    judge@k by its verdict on `<prompt><candidate><check>`), as the round's current policy -- the
+    search decoders of `eval` as the teacher. SFT on the kept samples does not train the value head or
+    the verdict, so the scorer drifts as the policy changes; `kept_precision` measures it. None for
+    the other filters."""
+    if cfg.filter == "value":
+        from alphaloop.scorers.value import ValueScorer
+
+        try:
+            return ValueScorer(policy, policy_name=cfg.start_from or "the starting policy")
+        except ValueError as exc:
+            raise UserError(f"stages.{ctx.index}.filter: 'value': {exc}") from None
+    if cfg.filter == "judge":
+        from alphaloop.scorers.judge import JudgeScorer
+
+        return JudgeScorer(policy)
+    return None
+
+
 def run_expert_iteration(ctx: StageContext, cfg: ExpertIterationStageConfig) -> dict[str, Any]:
     from alphaloop.policies.lm import LMPolicy
 
     env = ctx.make_env("train", seed=ctx.seed("env"))
     max_new_tokens = cfg.max_new_tokens or env.max_completion_chars + 1
-    scorer = reward_scorer(ctx, cfg) if cfg.filter == "reward_model" else None
     total = cfg.rounds * cfg.steps_per_round
     loop = StageLoop(ctx, total, cfg.eval_every, cfg.checkpoint_every)
     resumed = loop.resume()
     policy = LMPolicy.load(resumed) if resumed else ctx.initial_policy(cfg.start_from)
+    scorer = reward_scorer(ctx, cfg) if cfg.filter == "reward_model" else own_scorer(ctx, cfg, policy)
     start_weights = ({k: v.detach().clone() for k, v in ctx.initial_policy(cfg.start_from).state_dict().items()}
                      if cfg.from_start else None)
     params = [p for p in policy.parameters() if p.requires_grad]
