@@ -223,6 +223,8 @@ def serve(
     threads: Annotated[int, typer.Option(help="torch threads for the models", min=1, max=1024)] = 1,
     runs: Annotated[Path | None, typer.Option(help="directory of runs for the web app's Runs page "
                                                    "(default: ./runs if it exists)")] = None,
+    access_log: Annotated[bool, typer.Option("--access-log", help="log one line per request (off: under load "
+                                                                  "it costs throughput)")] = False,
 ) -> None:
     """Serve LM policies behind an OpenAI-compatible API (/v1/chat/completions, ...), game agents
     (/v1/games/GAME/move), and a web app (/) to chat with them, play them and browse the runs."""
@@ -244,7 +246,7 @@ def serve(
 
     torch.set_num_threads(threads)
     try:
-        run_server(targets, host, port, announce=say, runs_dir=runs)
+        run_server(targets, host, port, announce=say, runs_dir=runs, access_log=access_log)
     except KeyboardInterrupt:
         say("stopped")
 

@@ -115,9 +115,11 @@ def bind(host: str, port: int) -> socket.socket:
 
 
 def serve(targets: list[str], host: str = "127.0.0.1", port: int = 8000, log_level: str = "info",
-          announce=print, runs_dir: Path | None = None) -> None:
+          announce=print, runs_dir: Path | None = None, access_log: bool = False) -> None:
     """`alphaloop serve`: load `targets`, listen on host:port, answer until interrupted; the web app's
-    Runs page shows the runs under `runs_dir`."""
+    Runs page shows the runs under `runs_dir`. `access_log` logs one line per request; it is off by default
+    because under load formatting and writing those lines is a measurable share of the event loop's time
+    (docs/serving.md, "Measured": about a tenth of the throughput at 64 streaming clients)."""
     import uvicorn
 
     lms, games = load_served(targets)
@@ -133,5 +135,6 @@ def serve(targets: list[str], host: str = "127.0.0.1", port: int = 8000, log_lev
     announce(f"serving on http://{shown}:{sock.getsockname()[1]}/v1  (docs: /docs)")
     announce(f"web app: http://{shown}:{sock.getsockname()[1]}/")
     logging.getLogger("uvicorn.error").setLevel(log_level.upper())
-    config = uvicorn.Config(build_app(lms, games, runs_dir=runs_dir), log_level=log_level, timeout_graceful_shutdown=5)
+    config = uvicorn.Config(build_app(lms, games, runs_dir=runs_dir), log_level=log_level, timeout_graceful_shutdown=5,
+                            access_log=access_log)
     uvicorn.Server(config).run(sockets=[sock])
