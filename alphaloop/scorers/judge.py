@@ -98,7 +98,8 @@ class JudgeScorer:
         """One-token verdicts: both log-probs come from one forward pass over the contexts (the log
         partition cancels in the difference, so raw logits suffice)."""
         input_ids, attention, _ = pack(contexts, [[]] * len(contexts), self.policy.pad_id)
-        logits = self.policy.model(input_ids, attention_mask=attention).float()
+        positions = self.policy.position_ids(input_ids, attention)   # the policy's own rule (coupled ids), if any
+        logits = self.policy.model(input_ids, position_ids=positions, attention_mask=attention).float()
         last = logits[torch.arange(len(contexts)), torch.tensor([len(c) - 1 for c in contexts])]
         return (last[:, self.yes_ids[0]] - last[:, self.no_ids[0]]).tolist()
 

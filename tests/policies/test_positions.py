@@ -231,3 +231,16 @@ def test_given_position_ids_replace_the_default_in_the_training_forward():
                           position_ids=(attention.cumsum(-1) - 1).clamp_min(0))
     moved = imitation_loss(policy, input_ids, attention, completion, position_ids=3 * attention.cumsum(-1))
     assert torch.allclose(default, same) and not torch.allclose(default, moved)
+
+
+def test_the_judge_reads_a_coupled_policy_with_its_own_ids():
+    """judge@K's one-forward verdict path and its general path (sequence_logprobs) agree under the rule."""
+    from alphaloop.episode import Episode
+    from alphaloop.scorers import JudgeScorer
+
+    judge = JudgeScorer(make_policy(offsets=4))
+    episodes = [Episode(observations=[t], actions=["2310"]) for t in TEXTS]
+    contexts = [judge._context(e) for e in episodes]
+    general = [y - n for y, n in zip(judge._verdict_logprobs(contexts, judge.yes_ids),
+                                     judge._verdict_logprobs(contexts, judge.no_ids))]
+    assert judge.score(episodes) == pytest.approx(general, abs=1e-4)
