@@ -16,8 +16,12 @@ The filter is what makes the kept samples better than the policy's average, i.e.
 * `majority`: the sample's answer equals the majority answer of its k samples (self-consistency
   as the teacher: Huang et al. 2022, "Large language models can self-improve"), needing no labels.
   Its kept samples are only as right as maj@k is;
-* `scores`: the top-scoring samples by a scorer (best-of-k by a reward model or value head: the
-  ReST "Improve" step's threshold, here as a rank).
+* `scores`: the top-scoring samples by a scorer (best-of-k by a reward model, a value head or the
+  policy's own verdict), only those scoring at least `min_score` when it is given -- the ReST
+  "Improve" step's threshold. A learned verifier (a value head's P(correct), a judge's log-odds of
+  "yes") has a natural threshold, and without one the rank alone keeps `keep` samples of every
+  prompt, wrong ones included: identical right answers collapse into one distinct completion while
+  wrong ones differ, so the top `keep` distinct samples can be mostly wrong.
 
 Identical completions of one prompt are kept once (a duplicate adds no new behaviour, only
 weight), and at most `keep` per prompt, so prompts the policy already solves every time do not
@@ -36,13 +40,13 @@ Filter = Literal["verifier", "majority", "scores"]
 
 
 def accepted(group: Sequence[Episode], how: Filter, keep: int, scores: Sequence[float] | None = None,
-             min_agreement: float = 0.5) -> list[int]:
+             min_agreement: float = 0.5, min_score: float | None = None) -> list[int]:
     """Indices into `group` (the k samples of one prompt, scored by the env's verifier) of the samples
     to imitate, at most `keep`, distinct completions only, in sampling order (by score for `scores`).
 
     `majority` accepts samples whose parsed answer (`info["answer"]`) is the group's majority answer,
     if that answer holds at least `min_agreement` of the k votes; `scores` accepts the `keep` highest
-    `scores[i]` (ties to the earlier sample)."""
+    `scores[i]` (ties to the earlier sample), of those at least `min_score` when it is given."""
     if how == "verifier":
         order = [i for i, episode in enumerate(group) if episode.success]
     elif how == "majority":
@@ -54,7 +58,8 @@ def accepted(group: Sequence[Episode], how: Filter, keep: int, scores: Sequence[
     elif how == "scores":
         if scores is None or len(scores) != len(group):
             raise ValueError("filter 'scores' needs one score per sample")
-        order = sorted(range(len(group)), key=lambda i: (-scores[i], i))
+        order = sorted((i for i in range(len(group)) if min_score is None or scores[i] >= min_score),
+                       key=lambda i: (-scores[i], i))
     else:
         raise ValueError(f"unknown filter {how!r}: expected verifier, majority or scores")
     kept: list[int] = []

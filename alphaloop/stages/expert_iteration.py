@@ -53,6 +53,9 @@ class ExpertIterationStageConfig(StageConfig):
                                  "least this share of the k votes")
     reward_model: str | None = Field(None, description="filter 'reward_model': the reward_model stage (default: "
                                      "the latest)")
+    min_score: float | None = Field(None, description="scored filters: keep only samples scoring at least this "
+                                    "(default: 0.5 for 'value', a P(correct); 0 for 'judge', its log-odds of 'yes'; "
+                                    "none for 'reward_model', whose best are kept by rank)")
     temperature: float = Field(1.0, gt=0)
     top_k: int = Field(0, ge=0, le=10**6)
     max_new_tokens: int | None = Field(None, ge=1, le=65536,
@@ -87,6 +90,9 @@ class ExpertIterationStageConfig(StageConfig):
                                 f"({', '.join(earlier)})")
         elif self.reward_model is not None:
             problems.append("reward_model: only read with filter = 'reward_model'")
+        if self.min_score is not None and self.filter in ("verifier", "majority"):
+            problems.append(f"min_score: only read by the scored filters (reward_model, value, judge), not "
+                            f"filter = {self.filter!r}")
         return problems
 
 
@@ -114,7 +120,7 @@ def collect_round(ctx: StageContext, cfg: ExpertIterationStageConfig, policy, en
     correct = prompts_kept = 0
     for group in groups:
         scores = scorer.score(group) if scorer is not None else None
-        picks = accepted(group, how, cfg.keep_per_prompt, scores, cfg.min_agreement)
+        picks = accepted(group, how, cfg.keep_per_prompt, scores, cfg.min_agreement, min_score(cfg))
         prompts_kept += bool(picks)
         for i in picks:
             episode = group[i]
@@ -130,6 +136,13 @@ def collect_round(ctx: StageContext, cfg: ExpertIterationStageConfig, policy, en
              "kept_precision": round(correct / len(kept), 6) if kept else 0.0,
              "generation_s": round(time.time() - began, 3)}
     return kept, stats
+
+
+def min_score(cfg: ExpertIterationStageConfig) -> float | None:
+    """The least score a scored filter keeps: the knob, else the learned verifier's own yes/no line."""
+    if cfg.min_score is not None:
+        return cfg.min_score
+    return {"value": 0.5, "judge": 0.0}.get(cfg.filter)
 
 
 def reward_scorer(ctx: StageContext, cfg: ExpertIterationStageConfig):

@@ -34,5 +34,7 @@ def test_scores_keep_the_best_distinct_samples_by_score():
     scores = [0.1, 0.9, 0.9, 0.5, 0.95, 0.0, 0.2]
     assert accepted(GROUP, "scores", keep=2, scores=scores) == [4, 1]
     assert accepted(GROUP, "scores", keep=3, scores=scores) == [4, 1, 3]   # the duplicate of 1 is skipped
+    assert accepted(GROUP, "scores", keep=8, scores=scores, min_score=0.5) == [4, 1, 3]   # a learned verifier's line
+    assert accepted(GROUP, "scores", keep=8, scores=scores, min_score=0.96) == []
     with pytest.raises(ValueError, match="one score per sample"):
         accepted(GROUP, "scores", keep=2, scores=[1.0])
