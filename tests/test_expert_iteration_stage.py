@@ -62,10 +62,21 @@ def test_recipe_cross_references_are_checked_before_running():
         recipe([IMITATE, dict(EI, keep_per_prompt=0)])
 
 
-def test_the_value_filter_needs_a_value_head(tmp_path):
+def test_the_value_filter_reads_a_ppo_critic_and_needs_one(tmp_path):
     spec = recipe([dict(IMITATE, steps=2), dict(EI, filter="value")])
     with pytest.raises(UserError, match="stages.1.filter: 'value': policy .* has no value head"):
         runner.run(spec, runner.prepare_run_dir(spec, tmp_path / "r"), show_progress=False)
+    ppo = {"kind": "rl", "algorithm": "ppo", "steps": 2, "prompts_per_step": 4, "group_size": 2, "eval_every": 2,
+           "eval_problems": 10, "checkpoint_every": 2}
+    spec = recipe([dict(IMITATE, steps=20), ppo, dict(EI, filter="value", rounds=1, min_score=-1e9)])
+    summary = runner.run(spec, runner.prepare_run_dir(spec, tmp_path / "ok"), show_progress=False)
+    assert summary["stages"][2]["final"]["kept"] > 0   # every prompt's best by the critic (no threshold)
+    from alphaloop.policies.lm import LMPolicy
+
+    # every sample of the barely imitated policy runs to the length limit and is masked out of PPO's loss:
+    # the update must leave the weights as they were, not NaN (whitening advantages over no tokens)
+    critic = LMPolicy.load(tmp_path / "ok" / summary["stages"][1]["policy_dir"])
+    assert all(torch.isfinite(p).all() for p in critic.parameters())
 
 
 class LengthScorer:

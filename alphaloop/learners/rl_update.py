@@ -109,7 +109,10 @@ def rollout_batch(policy, episodes: list[Episode], rewards: torch.Tensor, settin
             token_rewards = last.float() * rewards.reshape(-1, 1)                # reward on the last token only
             advantages, returns = gae(token_rewards, old_values, mask, settings.gamma, settings.lam)
         valid = advantages[mask > 0]
-        advantages = (advantages - valid.mean()) / (valid.std() + 1e-8) * mask
+        # Whitened over the batch's tokens; with fewer than two (every row truncated and masked, say) there
+        # is no spread to whiten by, and the mean of nothing would put NaN into every weight.
+        advantages = ((advantages - valid.mean()) / (valid.std() + 1e-8) * mask if valid.numel() > 1
+                      else torch.zeros_like(advantages))
     elif settings.algorithm == "vineppo":
         if turn_advantages is None or len(turn_advantages) != len(episodes):
             raise ValueError("algorithm 'vineppo' needs turn_advantages: one list of per-action advantages per "
