@@ -54,10 +54,11 @@ class Curriculum:
 
     def __init__(self, ctx: StageContext, cfg: CurriculumConfig, state: dict[str, Any] | None = None) -> None:
         self.ctx, self.cfg = ctx, cfg
-        final = getattr(ctx.make_env("train", seed=0).config, cfg.knob, None)
-        if final is None:
+        config = ctx.make_env("train", seed=0).config
+        if cfg.knob not in type(config).model_fields:
             raise UserError(f"stages.{ctx.index}.curriculum.knob: env {ctx.recipe.env.name!r} has no knob "
                             f"{cfg.knob!r}")
+        final = getattr(config, cfg.knob)
         if cfg.values[-1] != final:
             raise UserError(f"stages.{ctx.index}.curriculum.values: the last value must be the env's own "
                             f"{cfg.knob} = {final!r} (so that training never goes past the recipe's setting), "
