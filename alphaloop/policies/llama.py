@@ -34,6 +34,7 @@ from torch import nn
 if TYPE_CHECKING:  # a type only: the sampler imports this module, and board-game runs never need transformers
     from transformers import LlamaConfig
 
+from alphaloop.policies.fused import rms_norm, swiglu
 from alphaloop.policies.kv_cache import InferenceWeights, KVCache, cached_forward
 from alphaloop.policies.matmul import linear
 
@@ -74,7 +75,7 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.rms_norm(x, self.weight.shape, self.weight, self.eps)
+        return rms_norm(x, self.weight, self.eps)
 
 
 class _Attention(nn.Module):
@@ -225,17 +226,34 @@ class LeanLlama(nn.Module):
         mask = (causal[None] & valid[:, None, :]) | torch.eye(T, dtype=torch.bool, device=valid.device)[None]
         return mask[:, None], False
 
-    def project_qkv(self, layer: _Layer, weights: LayerWeights, x: torch.Tensor, cos: torch.Tensor,
-                    sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Queries [B,T,H,D], keys and values [B,T,KV,D] of a layer's input x [B,T,C], RoPE applied."""
+    def rope_tables(self, position_ids: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos and sin [..., G + 2, 1, D] at `position_ids` [...] for `rotated_qkv`: the fused q/k/v
+        heads seen as G + 2 groups of KV heads (G = H / KV groups of queries, then the keys, then
+        the values), the values' group with cos 1 and sin 0, so one product rotates q and k and
+        leaves v exactly as it is (no split before RoPE and no concatenation after it, nor their
+        copies in the backward pass)."""
+        cos = self.rope_cos[position_ids].to(dtype)[..., None, None, :]  # [...,1,1,D]
+        sin = self.rope_sin[position_ids].to(dtype)[..., None, None, :]
+        rotated = (*position_ids.shape, self.num_heads // self.kv_heads + 1, 1, self.head_dim)
+        return (torch.cat([cos.expand(rotated), torch.ones_like(cos)], dim=-3),
+                torch.cat([sin.expand(rotated), torch.zeros_like(sin)], dim=-3))
+
+    def rotated_qkv(self, layer: _Layer, weights: LayerWeights, x: torch.Tensor, cos: torch.Tensor,
+                    sin: torch.Tensor) -> torch.Tensor:
+        """Queries, keys and values [B,T,H+2KV,D] of a layer's input x [B,T,C] (in that order along
+        heads), RoPE applied to q and k: x cos + rotate_half(x) sin with rotate_half(x) = [-x2, x1]
+        (`rope_tables` gives cos and sin)."""
         B, T = x.shape[:2]
         H, KV, D = self.num_heads, self.kv_heads, self.head_dim
-        qkv = linear(layer.input_layernorm(x), weights[0], weights[1]).view(B, T, H + 2 * KV, D)
-        # RoPE on queries and keys at once: x cos + rotate_half(x) sin, rotate_half(x) = [-x2, x1].
-        qk, v = qkv.split((H + KV, KV), dim=2)
-        qk = torch.addcmul(qk * cos, torch.roll(qk, D // 2, dims=-1), sin)
-        q, k = qk.split((H, KV), dim=2)
-        return q, k, v
+        qkv = linear(layer.input_layernorm(x), weights[0], weights[1]).view(B, T, H // KV + 2, KV, D)
+        return torch.addcmul(qkv * cos, torch.roll(qkv, D // 2, dims=-1), sin).view(B, T, H + 2 * KV, D)
+
+    def project_qkv(self, layer: _Layer, weights: LayerWeights, x: torch.Tensor, cos: torch.Tensor,
+                    sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Queries [B,T,H,D], keys and values [B,T,KV,D] of a layer's input x [B,T,C], RoPE applied
+        (cos and sin from `rope_tables`)."""
+        return self.rotated_qkv(layer, weights, x, cos, sin).split((self.num_heads, self.kv_heads, self.kv_heads),
+                                                                   dim=2)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
                is_causal: bool) -> torch.Tensor:
@@ -248,9 +266,8 @@ class LeanLlama(nn.Module):
     def finish_layer(self, layer: _Layer, weights: LayerWeights, x: torch.Tensor, o: torch.Tensor) -> torch.Tensor:
         """The rest of a layer after attention: h = x + W_o o, then h + W_down (SiLU(W_gate n2(h)) * W_up n2(h))."""
         x = x + linear(o, weights[2], weights[3])
-        gate, up = linear(layer.post_attention_layernorm(x), weights[4], weights[5]).split(
-            self.config.intermediate_size, dim=-1)
-        return x + linear(F.silu(gate) * up, weights[6], weights[7])
+        gate_up = linear(layer.post_attention_layernorm(x), weights[4], weights[5])
+        return x + linear(swiglu(gate_up, self.config.intermediate_size), weights[6], weights[7])
 
     def forward(self, input_ids: torch.Tensor, position_ids: torch.Tensor | None = None,
                 attention_mask: torch.Tensor | None = None, kv_cache: KVCache | None = None,
@@ -288,8 +305,7 @@ class LeanLlama(nn.Module):
         if needed > self.rope_cos.shape[0]:
             self._extend_rope(2 * needed)
         x = self.model.embed_tokens(input_ids)
-        cos = self.rope_cos[position_ids].to(x.dtype)[:, :, None]  # [B,T,1,D]
-        sin = self.rope_sin[position_ids].to(x.dtype)[:, :, None]
+        cos, sin = self.rope_tables(position_ids, x.dtype)  # [B,T,G+2,1,D]
         mask, is_causal = self._mask(attention_mask, T)
         for layer, weights in zip(self.model.layers, self.fused_weights()):
             q, k, v = (t.transpose(1, 2) for t in self.project_qkv(layer, weights, x, cos, sin))

@@ -27,7 +27,7 @@ from alphaloop.policies.arch import LMArch
 from alphaloop.policies.llama import LeanLlama, lean_supported
 from alphaloop.policies.positions import CONFIG_KEY, OFFSETS_KEY, RULES, default_positions, position_rule
 from alphaloop.policies.prefix import bucketed_forward, completion_forward, long_completions
-from alphaloop.policies.tokenizer import build_char_tokenizer
+from alphaloop.policies.tokenizer import CharEncoder, build_char_tokenizer
 
 VALUE_HEAD_FILE = "value_head.safetensors"
 
@@ -91,6 +91,7 @@ class LMPolicy(nn.Module):
         if tokenizer.pad_token_id is None:  # e.g. GPT-2: pad with EOS (masked out anyway)
             tokenizer.pad_token = tokenizer.eos_token
         self.positions = position_rule(model.config, tokenizer)  # saved with the config, so every load keeps it
+        self._chars = CharEncoder.of(tokenizer)  # a fast encode for character tokenizers (ours)
 
     # -- construction -----------------------------------------------------------------
     @classmethod
@@ -178,6 +179,8 @@ class LMPolicy(nn.Module):
 
     # -- tokens -----------------------------------------------------------------------
     def encode(self, text: str) -> list[int]:
+        if self._chars is not None:
+            return self._chars.encode(text)
         return self.tokenizer.encode(text, add_special_tokens=False)
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -285,16 +288,24 @@ class LMPolicy(nn.Module):
         values = self.value_head(hidden).squeeze(-1).float() if return_values else None
         return logprobs, logits, values
 
-    def completion_values(self, batch: CompletionBatch) -> torch.Tensor:
+    def completion_values(self, batch: CompletionBatch, at: torch.Tensor | None = None) -> torch.Tensor:
         """The value head's V [N,Tc] at the states that predict each completion token, without the LM
-        head's logits and log-probs (what a reward model reads)."""
+        head's logits and log-probs (what a reward model reads); with `at` [N], only V [N] at
+        position at[n] of each row, and our Llama computes the last layer's MLP for those states only."""
         if self.value_head is None:
             raise ValueError("completion_values needs a value head: call add_value_head() first")
         if not isinstance(self.model, LeanLlama):
-            return self.completion_logprobs(batch, return_values=True)[2]
+            values = self.completion_logprobs(batch, return_values=True)[2]
+            return values if at is None else values.gather(1, at[:, None]).squeeze(1)
+        keep = None
+        if at is not None:
+            keep = torch.zeros(batch.completion_ids.shape, dtype=torch.bool, device=at.device)
+            keep[torch.arange(len(at), device=at.device), at] = True
         _, hidden = completion_forward(self.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
                                        batch.prompt_of, batch.lengths, with_logits=False,
-                                       prompt_positions=self._prompt_positions(batch))
+                                       prompt_positions=self._prompt_positions(batch), keep=keep)
+        if at is not None:
+            hidden = hidden[torch.arange(len(at), device=at.device), at]
         return self.value_head(hidden).squeeze(-1).float()
 
     def _prompt_positions(self, batch: CompletionBatch) -> torch.Tensor | None:

@@ -68,9 +68,8 @@ class RewardModel:
         b = self.backbone
         batch = pack_completions([b.prompt_ids(p) for p in prompts], [b.encode(r) + [b.eos_id] for r in responses],
                                  b.pad_id)
-        values = b.completion_values(batch)
         last = batch.mask.sum(1).long() - 1            # the state that predicts EOS: the response fully read
-        return values.gather(1, last[:, None]).squeeze(1)
+        return b.completion_values(batch, at=last)
 
     @torch.no_grad()
     def score_texts(self, prompts: Sequence[str], responses: Sequence[str], batch_size: int = 256) -> list[float]:

@@ -139,3 +139,89 @@ def test_bucketed_forward_equals_the_shared_prompt_forward():
     for row, (prompt, completion) in enumerate(zip(prompts, completions)):
         expected = full[row, len(prompt) - 1: len(prompt) - 1 + len(completion)]
         assert torch.allclose(logprobs[row, : len(completion)], expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("rows_per_bucket", [1, 5, None])
+def test_attention_buckets_change_nothing_but_speed(rows_per_bucket):
+    """Completions attend in length-sorted buckets (one per row, five rows, the cost model's
+    choice): values and gradients equal the plain forward's."""
+    from alphaloop.policies.prefix import completion_forward
+
+    policy = make_policy(False, 2)
+    prompts, completions = groups(seed=6, lengths=(3, 7, 1, 5, 2), group=4)
+    batch = pack_completions(prompts, completions, policy.pad_id)
+    logits, _ = completion_forward(policy.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
+                                   batch.prompt_of, batch.lengths, rows_per_bucket=rows_per_bucket)
+    logprobs = torch.log_softmax(logits, -1).gather(-1, batch.completion_ids[:, :, None]).squeeze(-1)
+    full, mask = plain(policy, prompts, completions)
+    width = logprobs.shape[1]
+    expected = torch.stack([torch.nn.functional.pad(full[row, len(p) - 1: len(p) - 1 + len(c)], (0, width - len(c)))
+                            for row, (p, c) in enumerate(zip(prompts, completions))])
+    assert torch.allclose(logprobs * batch.mask, expected * batch.mask, atol=1e-5)
+    (logprobs * batch.mask).sum().backward()
+    bucketed = {name: p.grad.clone() for name, p in policy.named_parameters()}
+    policy.zero_grad()
+    (full * mask).sum().backward()
+    for name, p in policy.named_parameters():
+        scale = p.grad.abs().max().clamp_min(1e-3)
+        assert ((bucketed[name] - p.grad).abs().max() / scale) < 1e-4, name
+
+
+def test_the_cost_model_picks_the_cheapest_split():
+    """`_attention_buckets` against every split at multiples of BUCKET_STEP rows."""
+    import itertools
+
+    from alphaloop.policies import prefix
+
+    def cost(lengths, widths, sizes):
+        total, start = 0, 0
+        for size in sizes:
+            rows = range(start, start + size)
+            t = max(1, max(lengths[r] for r in rows))
+            total += size * t * (max(widths[r] for r in rows) + t) + prefix.BUCKET_COST
+            start += size
+        return total
+
+    g = torch.Generator().manual_seed(0)
+    for n in (1, 8, 20, 40):
+        lengths = sorted(torch.randint(1, 90, (n,), generator=g).tolist(), reverse=True)
+        widths = torch.randint(3, 40, (n,), generator=g).tolist()
+        sizes = prefix._attention_buckets(lengths, widths)
+        assert sum(sizes) == n and all(s > 0 for s in sizes)
+        cuts = list(range(prefix.BUCKET_STEP, n, prefix.BUCKET_STEP))
+        best = min(cost(lengths, widths, [b - a for a, b in zip((0, *chosen), (*chosen, n))])
+                   for k in range(len(cuts) + 1) for chosen in itertools.combinations(cuts, k))
+        assert cost(lengths, widths, sizes) == best
+    # Even lengths: one bucket; one very long row among short ones: split off.
+    assert prefix._attention_buckets([20] * 64, [8] * 64) == [64]
+    assert prefix._attention_buckets([300] + [10] * 63, [8] * 64)[0] == prefix.BUCKET_STEP
+
+
+def test_reading_some_states_computes_only_those_in_the_last_layer():
+    """`keep` and `completion_values(at=)`: the kept states (and their gradients) equal the full forward's."""
+    from alphaloop.policies.prefix import completion_forward
+
+    policy = make_policy(True, 4)
+    head = policy.add_value_head()
+    torch.nn.init.normal_(head.weight, std=0.5)
+    prompts, completions = groups(seed=7)
+    batch = pack_completions(prompts, completions, policy.pad_id)
+    last = batch.lengths - 1
+    values = policy.completion_values(batch)
+    at_last = policy.completion_values(batch, at=last)
+    assert at_last.shape == (len(completions),)
+    assert torch.allclose(at_last, values.gather(1, last[:, None]).squeeze(1), atol=1e-6)
+    at_last.sum().backward()
+    some = {name: p.grad.clone() for name, p in policy.named_parameters()}
+    policy.zero_grad()
+    values.gather(1, last[:, None]).sum().backward()
+    for name, p in policy.named_parameters():
+        scale = p.grad.abs().max().clamp_min(1e-3)
+        assert ((some[name] - p.grad).abs().max() / scale) < 1e-4, name
+    keep = torch.zeros(batch.completion_ids.shape, dtype=torch.bool)
+    keep[:, 0] = True
+    _, hidden = completion_forward(policy.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
+                                   batch.prompt_of, batch.lengths, with_logits=False, keep=keep)
+    _, full = completion_forward(policy.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
+                                 batch.prompt_of, batch.lengths, with_logits=False)
+    assert torch.allclose(hidden[:, 0], full[:, 0], atol=1e-6)
