@@ -18,6 +18,7 @@ from pydantic import Field
 
 from alphaloop.batch import pack_completions
 from alphaloop.learners.dpo import Loss, dpo_loss
+from alphaloop.learners.optim import adamw
 from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.stages.context import StageContext
 from alphaloop.stages.gold_eval import combine, gold_eval, gold_results
@@ -93,7 +94,7 @@ def run_dpo(ctx: StageContext, cfg: DPOStageConfig) -> dict[str, Any]:
     ref_train = pair_logprobs(reference, train)   # the reference's log-probs: computed once
     ref_test = pair_logprobs(reference, [pair for _, pair in test])
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99))
+    optimizer = adamw(params, cfg.lr, cfg.weight_decay, betas=(0.9, 0.99))
     if loop.state:
         optimizer.load_state_dict(loop.state["optimizer"])
     test_env = ctx.make_env("test")

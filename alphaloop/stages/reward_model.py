@@ -15,9 +15,9 @@ import random
 import time
 from typing import Any, Literal
 
-import torch
 from pydantic import Field
 
+from alphaloop.learners.optim import adamw
 from alphaloop.learners.reward_model import bradley_terry_loss
 from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.policies.arch import LMArch
@@ -89,8 +89,7 @@ def run_reward_model(ctx: StageContext, cfg: RewardModelStageConfig) -> dict[str
                                       seed=ctx.seed("backbone"))
         ensemble = RewardEnsemble([RewardModel.from_policy(backbone, ctx.seed("head", i))
                                    for i in range(cfg.ensemble)], cfg.aggregate, cfg.lam)
-    optimizers = [torch.optim.AdamW(list(m.parameters()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-                  for m in ensemble.members]
+    optimizers = [adamw(list(m.parameters()), cfg.lr, cfg.weight_decay) for m in ensemble.members]
     if loop.state:
         for optimizer, state in zip(optimizers, loop.state["optimizers"]):
             optimizer.load_state_dict(state)

@@ -36,6 +36,7 @@ from alphaloop.episode import Episode
 from alphaloop.errors import UserError
 from alphaloop.evals.agents import agent_metrics
 from alphaloop.learners.advantages import zero_variance_groups
+from alphaloop.learners.optim import adamw
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch, update
 from alphaloop.learners.schedules import Schedule, multiplier
 from alphaloop.learners.turn_credit import vine_advantages
@@ -226,9 +227,7 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
     if cfg.algorithm == "ppo":
         policy.add_value_head()
     params = [p for p in policy.parameters() if p.requires_grad]
-    # fused: one kernel for every parameter's update instead of a Python loop of small ops.
-    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.99),
-                                  fused=params[0].device.type in ("cpu", "cuda"))
+    optimizer = adamw(params, cfg.lr, cfg.weight_decay, betas=(0.9, 0.99))
     baseline, generated = 0.0, 0
     if loop.state:
         optimizer.load_state_dict(loop.state["optimizer"])
