@@ -101,20 +101,20 @@ def pack_completions(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
     distinct = list(index)
     if min(map(len, distinct)) == 0:
         raise ValueError("prompts: expected non-empty token id lists (start prompts with BOS)")
-    prompt_ids = torch.full((len(distinct), max(map(len, distinct))), pad_id, dtype=torch.long)
-    for row, prompt in enumerate(distinct):
-        prompt_ids[row, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
-    width = max(1, max(map(len, completions)))
-    completion_ids = torch.full((len(completions), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(completions), width), dtype=torch.float32)
-    for row, completion in enumerate(completions):
-        if completion:
-            completion_ids[row, : len(completion)] = torch.tensor(list(completion), dtype=torch.long)
-            mask[row, : len(completion)] = _token_mask(token_masks, row, len(completion))
+    prompt_width = max(map(len, distinct))
+    # One tensor from padded lists: a tensor per row costs more than the copy (hundreds of rows a step).
+    prompt_ids = torch.tensor([list(p) + [pad_id] * (prompt_width - len(p)) for p in distinct], dtype=torch.long)
+    lengths = torch.tensor([len(c) for c in completions])
+    width = max(1, int(lengths.max()))
+    completion_ids = torch.tensor([list(c) + [pad_id] * (width - len(c)) for c in completions], dtype=torch.long)
+    mask = (torch.arange(width)[None, :] < lengths[:, None]).float()
     masked = token_masks is not None and any(token_masks)
+    if masked:
+        for row, completion in enumerate(completions):
+            if completion:
+                mask[row, : len(completion)] = _token_mask(token_masks, row, len(completion))
     return CompletionBatch(prompt_ids, torch.tensor(list(map(len, distinct))), completion_ids, mask,
-                           torch.tensor(prompt_of), pad_id,
-                           torch.tensor([len(c) for c in completions]) if masked else None)
+                           torch.tensor(prompt_of), pad_id, lengths if masked else None)
 
 
 def pack_episodes(episodes: Sequence[Episode], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -44,3 +44,26 @@ def test_saved_tokenizer_loads_with_auto_tokenizer(tmp_path):
 def test_bad_alphabet_is_a_clear_error(alphabet):
     with pytest.raises(ValueError, match="alphabet"):
         build_char_tokenizer(alphabet)
+
+
+def test_the_fast_encoder_equals_the_tokenizer_on_any_text():
+    """`CharEncoder` (a dict lookup per character) gives the HF tokenizer's ids, unknown characters,
+    whitespace and special-token literals included; a word-level tokenizer is not mistaken for one."""
+    import random
+
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    from alphaloop.policies.tokenizer import CharEncoder
+
+    tokenizer = build_char_tokenizer("abc +=\n0123456789")
+    encoder = CharEncoder.of(tokenizer)
+    assert encoder is not None
+    rng = random.Random(0)
+    pieces = list("abc +=\n0123456789") + ["\t", "z", "\u2603", "<eos>", "<bos>", "<", ">"]
+    for _ in range(200):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(0, 30)))
+        assert encoder.encode(text) == tokenizer.encode(text, add_special_tokens=False), text
+    words = Tokenizer(models.WordLevel(vocab={"<unk>": 0, "a": 1, "b": 2, "ab": 3}, unk_token="<unk>"))
+    words.pre_tokenizer = pre_tokenizers.Whitespace()
+    assert CharEncoder.of(PreTrainedTokenizerFast(tokenizer_object=words, unk_token="<unk>")) is None
