@@ -48,19 +48,21 @@ def rl_summary(tmp_path_factory):
     stages = [IMITATE, {"kind": "rl", "algorithm": "grpo", "steps": 40, "prompts_per_step": 16, "group_size": 8,
                         "lr": 1e-4, "eval_every": 40, "eval_problems": 100, "checkpoint_every": 1000},
               # one round of expert iteration from the same imitation policy (test_expert_iteration_...)
-              {"kind": "expert_iteration", "start_from": "imitate", "rounds": 1, "prompts_per_round": 256,
-               "samples": 8, "keep_per_prompt": 4, "steps_per_round": 30, "batch_size": 32, "lr": 3e-4,
-               "eval_every": 30, "eval_problems": 100, "checkpoint_every": 1000}]
+              {"kind": "expert_iteration", "start_from": "imitate", "rounds": 1, "prompts_per_round": 512,
+               "samples": 8, "keep_per_prompt": 4, "steps_per_round": 90, "batch_size": 32, "lr": 3e-4,
+               "eval_every": 90, "eval_problems": 100, "checkpoint_every": 1000}]
     return run(tmp_path_factory.mktemp("rl"), "rl", {"digits_min": 1, "digits_max": 2, "misconception_rate": 0.7},
                stages)
 
 
 def test_rl_goes_past_imitation(rl_summary):
     before, after = accuracy(rl_summary, "rl", 0), accuracy(rl_summary, "rl", 40)
-    assert after >= before + 0.05, (before, after)  # measured 0.78 -> 0.86
+    assert after >= before + 0.05, (before, after)  # measured 0.79 -> 0.88
 
 
 def test_one_expert_iteration_round_goes_past_imitation(rl_summary):
     """Sample 8 per prompt, keep the verified ones, imitate them: one round lifts test accuracy."""
-    before, after = accuracy(rl_summary, "expert_iteration", 0), accuracy(rl_summary, "expert_iteration", 30)
-    assert after >= before + 0.05, (before, after)  # measured 0.80 -> 0.89
+    before, after = accuracy(rl_summary, "expert_iteration", 0), accuracy(rl_summary, "expert_iteration", 90)
+    # measured 0.79 -> 0.87 (seeds 1 and 2: +0.09, +0.07; from 256 prompts and 30 steps the lift was
+    # +0.01 to +0.09 by seed, too close to the 100 test problems' noise)
+    assert after >= before + 0.05, (before, after)
