@@ -37,14 +37,18 @@ backward, clip, AdamW), called on the library objects the stages use.
 Not equal, by design: each pair's prompt is shared by its chosen and rejected response, and our
 forward computes it once for both (prefix sharing, alphaloop/policies/prefix.py), where TRL runs
 prompt + response rows; and our token-wise ops (every matmul, norm and MLP) run over real tokens
-only, scattered into a padded layout just for attention, where TRL's run over padded rows. The
+only, gathered into padded layouts just for attention (responses in buckets of similar length),
+where TRL's run over padded rows; and our last layer runs its output projection and MLP only for
+the states the loss reads (the reward model: one per response; DPO: those that predict response
+tokens), where TRL's runs them for every position. The
 printed "positions computed per pair" (by the token-wise ops, padding included) shows the
 difference in work this makes.
 Against us: our tokenizing and packing is inside the timed span (TRL's tokenizing happens before
 training and its collation before `on_step_begin`). Against TRL: its reward pooling reads the state
 at EOS, ours the state that predicts EOS (the same tokens run, a different position read); its
 DPO step also computes metrics (entropy, mean logits, top-1 accuracy) with its fused LM head.
-Each side's own AdamW kernel: TRL's default `adamw_torch_fused`, the stages' `torch.optim.AdamW`.
+Both sides' AdamW is PyTorch's fused kernel (TRL's default `adamw_torch_fused`, the stages'
+`learners.optim.adamw`).
 
 Printed per side: pairs/s (median over steps), the loss at the first and the last step, real
 tokens per pair (the prompt counted with each response) and positions computed per pair. The
@@ -152,11 +156,12 @@ def reward_head(policy_dir: str) -> tuple[object, torch.Tensor]:
 def alphaloop_reward(policy_dir: str, pairs: list, batch: int) -> list[StepStats]:
     """The `reward_model` stage's step for one member: rewards of chosen + rejected, Bradley-Terry,
     backward, clip 1.0, AdamW."""
+    from alphaloop.learners.optim import adamw
     from alphaloop.learners.reward_model import bradley_terry_loss
 
     member, _ = reward_head(policy_dir)
     params = list(member.parameters())
-    optimizer = torch.optim.AdamW(params, lr=ROWS["reward"]["lr"], weight_decay=0.0)
+    optimizer = adamw(params, ROWS["reward"]["lr"], 0.0)
     member.train()
     stats = []
     for part in batches(pairs, batch):
@@ -182,6 +187,7 @@ def alphaloop_dpo(policy_dir: str, pairs: list, batch: int) -> list[StepStats]:
     does before its loop), then per step the policy's sequence log-probs of chosen + rejected,
     the sigmoid loss, backward, clip 1.0, AdamW."""
     from alphaloop.learners.dpo import dpo_loss
+    from alphaloop.learners.optim import adamw
     from alphaloop.policies.lm import LMPolicy
     from alphaloop.stages.dpo import pair_logprobs, sequence_logprobs
 
@@ -191,7 +197,7 @@ def alphaloop_dpo(policy_dir: str, pairs: list, batch: int) -> list[StepStats]:
     ref_chosen, ref_rejected = pair_logprobs(reference, pairs)
     policy = LMPolicy.load(policy_dir)
     params = [p for p in policy.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=ROWS["dpo"]["lr"], weight_decay=0.0, betas=ROWS["dpo"]["betas"])
+    optimizer = adamw(params, ROWS["dpo"]["lr"], 0.0, betas=ROWS["dpo"]["betas"])
     policy.model.train()
     stats = []
     for k, part in enumerate(batches(pairs, batch)):
