@@ -38,6 +38,18 @@ def plain(policy: LMPolicy, prompts, completions) -> tuple[torch.Tensor, torch.T
     return policy.sequence_logprobs(ids, attention), mask
 
 
+def assert_same_gradients(policy: LMPolicy, loss: torch.Tensor, reference_loss: torch.Tensor) -> None:
+    """Both losses give every parameter the same gradient (to fp32 rounding, relative to its size)."""
+    policy.zero_grad()
+    loss.backward()
+    first = {name: p.grad.clone() for name, p in policy.named_parameters()}
+    policy.zero_grad()
+    reference_loss.backward()
+    for name, p in policy.named_parameters():
+        scale = p.grad.abs().max().clamp_min(1e-3)
+        assert ((first[name] - p.grad).abs().max() / scale) < 1e-4, name
+
+
 @pytest.mark.parametrize("tie,kv_heads", [(True, 4), (False, 2)])
 def test_shared_prompt_forward_equals_plain_forward(tie, kv_heads):
     policy = make_policy(tie, kv_heads)
@@ -53,13 +65,7 @@ def test_shared_prompt_forward_equals_plain_forward(tie, kv_heads):
     assert torch.equal(batch.mask.sum(1), torch.tensor([float(len(c)) for c in completions]))
 
     # Same loss, same gradient: each prompt's G copies' contributions are summed.
-    (logprobs * batch.mask).sum().backward()
-    shared = {name: p.grad.clone() for name, p in policy.named_parameters()}
-    policy.zero_grad()
-    (full * mask).sum().backward()
-    for name, p in policy.named_parameters():
-        scale = p.grad.abs().max().clamp_min(1e-3)
-        assert ((shared[name] - p.grad).abs().max() / scale) < 1e-4, name
+    assert_same_gradients(policy, (logprobs * batch.mask).sum(), (full * mask).sum())
 
 
 def test_values_come_from_the_states_that_predict_each_completion_token():
@@ -158,13 +164,7 @@ def test_attention_buckets_change_nothing_but_speed(rows_per_bucket):
     expected = torch.stack([torch.nn.functional.pad(full[row, len(p) - 1: len(p) - 1 + len(c)], (0, width - len(c)))
                             for row, (p, c) in enumerate(zip(prompts, completions))])
     assert torch.allclose(logprobs * batch.mask, expected * batch.mask, atol=1e-5)
-    (logprobs * batch.mask).sum().backward()
-    bucketed = {name: p.grad.clone() for name, p in policy.named_parameters()}
-    policy.zero_grad()
-    (full * mask).sum().backward()
-    for name, p in policy.named_parameters():
-        scale = p.grad.abs().max().clamp_min(1e-3)
-        assert ((bucketed[name] - p.grad).abs().max() / scale) < 1e-4, name
+    assert_same_gradients(policy, (logprobs * batch.mask).sum(), (full * mask).sum())
 
 
 def test_the_cost_model_picks_the_cheapest_split():
@@ -211,13 +211,7 @@ def test_reading_some_states_computes_only_those_in_the_last_layer():
     at_last = policy.completion_values(batch, at=last)
     assert at_last.shape == (len(completions),)
     assert torch.allclose(at_last, values.gather(1, last[:, None]).squeeze(1), atol=1e-6)
-    at_last.sum().backward()
-    some = {name: p.grad.clone() for name, p in policy.named_parameters()}
-    policy.zero_grad()
-    values.gather(1, last[:, None]).sum().backward()
-    for name, p in policy.named_parameters():
-        scale = p.grad.abs().max().clamp_min(1e-3)
-        assert ((some[name] - p.grad).abs().max() / scale) < 1e-4, name
+    assert_same_gradients(policy, at_last.sum(), values.gather(1, last[:, None]).sum())
     keep = torch.zeros(batch.completion_ids.shape, dtype=torch.bool)
     keep[:, 0] = True
     _, hidden = completion_forward(policy.model, batch.prompt_ids, batch.prompt_lens, batch.completion_ids,
