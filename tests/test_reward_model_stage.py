@@ -114,3 +114,17 @@ def test_dpo_learns_the_held_out_preferences_and_measures_gold(tmp_path):
     final = summary["stages"][1]["final"]
     assert {"pair_accuracy", "gold", "kl_sqrt"} <= set(final) and final["kl_sqrt"] > 0
     assert [p["policy"] for p in summary["curves"]["gold_vs_kl"]] == ["dpo", "dpo"]
+
+
+def test_dpo_resumes_after_kill_9_to_the_same_summary(tmp_path, kill_then_resume):
+    """A `kill -9` mid-DPO (after its first checkpoint), then `--resume`: the same summary as a run
+    never interrupted (the pairs, the reference's log-probs and the optimizer state come back)."""
+    r = validate_recipe({
+        "name": "dpo-resume", "seed": 0, "threads": 1, "env": {"name": "assistant"}, "policy": {"arch": ARCH},
+        "stages": [{"kind": "dpo", "source": "variants", "pairs": 200, "test_pairs": 40, "steps": 120,
+                    "batch_size": 16, "lr": 1e-3, "beta": 0.1, "eval_every": 60, "eval_problems": 6,
+                    "gold_prompts": 4, "gold_samples": 2, "checkpoint_every": 20}]})
+    reference = runner.run(r, runner.prepare_run_dir(r, tmp_path / "ref"), show_progress=False)
+    (tmp_path / "recipe.toml").write_text((tmp_path / "ref" / "recipe.toml").read_text())
+    kill_then_resume(tmp_path / "recipe.toml", tmp_path / "killed", "0-dpo")
+    assert json.loads((tmp_path / "killed" / "summary.json").read_text()) == reference
