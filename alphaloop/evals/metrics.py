@@ -5,7 +5,7 @@ Why these and not just "accuracy":
   pass^k   reliability: do *all* k tries solve it? (what a user relying on the agent sees)
   maj@k    what a verifier-free vote over k samples gets (self-consistency)
   Elo      strength of game agents from who-beat-whom, on a scale people know
-  Gao fit  how far optimising a proxy reward helps the true (gold) reward before it hurts
+(Gao et al.'s over-optimisation fits and best-of-n's KL live in `overoptimisation.py`.)
 """
 
 from __future__ import annotations
@@ -182,55 +182,4 @@ def elo_from_results(
     return {name: float(elo[i] + shift) for name, i in players.items()}
 
 
-def kl_best_of_n(n: int) -> float:
-    """KL(best-of-n || base) ~ log n - (n - 1) / n, the analytic value used as the x axis of
-    best-of-n over-optimisation curves (Stiennon et al. 2020; Gao et al. 2022). Beirami et al. 2024
-    show it is an upper bound on the true KL, close to it when the base policy rarely repeats
-    an output."""
-    if n < 1:
-        raise ValueError(f"n must be >= 1, got {n}")
-    return math.log(n) - (n - 1) / n
-
-
-def gao_fit(kl_sqrt: Sequence[float], gold: Sequence[float]) -> dict[str, float]:
-    """Least-squares fit of the best-of-n over-optimisation law (Gao et al. 2022, "Scaling Laws for
-    Reward Model Overoptimization", eq. 1):
-
-        R(d) = d (alpha - beta d),   d = sqrt(KL(pi || pi_init))
-
-    where R is the gold reward *gained over the initial policy* (so R(0) = 0: subtract the gold
-    score at d = 0 before calling). The model is linear in (alpha, beta) with features (d, -d^2),
-    so ordinary least squares solves it exactly. With beta > 0 the curve peaks at d* = alpha / 2 beta
-    with R(d*) = alpha^2 / 4 beta: past d* optimising the proxy harder lowers the true reward.
-
-    Returns {"alpha", "beta", "peak_kl_sqrt", "peak_gold", "r2"}; the peak entries are inf when
-    beta <= 0 (no turn-over within the law).
-    """
-    d = np.asarray(list(kl_sqrt), dtype=np.float64)
-    y = np.asarray(list(gold), dtype=np.float64)
-    if d.shape != y.shape:
-        raise ValueError(f"kl_sqrt and gold must have the same length, got {d.size} and {y.size}")
-    if d.size < 2:
-        raise ValueError(f"need at least 2 points to fit alpha and beta, got {d.size}")
-    if not (np.all(np.isfinite(d)) and np.all(np.isfinite(y))):
-        raise ValueError("kl_sqrt and gold must be finite numbers")
-    if np.any(d < 0):
-        raise ValueError("kl_sqrt must be >= 0 (it is a square root of a KL divergence)")
-    features = np.stack([d, -d * d], axis=1)
-    if np.linalg.matrix_rank(features) < 2:
-        raise ValueError("kl_sqrt needs at least 2 distinct non-zero values to fit alpha and beta")
-    (alpha, beta), *_ = np.linalg.lstsq(features, y, rcond=None)
-    residual = y - features @ np.array([alpha, beta])
-    total = float(((y - y.mean()) ** 2).sum())
-    r2 = 1.0 - float((residual**2).sum()) / total if total > 0 else 1.0
-    if beta > 0:  # a downward parabola: the peak is at its vertex, or at d = 0 when alpha <= 0
-        peak_d = max(alpha / (2 * beta), 0.0)
-        peak_gold = peak_d * (alpha - beta * peak_d)
-    else:
-        peak_d = peak_gold = math.inf
-    return {"alpha": float(alpha), "beta": float(beta), "peak_kl_sqrt": float(peak_d),
-            "peak_gold": float(peak_gold), "r2": r2}
-
-
-__all__ = ["pass_at_k", "pass_hat_k", "majority_vote", "mean_ci", "wilson_interval", "elo_from_results",
-           "kl_best_of_n", "gao_fit"]
+__all__ = ["pass_at_k", "pass_hat_k", "majority_vote", "mean_ci", "wilson_interval", "elo_from_results"]

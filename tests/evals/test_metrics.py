@@ -5,13 +5,10 @@ import math
 import random
 import re
 
-import numpy as np
 import pytest
 
 from alphaloop.evals.metrics import (
     elo_from_results,
-    gao_fit,
-    kl_best_of_n,
     majority_vote,
     mean_ci,
     pass_at_k,
@@ -120,29 +117,3 @@ def test_elo_rejects_bad_results():
         elo_from_results([("a", "a", 1.0)])
     with pytest.raises(ValueError, match="anchor"):
         elo_from_results([("a", "b", 1.0)], anchor="z")
-
-
-def test_gao_fit_recovers_alpha_beta_and_peak():
-    rng = np.random.default_rng(0)
-    d = np.sqrt([kl_best_of_n(n) for n in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)])
-    gold = d * (1.2 - 0.4 * d) + rng.normal(0, 0.005, d.size)
-    fit = gao_fit(d.tolist(), gold.tolist())
-    assert fit["alpha"] == pytest.approx(1.2, abs=0.03) and fit["beta"] == pytest.approx(0.4, abs=0.02)
-    assert fit["peak_kl_sqrt"] == pytest.approx(1.5, abs=0.05)  # alpha / 2 beta
-    assert fit["peak_gold"] == pytest.approx(0.9, abs=0.02)  # alpha^2 / 4 beta
-    assert fit["r2"] > 0.99
-
-
-def test_gao_fit_no_turnover_and_errors():
-    d = [0.5, 1.0, 1.5]
-    fit = gao_fit(d, [0.5 * x + 0.1 * x * x for x in d])  # beta = -0.1: still rising
-    assert fit["beta"] == pytest.approx(-0.1) and math.isinf(fit["peak_kl_sqrt"])
-    with pytest.raises(ValueError, match="same length"):
-        gao_fit([1.0, 2.0], [1.0])
-    with pytest.raises(ValueError, match=">= 0"):
-        gao_fit([-1.0, 2.0], [1.0, 1.0])
-
-
-def test_kl_best_of_n():
-    assert kl_best_of_n(1) == 0.0
-    assert kl_best_of_n(4) == pytest.approx(math.log(4) - 0.75)
