@@ -150,6 +150,9 @@ class PolicyValueNet(nn.Module):
                 self.policy_head = nn.Linear(width_in, num_actions)
             self.value_head = nn.Sequential(nn.Linear(width_in, config.hidden), nn.ReLU(),
                                             nn.Linear(config.hidden, 1))
+            # `infer`'s chain of products (a plain tuple: not registered again as submodules)
+            heads = (self.policy_head,) if isinstance(self.policy_head, nn.Linear) else tuple(self.policy_head[::2])
+            self._mlp_chain = (tuple(self.trunk[1::2]), heads, tuple(self.value_head[::2]))
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if tuple(obs.shape[1:]) != self.observation_shape:
@@ -163,7 +166,7 @@ class PolicyValueNet(nn.Module):
         """`forward` as in eval mode (batch-norm running statistics, whatever `self.training` is), for
         search: no autograd, and each conv + batch norm runs as one convolution with folded weights."""
         if self.config.kind != "resnet":
-            return self.forward(obs)
+            return self._mlp_direct(obs)
         if tuple(obs.shape[1:]) != self.observation_shape:
             raise ValueError(f"obs must have shape [B, {', '.join(map(str, self.observation_shape))}], "
                              f"got {list(obs.shape)}")
@@ -177,6 +180,24 @@ class PolicyValueNet(nn.Module):
         logits = torch.cat([p[0] for p in parts]) if len(parts) > 1 else parts[0][0]
         values = torch.cat([p[1] for p in parts]) if len(parts) > 1 else parts[0][1]
         return logits.float(), values.float()
+
+    def _mlp_direct(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The MLP's `forward` as a chain of `F.linear` calls on its weights: one game's search asks
+        for a handful of positions at a time, where module dispatch (hooks, `Sequential`) costs as
+        much as the products."""
+        if tuple(obs.shape[1:]) != self.observation_shape:
+            raise ValueError(f"obs must have shape [B, {', '.join(map(str, self.observation_shape))}], "
+                             f"got {list(obs.shape)}")
+        trunk, policy, value_layers = self._mlp_chain
+        h = obs.flatten(1)
+        for layer in trunk:
+            h = F.linear(h, layer.weight, layer.bias).relu_()
+        logits = h
+        for k, layer in enumerate(policy):
+            logits = F.linear(logits if k == 0 else logits.relu_(), layer.weight, layer.bias)
+        hidden = F.linear(h, value_layers[0].weight, value_layers[0].bias).relu_()
+        value = torch.tanh(F.linear(hidden, value_layers[1].weight, value_layers[1].bias))
+        return logits, value.squeeze(-1)
 
     def inference_dtype(self, device: torch.device) -> torch.dtype:
         """The dtype `infer` runs in on `device` (see `NetConfig.inference`)."""

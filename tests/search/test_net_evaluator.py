@@ -156,3 +156,21 @@ def test_bad_arguments() -> None:
     priors, values = NetEvaluator(net).evaluate([])
     assert priors.shape == (0, 9) and values.shape == (0,)
     assert NetEvaluator(net).evaluate([from_moves("tictactoe", "5")])[0].shape == (1, 9)
+
+
+@pytest.mark.parametrize("policy_hidden", [0, 16])
+def test_mlp_infer_equals_forward_and_follows_weight_updates(policy_hidden) -> None:
+    """The MLP's `infer` (direct products, for one game's few leaves) equals `forward`, with and
+    without a policy hidden layer, and reads the weights as they are now."""
+    torch.manual_seed(0)
+    net = build_net(NetConfig(kind="mlp", blocks=2, hidden=32, policy_hidden=policy_hidden), new_game("connect4"))
+    obs = torch.from_numpy(np.stack([s.observation_tensor() for s in random_states(9, 1)]))
+    for _ in range(2):
+        logits, values = net.infer(obs)
+        with torch.no_grad():
+            ref_logits, ref_values = net(obs)
+        torch.testing.assert_close(logits, ref_logits)
+        torch.testing.assert_close(values, ref_values)
+        with torch.no_grad():
+            for p in net.parameters():
+                p.add_(0.1)
