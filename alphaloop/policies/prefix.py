@@ -61,13 +61,13 @@ class _Layout:
 
     The stream holds the real tokens only: the prompts' in row order, then the completions'.
     Attention reads it through one gather (`gather`) into padded layouts: the prompts [P*Tp], then
-    per bucket of completions (`buckets`: its completions, the longest of their prompts; `sizes`:
-    each layout's gathered rows) each completion padded to the bucket's longest, [n, t]; the keys
-    and values of the bucket's prompts are taken from the prompts' layout. Padding slots point at
-    stream row 0: a padding query's output is never read back and a padding key is masked, so its value never matters
-    (and receives an exactly zero gradient). `outputs` [R] picks each real token's attention
-    output back out of the concatenated layouts; `predicting` [N,Tc] is the stream row of the
-    state that predicts each completion token.
+    per bucket of completions (`buckets`: its completions and the longest of their prompts;
+    `sizes`: each layout's gathered rows) each completion padded to the bucket's longest, [n, t];
+    the keys and values of a bucket's prompts come from the prompts' layout. Padding slots point
+    at stream row 0: a padding query's output is never read back and a padding key is masked, so
+    its value never matters (and it receives an exactly zero gradient). `outputs` [R] picks each
+    real token's attention output back out of the concatenated layouts; `predicting` [N,Tc] is the
+    stream row of the state that predicts each completion token.
     """
 
     def __init__(self, prompt_lens: torch.Tensor, prompt_of: torch.Tensor, completion_lens: torch.Tensor,
