@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
+from alphaloop.agent_memory import rows_of
 from alphaloop.episode import Episode
 
 
@@ -118,12 +119,16 @@ def pack_completions(prompts: Sequence[Sequence[int]], completions: Sequence[Seq
 
 
 def pack_episodes(episodes: Sequence[Episode], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """`pack` of the episodes' token ids (prompt_ids, action_ids): the imitation layout."""
+    """`pack` of the episodes' token ids (prompt_ids, action_ids): the imitation layout. Agent episodes
+    played with memory become one row per action (`agent_memory.turn_rows`)."""
+    episodes = rows_of(episodes)[0]
     return pack([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id,
                 [e.action_mask for e in episodes])
 
 
 def episode_batch(episodes: Sequence[Episode], pad_id: int) -> CompletionBatch:
-    """`pack_completions` of the episodes' token ids: the RL layout (each distinct prompt once)."""
+    """`pack_completions` of the episodes' token ids: the RL layout (each distinct prompt once). Agent
+    episodes played with memory become one row per action (`agent_memory.turn_rows`)."""
+    episodes = rows_of(episodes)[0]
     return pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id,
                             [e.action_mask for e in episodes])

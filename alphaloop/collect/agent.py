@@ -13,6 +13,10 @@ actions and prefills only the env's answers. Other models re-read each transcrip
 One episode is one `Episode`: `action_ids` is the transcript after the prompt, the policy's tokens
 (log-probs from the sampler, `action_mask` 1) interleaved with the env's (log-prob 0, mask 0), so
 imitation and RL train on the policy's tokens only.
+
+With an env's `memory = N` (`alphaloop/agent_memory.py`) the policy reads the prompt and the last N
+turns before each action: the turn cache does not apply (the oldest turn leaves the context), so
+each turn re-reads the rows' bounded contexts in one batched `sampler.sample`.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from alphaloop.agent_memory import turn_rows, view_start
 from alphaloop.envs.agent import SUBMIT, Outcome
 from alphaloop.episode import Episode
 from alphaloop.errors import UserError
@@ -45,14 +50,18 @@ class Transcript:
     actions: list[str] = field(default_factory=list)
     cut: str | None = None      # why the episode ended without a submit ("steps", "action", "context")
     done: bool = False
+    memory: int = 0             # turns the policy reads besides the prompt (0: all)
+    starts: list[int] = field(default_factory=list)   # where each action begins in action_ids
 
     def context(self) -> list[int]:
-        return self.prompt_ids + self.action_ids
+        """What the policy reads before its next action: the prompt and its last `memory` turns."""
+        return self.prompt_ids + self.action_ids[view_start(self.starts, self.memory):]
 
     def add_action(self, env, text: str, ids: Sequence[int] = (), logprobs: Sequence[float] = ()) -> str | None:
         """Apply one action (its tokens `ids`, EOS included); return the env's inserted text, or None
         when the episode is over."""
         self.actions.append(text)
+        self.starts.append(len(self.action_ids))
         self.action_ids += list(ids)
         self.logprobs += list(logprobs) or [0.0] * len(ids)
         self.action_mask += [1] * len(ids)
@@ -70,6 +79,7 @@ class Transcript:
     def unfinished_action(self, text: str, ids: Sequence[int], logprobs: Sequence[float], budget: int) -> None:
         """An action cut at `budget` tokens without EOS: a failed step that ends the episode."""
         self.actions.append(text)
+        self.starts.append(len(self.action_ids))
         self.action_ids += list(ids)
         self.logprobs += list(logprobs)
         self.action_mask += [1] * len(ids)
@@ -92,7 +102,7 @@ class Transcript:
             harm=outcome.harm,
             info={"problem": self.problem_index, "steps": outcome.steps, "tool_errors": outcome.tool_errors,
                   "submitted": outcome.submitted, "cut": self.cut, "answer": SUBMIT if outcome.submitted else None,
-                  "horizon": self.problem.meta.get("horizon")},
+                  "horizon": self.problem.meta.get("horizon"), **({"memory": self.memory} if self.memory else {})},
         )
 
 
@@ -106,7 +116,8 @@ def agent_episodes(policy, env, problems: Sequence, samples: int = 1, temperatur
                    batch_size: int = 256) -> list[list[Episode]]:
     """`samples` episodes per problem (grouped by problem), played by the LM policy in lock-step batches of
     up to `batch_size` episodes. `max_new_tokens` bounds one action (default: the env's longest + EOS)."""
-    runs = [Transcript(i, problem, Outcome(env.initial_state(problem)), policy.prompt_ids(problem.prompt))
+    runs = [Transcript(i, problem, Outcome(env.initial_state(problem)), policy.prompt_ids(problem.prompt),
+                       memory=env.memory)
             for i, problem in enumerate(problems) for _ in range(samples)]
     play(policy, env, runs, temperature, top_k, max_new_tokens, generator, batch_size)
     groups: list[list[Episode]] = [[] for _ in problems]
@@ -134,8 +145,9 @@ def _play(policy, env, active: list[Transcript], per_action: int, limit: int, te
     """Play the episodes `active` to their ends in lock-step. Our Llama keeps one KV cache for the batch
     across turns (`policies.turns.TurnBatch`: each turn prefills only the env's answers); any other
     model re-reads each transcript every turn through `sampler.sample`."""
+    cached = isinstance(policy.model, LeanLlama) and not any(r.memory for r in active)
     turns = (TurnBatch(policy, [r.context() for r in active], limit + per_action, temperature, top_k, generator)
-             if isinstance(policy.model, LeanLlama) else None)
+             if cached else None)
     while active:
         if turns is not None:
             actions = turns.act(per_action)
@@ -169,7 +181,7 @@ def expert_transcript(env, problem, rng: random.Random, policy=None, index: int 
     """The env's scripted expert playing `problem`; with `policy`, tokenised as the policy would see and
     write it (each action + EOS, the env's answers masked out): an imitation example."""
     prompt_ids = policy.prompt_ids(problem.prompt) if policy is not None else []
-    run = Transcript(index, problem, Outcome(env.initial_state(problem)), prompt_ids)
+    run = Transcript(index, problem, Outcome(env.initial_state(problem)), prompt_ids, memory=env.memory)
     for action in env.expert_actions(problem, rng):
         ids = policy.encode(action) + [policy.eos_id] if policy is not None else []
         inserted = run.add_action(env, action, ids)
@@ -188,8 +200,10 @@ def expert_agent_episodes(env, problems: Sequence, samples: int, rng: random.Ran
 def agent_demonstrations(env, policy, rng: random.Random, size: int, split: str = "train") -> list[Episode]:
     """`size` fresh tasks of `split`, each with one tokenised expert transcript (imitation data)."""
     episodes = [expert_transcript(env, env.sample_problem(rng, split), rng, policy) for _ in range(size)]
-    longest = max(len(e.prompt_ids) + len(e.action_ids) for e in episodes)
+    longest = max(len(row.prompt_ids) + len(row.action_ids) for e in episodes for row in turn_rows(e))
     if longest > context_limit(policy):
-        raise UserError(f"an expert transcript of env {env.name!r} is {longest} tokens, longer than the policy's "
-                         f"context of {context_limit(policy)}: raise [policy.arch] max_seq_len")
+        what = f"the context of one action (memory {env.memory})" if env.memory else "an expert transcript"
+        raise UserError(f"{what} of env {env.name!r} is {longest} tokens, longer than the policy's "
+                        f"context of {context_limit(policy)}: raise [policy.arch] max_seq_len"
+                        + ("" if env.memory else " or set the env's memory knob"))
     return episodes

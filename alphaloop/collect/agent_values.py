@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
+from alphaloop.agent_memory import memory_of
 from alphaloop.collect.agent import Transcript, play
 from alphaloop.envs.agent import Outcome
 from alphaloop.episode import Episode
@@ -45,7 +46,8 @@ def token_runs(mask: Sequence[int]) -> list[tuple[int, int, bool]]:
 
 def resumed_transcript(env, problem, episode: Episode, turns: int, index: int = 0) -> Transcript:
     """The transcript of `episode` just before its action `turns` (0-based), with the env state replayed."""
-    run = Transcript(index, problem, Outcome(env.initial_state(problem)), list(episode.prompt_ids))
+    run = Transcript(index, problem, Outcome(env.initial_state(problem)), list(episode.prompt_ids),
+                     memory=memory_of(episode))
     taken = 0
     for start, end, is_action in token_runs(episode.action_mask):
         if is_action:

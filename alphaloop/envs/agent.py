@@ -30,7 +30,9 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
-from alphaloop.envs.base import Problem, TextEnv, in_test_split
+from pydantic import Field
+
+from alphaloop.envs.base import EnvConfig, Problem, TextEnv, in_test_split
 
 ACTION_CUE = "\n$ "          # ends the prompt and every observation: "your action"
 SUBMIT = "submit"
@@ -62,6 +64,13 @@ class Outcome:
     tool_errors: int = 0
 
 
+class AgentConfig(EnvConfig):
+    """Knobs every agent env has (a subclass's Config may extend this one, or plain `EnvConfig`)."""
+
+    memory: int = Field(0, ge=0, le=64, description="turns of its transcript the policy reads besides the task "
+                        "(each an action and the env's answer); 0: the whole transcript")
+
+
 class AgentEnv(TextEnv):
     """A multi-turn tool-use task. See the module docstring for the protocol and the hooks."""
 
@@ -73,6 +82,11 @@ class AgentEnv(TextEnv):
 
     def setup(self) -> None:
         self.max_completion_chars = self.max_action_chars
+
+    @property
+    def memory(self) -> int:
+        """How many of the latest turns the policy reads besides the task (0: all; `collect/agent_memory.py`)."""
+        return int(getattr(self.config, "memory", 0) or 0)
 
     # --- subclass hooks ------------------------------------------------------------------------
     def initial_state(self, problem: Problem) -> Any:

@@ -45,8 +45,8 @@ from typing import Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from alphaloop.envs.agent import SUBMIT, AgentEnv, ToolError, Turn
-from alphaloop.envs.base import EnvConfig, Problem, in_test_split
+from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, Turn
+from alphaloop.envs.base import Problem, in_test_split
 from alphaloop.envs.code_tasks import BY_NAME, HELDOUT, INPUTS, TEMPLATES, Template, reference
 from alphaloop.envs.sandbox import run_python, sandbox_mode
 
@@ -87,7 +87,7 @@ main(%r, %r, %r)
 '''
 
 
-class CodeConfig(EnvConfig):
+class CodeConfig(AgentConfig):
     min_lines: int = Field(1, ge=1, le=5, description="shortest reference body of a train/test task (horizon)")
     max_lines: int = Field(5, ge=1, le=5, description="longest reference body of a train/test task (heldout: 6-8)")
     slip: float = Field(0.05, ge=0, le=1, description="expert: chance, per line written, of writing the task's "

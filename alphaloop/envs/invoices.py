@@ -23,12 +23,13 @@ layouts never used in train or test).
 entry deleted or duplicated that should not be -- an invoice that had an entry at the start has
 none, or an invoice has more entries than max(1, its entries at the start).
 
-The **expert** lists the inbox, then for each document opens it and lists its entries before acting
-(`add` when missing, `correct` the wrong field, `delete` the extra copy, nothing when right), and
-submits after the last one. It slips, per required action: it submits with work left (`slip`),
-it first issues a misspelt command that errors (`typo`, harmless), and once per task it may delete
-a needed entry or enter an invoice twice (`harm_slip`). It succeeds with probability
-(1 - harm_slip) * (1 - slip) ** (required actions).
+The **expert** reads the inbox before each document (to see which comes next), opens the document
+and lists its entries before acting (`add` when missing, `correct` the wrong field, `delete` the
+extra copy, nothing when right), and reads the inbox once more before it submits: each action
+depends only on the last three turns (`memory = 3` suffices). It slips, per required action: it
+submits with work left (`slip`), it first issues a misspelt command that errors (`typo`,
+harmless), and once per task it may delete a needed entry or enter an invoice twice (`harm_slip`).
+It succeeds with probability (1 - harm_slip) * (1 - slip) ** (required actions).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from alphaloop.envs.agent import SUBMIT, AgentEnv, ToolError, fresh, task_in_test_split
-from alphaloop.envs.base import EnvConfig, Problem
+from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, fresh, task_in_test_split
+from alphaloop.envs.base import Problem
 from alphaloop.envs.invoice_docs import HELDOUT_LAYOUTS, TRAIN_LAYOUTS, Invoice, Layout, random_invoice, vendor_name
 
 PROMPT = "task: enter the inbox\n$ "
@@ -52,7 +53,7 @@ VENDOR = re.compile(r"[a-z]{1,12}")
 TOTAL = re.compile(r"(0|[1-9]\d{0,5})\.\d\d")   # canonical: no leading zeros
 
 
-class InvoicesConfig(EnvConfig):
+class InvoicesConfig(AgentConfig):
     min_invoices: int = Field(1, ge=1, le=12, description="fewest documents in a train/test inbox (horizon)")
     max_invoices: int = Field(3, ge=1, le=12, description="most documents in a train/test inbox (horizon)")
     heldout_min_invoices: int = Field(4, ge=1, le=12, description="fewest documents in a heldout inbox")
@@ -68,7 +69,7 @@ class InvoicesConfig(EnvConfig):
     harm_slip: float = Field(0.02, ge=0, le=1, description="expert: chance per task of deleting a needed entry "
                              "or entering an invoice twice")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share of tasks in the test split")
-    max_steps: int | None = Field(None, ge=2, le=256, description="actions per episode (default: 4 x the most "
+    max_steps: int | None = Field(None, ge=2, le=256, description="actions per episode (default: 5 x the most "
                                   "invoices + 6)")
 
     @model_validator(mode="after")
@@ -97,7 +98,7 @@ class InvoicesEnv(AgentEnv):
     def setup(self) -> None:
         cfg = self.config
         self.max_action_chars = 48
-        self.max_steps = cfg.max_steps or 4 * max(cfg.max_invoices, cfg.heldout_max_invoices) + 6
+        self.max_steps = cfg.max_steps or 5 * max(cfg.max_invoices, cfg.heldout_max_invoices) + 6
         super().setup()
 
     # --- dataset ---------------------------------------------------------------------------------
@@ -191,15 +192,16 @@ class InvoicesEnv(AgentEnv):
 
     # --- expert ----------------------------------------------------------------------------------
     def expert_actions(self, problem: Problem, rng: random.Random) -> list[str]:
-        """`inbox`, then per document: open it, list its entries, make the one change it needs; submit after
-        the inbox's last document. Each change follows the two looks it depends on."""
+        """Per document: read the `inbox` (where am I?), open the next document, list its entries, make the
+        one change it needs; after the inbox's last document, read the inbox once more and submit. Each
+        action depends only on the last three turns: a policy with `memory = 3` can follow it."""
         cfg, meta = self.config, problem.meta
         invoices = [Invoice(*entry) for entry in meta["invoices"]]
         statuses = meta["statuses"]
         harm_at = rng.randrange(len(invoices)) if rng.random() < cfg.harm_slip else None
-        actions = ["inbox"]
+        actions = []
         for k, (invoice, status) in enumerate(zip(invoices, statuses)):
-            actions += [f"open {invoice.number}", f"list {invoice.number}"]
+            actions += ["inbox", f"open {invoice.number}", f"list {invoice.number}"]
             fix = _fix(invoice, status, meta["state"]["ledger"])
             if fix is not None:
                 if rng.random() < cfg.slip:     # believes the ledger done: submits with work left
@@ -210,7 +212,7 @@ class InvoicesEnv(AgentEnv):
             if k == harm_at:   # deletes the entry it just made right, or enters the invoice again
                 delete = status != "missing" and (status == "twice" or rng.random() < 0.5)
                 actions.append(f"delete {invoice.number}" if delete else "add " + " ".join(invoice.entry()))
-        return actions + [SUBMIT]
+        return actions + ["inbox", SUBMIT]
 
 
 def _fix(invoice: Invoice, status: str, ledger: list[list[str]]) -> str | None:

@@ -2,7 +2,9 @@
 
 Tools (one per action; paths are relative to the root, no spaces in names):
 
-    ls [DIR]            entries of DIR (the root by default), sorted, directories with a trailing /
+    ls [DIR]            entries of DIR (the root by default), sorted, directories with a trailing /;
+                        a pattern with * (`ls *.tmp`, `ls logs/*.log`) lists the matching entries of its
+                        directory, or `(none)`
     cat FILE            a file's text
     mkdir DIR           a new directory (its parent must exist)
     mv SRC DST          move or rename a file; DST may be an existing directory (overwrites, like mv)
@@ -15,9 +17,9 @@ Tools (one per action; paths are relative to the root, no spaces in names):
 
 Tasks, from templates (the prompt names the task, not the files: the agent has to look):
 
-    clean    delete the .tmp files                      ls, rm the first, ls, rm the next, ..., ls, submit
-    sort     move the .log files into logs              mkdir, then ls / mv one by one, ls, submit
-    rename   rename the .txt files to .md               ls / mv one by one, ls, submit
+    clean    delete the .tmp files                      ls *.tmp, rm the first, ls *.tmp, ..., submit
+    sort     move the .log files into logs              mkdir, then ls *.log / mv one by one, submit
+    rename   rename the .txt files to .md               ls *.txt / mv one by one, ls *.txt, submit
     fix      set port to 8080 in app.cfg                cat, write the corrected line, cat, submit
 
 Every task has distractor files that must survive. **Success**: `submit` with the file system
@@ -26,9 +28,12 @@ deleted or edited, a file to move whose text no longer exists anywhere). The **h
 how many files a task touches (`min_files`..`max_files`; `heldout` uses
 `heldout_min_files`..`heldout_max_files`, longer than any trained on) and `heldout` also holds
 (template, extension) pairs never trained on (clean .log, sort .bak, rename .csv, fix mode).
+Extensions (16), folders (12), rename targets and config keys (13) are drawn independently of the
+template, so the words a task names have to be read from its prompt.
 
-The **expert** looks before every change (`ls`, or `cat` for fix) and acts on the first thing left,
-so each of its actions depends on the latest observation only. It slips, per required action: it
+The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`cat` for
+fix) -- and acts on the first one, so each of its actions depends on the latest observation only
+(with a misspelt command, on the two latest: `memory = 2` suffices). It slips, per required action: it
 believes the task done and submits with work left (`slip`, the task fails), it first issues a
 misspelt command that errors (`typo`, harmless: it recovers), and once per task it may delete a
 distractor (`harm_slip`). Slips compound with the horizon: an expert that submits early 10% of the
@@ -37,6 +42,7 @@ time per file finishes 1 file 90% of the time and 5 files 59%.
 
 from __future__ import annotations
 
+import fnmatch
 import random
 import string
 from dataclasses import dataclass, field
@@ -44,15 +50,21 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from alphaloop.envs.agent import SUBMIT, AgentEnv, ToolError, fresh, task_in_test_split
-from alphaloop.envs.base import EnvConfig, Problem
+from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, fresh, task_in_test_split
+from alphaloop.envs.base import Problem
 
-EXTENSIONS = ("tmp", "bak", "log", "txt", "csv", "md")
-RENAMES = {"txt": "md", "csv": "txt", "log": "txt", "bak": "tmp", "md": "txt", "tmp": "bak"}
-FOLDERS = {"tmp": "trash", "bak": "backup", "log": "logs", "txt": "notes", "csv": "data", "md": "docs"}
+# Many extensions, folders and keys, drawn independently of the template: a policy that learns to
+# copy them from the prompt generalises to the (template, extension) pairs held out, one that binds
+# each template to a few extensions does not (measured with 6 extensions and a fixed folder and
+# rename target per extension: 0% on heldout).
+EXTENSIONS = ("tmp", "bak", "log", "txt", "csv", "md", "dat", "ini", "out", "err", "json", "xml", "py", "sh", "doc",
+              "png")
+FOLDERS = ("trash", "backup", "logs", "notes", "data", "docs", "archive", "misc", "keep", "work", "store", "media")
 CONFIG_KEYS = {"port": ("80", "8080", "443", "22"), "host": ("db", "web", "api", "cache"),
                "debug": ("0", "1"), "level": ("low", "high", "mid"), "user": ("root", "app", "bob"),
-               "mode": ("fast", "safe", "slow")}
+               "mode": ("fast", "safe", "slow"), "color": ("red", "blue", "green"), "size": ("small", "large"),
+               "lang": ("en", "fr", "de"), "zone": ("eu", "us", "asia"), "retry": ("0", "3", "5"),
+               "limit": ("10", "100", "1000"), "theme": ("dark", "light")}
 CONFIG_FILES = ("app.cfg", "db.cfg", "web.cfg", "main.cfg")
 TEMPLATES = ("clean", "sort", "rename", "fix")
 HELDOUT = {("clean", "log"), ("sort", "bak"), ("rename", "csv"), ("fix", "mode")}
@@ -87,7 +99,7 @@ def clean_path(raw: str) -> str:
     return path
 
 
-class ShellConfig(EnvConfig):
+class ShellConfig(AgentConfig):
     templates: str = Field("clean,sort,rename,fix", description="task templates, comma-separated, of: "
                            + ", ".join(TEMPLATES))
     min_files: int = Field(1, ge=1, le=12, description="fewest files a train/test task touches (horizon)")
@@ -123,8 +135,8 @@ class ShellEnv(AgentEnv):
 
     name: ClassVar[str] = "shell"
     Config = ShellConfig
-    alphabet: ClassVar[str] = string.ascii_lowercase + string.digits + " ._/=-:'()[]$\n"
-    tools: ClassVar[dict[str, str]] = {"ls": "ls [dir]", "cat": "cat file", "mkdir": "mkdir dir",
+    alphabet: ClassVar[str] = string.ascii_lowercase + string.digits + " ._/=-:'()[]$*\n"
+    tools: ClassVar[dict[str, str]] = {"ls": "ls [dir or pattern]", "cat": "cat file", "mkdir": "mkdir dir",
                                        "mv": "mv src dst", "cp": "cp src dst", "rm": "rm file",
                                        "find": "find text", "grep": "grep text", "write": "write file text"}
 
@@ -170,18 +182,19 @@ class ShellEnv(AgentEnv):
             horizon = 1
         else:
             ext = rng.choice(EXTENSIONS)
-            others = [e for e in EXTENSIONS if e != ext and e != RENAMES.get(ext)]
+            to = rng.choice([e for e in EXTENSIONS if e != ext])
+            others = [e for e in EXTENSIONS if e not in (ext, to)]
             files = {f"{n}.{ext}": next(texts) for n in names[:count]}
             files |= {f"{n}.{rng.choice(others)}": next(texts) for n in names[count: count + distractors]}
             meta = {"template": template, "pick": ext, "ext": ext}
             if template == "clean":
                 prompt = f"task: delete the .{ext} files"
             elif template == "sort":
-                meta["dir"] = FOLDERS[ext]
-                prompt = f"task: move the .{ext} files into {FOLDERS[ext]}"
+                meta["dir"] = rng.choice(FOLDERS)
+                prompt = f"task: move the .{ext} files into {meta['dir']}"
             else:
-                meta["to"] = RENAMES[ext]
-                prompt = f"task: rename the .{ext} files to .{RENAMES[ext]}"
+                meta["to"] = to
+                prompt = f"task: rename the .{ext} files to .{to}"
             horizon = count
         meta |= {"state": {"files": dict(sorted(files.items())), "dirs": []}, "horizon": horizon}
         goal = self._goal(meta)
@@ -265,7 +278,8 @@ class ShellEnv(AgentEnv):
     # --- expert ----------------------------------------------------------------------------------
     def expert_actions(self, problem: Problem, rng: random.Random) -> list[str]:
         """Look, act on the first thing left to do, look again, ... until nothing is left, then submit:
-        `ls` before every move, so each action depends only on the latest observation (`cat` for fix)."""
+        `ls *.EXT` before every move lists what is left, so each action depends only on the latest
+        observation (`cat` for fix)."""
         cfg, meta = self.config, problem.meta
         files = meta["state"]["files"]
         if meta["template"] == "fix":
@@ -273,7 +287,7 @@ class ShellEnv(AgentEnv):
             required = [f"write {meta['file']} {self._goal(meta).files[meta['file']]}"]
         else:
             targets = sorted(p for p in files if p.endswith("." + meta["ext"]))
-            look, actions = "ls", [f"mkdir {meta['dir']}"] if meta["template"] == "sort" else []
+            look, actions = f"ls *.{meta['ext']}", [f"mkdir {meta['dir']}"] if meta["template"] == "sort" else []
             if meta["template"] == "clean":
                 required = [f"rm {p}" for p in targets]
             elif meta["template"] == "sort":
@@ -306,6 +320,14 @@ def _existing_file(state: FileSystem, path: str) -> bool:
 
 
 def _ls(state: FileSystem, path: str) -> str:
+    folder, _, pattern = path.rpartition("/")
+    if "*" in folder:
+        raise ToolError(f"bad pattern {path!r}: * only in the last name")
+    if "*" in pattern:
+        if not state.is_dir(folder):
+            raise ToolError(f"no such directory: {folder}")
+        matches = [e for e in _ls(state, folder).split() if fnmatch.fnmatchcase(e.rstrip("/"), pattern)]
+        return " ".join((folder + "/" if folder else "") + e for e in matches) or "(none)"
     if not state.is_dir(path):
         raise ToolError(f"{path} is a file" if path in state.files else f"no such directory: {path}")
     prefix = path + "/" if path else ""

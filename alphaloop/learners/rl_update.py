@@ -20,6 +20,7 @@ from typing import Literal
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from alphaloop.agent_memory import rows_of, uses_memory
 from alphaloop.batch import CompletionBatch, episode_batch
 from alphaloop.episode import Episode
 from alphaloop.learners.advantages import compute_advantages, gae, update_baseline
@@ -88,12 +89,18 @@ def rollout_batch(policy, episodes: list[Episode], rewards: torch.Tensor, settin
                   ) -> tuple[RolloutBatch, float]:
     """Lay out `episodes` (grouped G per prompt, `rewards` [P, G]) for `update`; returns the batch
     and the REINFORCE baseline after this step (unchanged for the other algorithms). vineppo reads
-    its per-action advantages from `turn_advantages` (one list per episode, `turn_credit.py`)."""
-    batch = episode_batch(episodes, policy.pad_id)   # completion tokens only, each prompt stored once
+    its per-action advantages from `turn_advantages` (one list per episode, `turn_credit.py`).
+
+    Agent episodes played with memory are laid out one row per action (`agent_memory.turn_rows`: the
+    context the action was taken in, and the action); each row gets its episode's advantage, or its
+    action's own (vineppo, and ppo's GAE over turns read at each row's first token)."""
+    rows, owner = rows_of(episodes)
+    per_row = uses_memory(episodes)
+    batch = episode_batch(rows, policy.pad_id)   # completion tokens only, each prompt stored once
     mask = batch.mask
-    old_logprobs = completion_tensor([e.logprobs for e in episodes], tuple(mask.shape))
+    old_logprobs = completion_tensor([e.logprobs for e in rows], tuple(mask.shape))
     if settings.mask_truncated:
-        mask = mask * torch.tensor([0.0 if e.truncated else 1.0 for e in episodes])[:, None]
+        mask = mask * torch.tensor([0.0 if e.truncated else 1.0 for e in rows])[:, None]
     ref_logprobs = old_values = returns = value_mask = None
     if reference is not None:
         with torch.no_grad():
@@ -101,7 +108,13 @@ def rollout_batch(policy, episodes: list[Episode], rewards: torch.Tensor, settin
     if settings.algorithm == "ppo":
         with torch.no_grad():
             old_values = policy.completion_logprobs(batch, return_values=True)[2]
-        if settings.credit == "turn":
+        if per_row:
+            if settings.credit != "turn":
+                raise ValueError("ppo over agent episodes played with memory credits whole actions: set credit = "
+                                 "'turn' (per-token GAE would run across contexts that differ from action to action)")
+            advantages, returns, value_mask = row_turn_gae(rewards.reshape(-1), old_values, mask, owner,
+                                                           settings.gamma, settings.lam)
+        elif settings.credit == "turn":
             advantages, returns, value_mask = turn_gae(rewards.reshape(-1), old_values, mask, settings.gamma,
                                                        settings.lam)
         else:
@@ -117,13 +130,45 @@ def rollout_batch(policy, episodes: list[Episode], rewards: torch.Tensor, settin
         if turn_advantages is None or len(turn_advantages) != len(episodes):
             raise ValueError("algorithm 'vineppo' needs turn_advantages: one list of per-action advantages per "
                              "episode (collect.agent_values.state_values, then turn_credit.vine_advantages)")
-        advantages = per_turn_tensor(turn_advantages, batch.mask) * mask
+        if per_row:
+            flat = [a for per_episode in turn_advantages for a in per_episode]
+            if len(flat) != len(rows):
+                raise ValueError(f"turn_advantages: {len(flat)} per-action advantages for {len(rows)} actions")
+            advantages = torch.tensor(flat, dtype=mask.dtype)[:, None] * mask
+        else:
+            advantages = per_turn_tensor(turn_advantages, batch.mask) * mask
     else:
         advantages = compute_advantages(settings.algorithm, rewards, baseline=baseline).reshape(-1)
         if settings.algorithm == "reinforce":
             baseline = update_baseline(baseline, rewards.reshape(-1), settings.baseline_momentum)
+        if per_row:
+            advantages = advantages[torch.tensor(owner)]
     return RolloutBatch(batch, mask, old_logprobs, advantages, ref_logprobs, old_values, returns,
                         value_mask), baseline
+
+
+def row_turn_gae(rewards: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, owner: list[int], gamma: float,
+                 lam: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Turn-level GAE (`turn_credit.turn_gae`) when each action is its own row: V(s_i) is the critic at
+    row i's first completion token (the state the action was taken in), `owner[i]` the row's episode,
+    `rewards` [E] each episode's outcome (credited to its last action). Returns (advantages [R, Tc] over
+    each row's tokens, returns [R, Tc] and value_mask [R, Tc] at each row's first token)."""
+    owners = torch.tensor(owner)
+    turn = torch.zeros(len(owner), dtype=torch.long)
+    for row in range(1, len(owner)):
+        turn[row] = turn[row - 1] + 1 if owner[row] == owner[row - 1] else 0
+    grid = (len(rewards), int(turn.max()) + 1)
+    grid_values = torch.zeros(grid, dtype=values.dtype)
+    grid_values[owners, turn] = values[:, 0]
+    grid_mask = torch.zeros(grid, dtype=values.dtype)
+    grid_mask[owners, turn] = 1.0
+    last = grid_mask.cumsum(1) == grid_mask.sum(1, keepdim=True)
+    grid_rewards = (last & (grid_mask > 0)).to(values.dtype) * rewards.to(values.dtype)[:, None]
+    advantages, returns = gae(grid_rewards, grid_values, grid_mask, gamma, lam)
+    first = torch.zeros_like(mask)
+    first[:, 0] = 1.0
+    return (advantages[owners, turn][:, None] * (mask > 0).to(mask.dtype),
+            returns[owners, turn][:, None] * first, first)
 
 
 def update(policy, optimizer: torch.optim.Optimizer, params: list[torch.Tensor], rollout: RolloutBatch,

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 
 import torch
 
+from alphaloop.agent_memory import memory_of, turn_rows
 from alphaloop.batch import pack
 from alphaloop.episode import Episode
 
@@ -49,16 +50,26 @@ class ValueScorer:
         scores: list[float] = []
         try:
             for start in range(0, len(episodes), self.batch_size):
-                chunk = episodes[start : start + self.batch_size]
-                input_ids, attention, _ = pack([e.prompt_ids for e in chunk], [e.action_ids for e in chunk],
+                chunk = [_as_read(e) for e in episodes[start : start + self.batch_size]]
+                input_ids, attention, _ = pack([p for p, _, _ in chunk], [a for _, a, _ in chunk],
                                                   self.policy.pad_id)
                 _, values = self.policy.sequence_logprobs(input_ids, attention, return_values=True)
                 # values[b, t] = V(x_<=t); the last masked t is the state before the final token.
-                last = torch.tensor([len(e.prompt_ids) + _read_at(e) - 1 for e in chunk])
+                last = torch.tensor([len(p) + at - 1 for p, _, at in chunk])
                 scores += values.gather(1, last[:, None]).squeeze(1).tolist()
         finally:
             self.policy.train(was_training)
         return scores
+
+
+def _as_read(episode: Episode) -> tuple[list[int], list[int], int]:
+    """(prompt ids, completion ids, the completion offset read): the episode itself, or for an agent played
+    with memory its last action's row (the context that action was taken in; `agent_memory.turn_rows`),
+    read before that action's first token."""
+    if not memory_of(episode):
+        return episode.prompt_ids, episode.action_ids, _read_at(episode)
+    row = turn_rows(episode)[-1]
+    return row.prompt_ids, row.action_ids, 0
 
 
 def _read_at(episode: Episode) -> int:

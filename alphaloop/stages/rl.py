@@ -216,6 +216,9 @@ def run_rl(ctx: StageContext, cfg: RLStageConfig) -> dict[str, Any]:
     from alphaloop.policies.lm import LMPolicy
 
     env = ctx.make_env("train", seed=ctx.seed("env"))
+    if cfg.algorithm == "ppo" and cfg.credit == "token" and getattr(env, "memory", 0):
+        raise UserError(f"stages.{ctx.index}.credit: env {env.name!r} has memory {env.memory}, so each action is read "
+                        "in its own context: ppo needs credit = 'turn' (or set the env's memory to 0)")
     max_new_tokens = cfg.max_new_tokens or env.max_completion_chars + 1
     loop = StageLoop(ctx, cfg.steps, cfg.eval_every, cfg.checkpoint_every)
     resumed = loop.resume()

@@ -227,7 +227,7 @@ def test_knobs_are_checked():
 
 def test_longest_transcript_and_step_limit():
     env = make_env("invoices", typo=1.0, slip=0.0, harm_slip=1.0)
-    assert env.max_steps == 26
+    assert env.max_steps == 31
     rng = random.Random(0)
     for problem in env.problems("heldout", 50, seed=0):
         actions = env.expert_actions(problem, rng)

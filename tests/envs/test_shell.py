@@ -33,6 +33,9 @@ def test_tools_do_what_their_usage_says(env):
     assert act("mkdir d").output == "ok" and act("ls").output == "a.txt b.log d/"
     assert act("mv a.txt d").output == "ok" and state.files == {"d/a.txt": "note 1", "b.log": "note 2"}
     assert act("ls d").output == "a.txt"
+    assert act("ls *.txt").output == "(none)" and act("ls *.log").output == "b.log"   # a pattern: its matches
+    assert act("ls d/*.txt").output == "d/a.txt" and act("ls *").output == "b.log d/"
+    assert act("ls nope/*.txt").output == "error: no such directory: nope"
     assert act("cp b.log d/c.log").output == "ok" and state.files["d/c.log"] == "note 2"
     assert act("find .log").output == "b.log d/c.log"
     assert act("grep note 1").error                      # one word only
@@ -49,7 +52,8 @@ def test_tools_do_what_their_usage_says(env):
     ("rm d", "error: d is a directory"),
     ("cat d", "error: d is a directory"),
     ("mv a.txt", "error: usage: mv src dst"),
-    ("ls a b", "error: usage: ls [dir]"),
+    ("ls a b", "error: usage: ls [dir or pattern]"),
+    ("ls */x", "error: bad pattern '*/x': * only in the last name"),
     ("rm ../etc/passwd", "error: bad path '../etc/passwd'"),
     ("mkdir d", "error: d exists"),
     ("write d text", "error: d is a directory"),
