@@ -54,9 +54,10 @@ def test_tiny_agent_recipe_reports_reliability_harm_and_horizon(tmp_path):
     assert len(rl_steps) == 4 and all(r["response_length"] > 0 for r in rl_steps)
 
 
-def test_multi_turn_rl_resumes_after_kill_9(tmp_path, kill_then_resume):
+@pytest.mark.parametrize("memory", [0, 2])
+def test_multi_turn_rl_resumes_after_kill_9(tmp_path, kill_then_resume, memory):
     stages = [dict(STAGES[0], steps=4, eval_every=4), dict(STAGES[1], steps=6, eval_every=3)]
-    recipe = tiny(stages)
+    recipe = tiny(stages, {"memory": memory})
     reference = runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / "ref"), show_progress=False)
     (tmp_path / "recipe.toml").write_text((tmp_path / "ref" / "recipe.toml").read_text())
     kill_then_resume(tmp_path / "recipe.toml", tmp_path / "killed", "1-rl", settle=0.3)
@@ -85,11 +86,12 @@ def test_rl_raises_success_on_a_short_shell_task(tmp_path):
     assert reinforced["pass^4"] >= 2 * imitated["pass^4"] + 0.1, (imitated, reinforced)
 
 
+@pytest.mark.parametrize("memory", [0, 2])
 @pytest.mark.parametrize("credit", [{"algorithm": "vineppo", "vine_samples": 2},
                                     {"algorithm": "ppo", "credit": "turn"}])
-def test_per_turn_credit_runs_end_to_end(tmp_path, credit):
+def test_per_turn_credit_runs_end_to_end(tmp_path, credit, memory):
     stages = [dict(STAGES[0], steps=4, eval_every=4), dict(STAGES[1], steps=2, eval_every=2, **credit)]
-    recipe = tiny(stages)
+    recipe = tiny(stages, {"memory": memory})
     summary = runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / "run"), show_progress=False)
     assert summary["status"] == "complete"
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
@@ -99,6 +101,14 @@ def test_per_turn_credit_runs_end_to_end(tmp_path, credit):
         assert all(r["vine_rollouts"] == 2 * r["vine_states"] for r in rows)
     else:
         assert all("value_loss" in r for r in rows)
+
+
+def test_ppo_over_token_credit_with_memory_is_a_clear_error(tmp_path):
+    from alphaloop.errors import UserError
+
+    recipe = tiny([dict(STAGES[1], steps=1, algorithm="ppo")], {"memory": 2})
+    with pytest.raises(UserError, match="credit = 'turn'"):
+        runner.run(recipe, runner.prepare_run_dir(recipe, tmp_path / "run"), show_progress=False)
 
 
 def test_a_sample_budget_ends_the_rl_stage_when_spent(tmp_path):

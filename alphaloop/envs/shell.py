@@ -106,6 +106,7 @@ class ShellConfig(AgentConfig):
     max_files: int = Field(3, ge=1, le=12, description="most files a train/test task touches (horizon)")
     heldout_min_files: int = Field(4, ge=1, le=12, description="fewest files a heldout task touches")
     heldout_max_files: int = Field(5, ge=1, le=12, description="most files a heldout task touches")
+    page: int = Field(0, ge=0, le=64, description="most entries ls, find and grep print, then '...' (0: all)")
     distractors: int = Field(2, ge=0, le=8, description="most files a task must leave alone (1..this; 0: none)")
     slip: float = Field(0.1, ge=0, le=1, description="expert: chance, at each required action, of submitting "
                         "with work left")
@@ -216,13 +217,14 @@ class ShellEnv(AgentEnv):
                 raise ToolError(f"usage: {self.tools[name]}")
             hits = [p for p, text in state.files.items()
                     if words[0] in (p.rpartition("/")[2] if name == "find" else text)]
-            return " ".join(sorted(hits)) or "(none)"
+            return self._page(sorted(hits)) or "(none)"
         arity = {"ls": (0, 1), "cat": (1, 1), "mkdir": (1, 1), "mv": (2, 2), "cp": (2, 2), "rm": (1, 1)}[name]
         if not arity[0] <= len(words) <= arity[1]:
             raise ToolError(f"usage: {self.tools[name]}")
         paths = [clean_path(w) for w in words]
         if name == "ls":
-            return _ls(state, paths[0] if paths else "")
+            listed = _ls(state, paths[0] if paths else "")
+            return listed if listed.startswith("(") else self._page(listed.split())
         if name == "cat":
             return _existing_file(state, paths[0]) and state.files[paths[0]]
         if name == "mkdir":
@@ -232,6 +234,13 @@ class ShellEnv(AgentEnv):
             del state.files[paths[0]]
             return "ok"
         return _move(state, paths[0], paths[1], keep=name == "cp")
+
+    def _page(self, entries: list[str]) -> str:
+        """A listing of at most `page` entries, then `...` when there are more: outputs (and so the
+        policy's context) stay bounded however many files a task has, as SWE-agent's interface caps
+        its search results (Yang et al. 2024)."""
+        page = self.config.page
+        return " ".join(entries if not page or len(entries) <= page else entries[:page] + ["..."])
 
     # --- rubric ----------------------------------------------------------------------------------
     def _goal(self, meta: dict) -> FileSystem:

@@ -25,10 +25,11 @@ from typing import Any, Literal
 import torch
 from pydantic import Field
 
-from alphaloop.batch import pack, pack_episodes
+from alphaloop.agent_memory import uses_memory
+from alphaloop.batch import episode_batch, pack, pack_episodes
 from alphaloop.collect import demonstrations
 from alphaloop.errors import UserError
-from alphaloop.learners.imitate import imitation_loss
+from alphaloop.learners.imitate import completion_imitation_loss, imitation_loss
 from alphaloop.learners.schedules import descend, warmup_cosine
 from alphaloop.policies.positions import random_positions
 from alphaloop.specs import StageConfig
@@ -107,16 +108,22 @@ def run_imitate(ctx: StageContext, cfg: ImitateStageConfig) -> dict[str, Any]:
         if curriculum:
             env = curriculum.env  # the level may have moved on at the last eval
         episodes = demonstrations(env, policy, random.Random(ctx.seed("batch", step)), cfg.batch_size)
-        input_ids, attention, completion_mask = pack_episodes(episodes, policy.pad_id)
         lr = cfg.lr * warmup_cosine(step, cfg.steps, cfg.warmup_steps, cfg.min_lr_ratio)
-        positions = None
-        if cfg.random_positions:
-            draws = torch.Generator().manual_seed(ctx.seed("positions", step))
-            try:
-                positions = random_positions(attention, cfg.random_positions, draws)
-            except ValueError as exc:
-                raise UserError(f"stages.{ctx.index}.random_positions: {exc}") from None
-        loss = imitation_loss(policy, input_ids, attention, completion_mask, position_ids=positions)
+        if uses_memory(episodes) and not cfg.random_positions:   # one row per action: no padded forward
+            batch = episode_batch(episodes, policy.pad_id)
+            loss = completion_imitation_loss(policy, batch)
+            tokens = int(batch.lengths.sum()) + int(batch.prompt_lens.sum())
+        else:
+            input_ids, attention, completion_mask = pack_episodes(episodes, policy.pad_id)
+            positions = None
+            if cfg.random_positions:
+                draws = torch.Generator().manual_seed(ctx.seed("positions", step))
+                try:
+                    positions = random_positions(attention, cfg.random_positions, draws)
+                except ValueError as exc:
+                    raise UserError(f"stages.{ctx.index}.random_positions: {exc}") from None
+            loss = imitation_loss(policy, input_ids, attention, completion_mask, position_ids=positions)
+            tokens = int(attention.sum())
         value, extra = loss.item(), {}  # `loss` in the log is the imitation loss alone
         if cfg.verify_batch_size:
             verify_loss, positive = verification_loss(ctx, policy, env, cfg.verify_batch_size, step)
@@ -126,7 +133,7 @@ def run_imitate(ctx: StageContext, cfg: ImitateStageConfig) -> dict[str, Any]:
         loss_ema = value if loss_ema is None else 0.95 * loss_ema + 0.05 * value
         done = step + 1
         ctx.log(done, loss=round(value, 6), lr=lr, grad_norm=round(float(grad_norm), 6),
-                tokens_per_s=round(int(attention.sum()) / max(time.time() - began, 1e-9), 1), **extra)
+                tokens_per_s=round(tokens / max(time.time() - began, 1e-9), 1), **extra)
         loop.end_step(done, policy, f"loss {loss_ema:.3f}", evaluate,
                       lambda loss_ema=loss_ema: {"optimizer": optimizer.state_dict(), "loss_ema": loss_ema,
                                                  **({"curriculum": curriculum.state()} if curriculum else {})})

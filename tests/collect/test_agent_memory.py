@@ -12,6 +12,7 @@ from alphaloop.batch import episode_batch, pack_episodes
 from alphaloop.collect import agent as agent_collect
 from alphaloop.collect import demonstrations, policy_episodes
 from alphaloop.envs import make_env
+from alphaloop.learners.imitate import completion_imitation_loss, imitation_loss
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch, row_turn_gae
 from alphaloop.learners.turn_credit import turn_gae
 from alphaloop.policies.arch import LMArch
@@ -67,6 +68,19 @@ def test_imitation_reads_one_row_per_action(env, policy):
     assert len(input_ids) == sum(len(e.actions) for e in episodes)
     assert completion_mask.sum() == sum(sum(e.action_mask) for e in episodes)
     assert input_ids.shape[1] < max(len(e.prompt_ids) + len(e.action_ids) for e in episodes)
+
+
+def test_the_row_imitation_loss_equals_the_padded_one(env, policy):
+    episodes = demonstrations(env, policy, random.Random(4), 6)
+    padded = imitation_loss(policy, *pack_episodes(episodes, policy.pad_id))
+    rows = completion_imitation_loss(policy, episode_batch(episodes, policy.pad_id))
+    assert float(rows) == pytest.approx(float(padded), rel=1e-5)
+    grads = []
+    for loss in (padded, rows):
+        policy.zero_grad()
+        loss.backward()
+        grads.append(torch.cat([p.grad.flatten() for p in policy.parameters() if p.grad is not None]))
+    assert torch.allclose(grads[0], grads[1], atol=1e-5)
 
 
 def test_rollouts_read_bounded_contexts_and_log_probs_match_the_rows(env, policy, monkeypatch):

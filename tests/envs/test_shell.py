@@ -176,3 +176,20 @@ def test_transcript_text_contract(env):
     assert env.verify(problem, completion)
     assert env.parse_answer("ls") is None and not env.verify(problem, "ls")
     assert isinstance(env.initial_state(problem), FileSystem)
+
+
+def test_a_page_caps_listings_and_the_expert_still_succeeds():
+    paged = make_env("shell", page=2, slip=0.0, typo=0.0, harm_slip=0.0)
+    problem = task({f"{n}.log": f"note {i}" for i, n in enumerate("abcde")} | {"z.txt": "keep"},
+                   template="clean", pick="log", ext="log")
+    state = paged.initial_state(problem)
+    act = lambda line: paged.act(problem, state, line).output  # noqa: E731
+    assert act("ls *.log") == "a.log b.log ..." and act("ls") == "a.log b.log ..."
+    assert act("find .log") == "a.log b.log ..." and act("ls *.txt") == "z.txt" and act("ls *.md") == "(none)"
+    assert act("rm a.log") == "ok" and act("rm b.log") == "ok" and act("rm c.log") == "ok"
+    assert act("ls *.log") == "d.log e.log"               # two left: no "..."
+    for problem in paged.problems("heldout", 20, seed=0):
+        actions = paged.expert_actions(problem, random.Random(0))
+        outcome = paged.replay(problem, actions)
+        assert outcome.success and outcome.harm == 0
+        assert all(len(o.split()) <= 3 for a, o in zip(actions, outcome.outputs) if a.startswith("ls"))
