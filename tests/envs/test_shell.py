@@ -41,6 +41,10 @@ def test_tools_do_what_their_usage_says(env):
     assert act("grep note 1").error                      # one word only
     assert act("grep 2").output == "b.log d/c.log"
     assert act("write d/a.txt hello world").output == "ok" and state.files["d/a.txt"] == "hello world"
+    assert act("replace d/a.txt world there").output == "ok" and state.files["d/a.txt"] == "hello there"
+    assert act("replace d/a.txt l x").output == "error: 'l' occurs 2 times in d/a.txt: name exactly one place"
+    assert act("replace d/a.txt moon sun").output == "error: no 'moon' in d/a.txt"
+    assert act("replace d/a.txt hello").output == "error: usage: replace file old new"
     assert act("rm b.log").output == "ok" and "b.log" not in state.files
     assert act("mv d/c.log /e.log").output == "ok" and state.files["e.log"] == "note 2"   # leading / is the root
     assert act("ls empty").output == "error: no such directory: empty"
