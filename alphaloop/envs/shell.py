@@ -31,8 +31,9 @@ deleted or edited, a file to move whose text no longer exists anywhere). The **h
 how many files a task touches (`min_files`..`max_files`; `heldout` uses
 `heldout_min_files`..`heldout_max_files`, longer than any trained on) and `heldout` also holds
 (template, extension) pairs never trained on (clean .log, sort .bak, rename .csv, fix mode).
-Extensions (16), folders (12), rename targets and config keys (13) are drawn independently of the
-template, so the words a task names have to be read from its prompt.
+Extensions (16), folders (12), rename targets, config keys (30) and values (30) are drawn
+independently of the template and of each other, so the words a task names have to be read from
+its prompt.
 
 The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`cat` for
 fix) -- and acts on the first one, so each of its actions depends on the latest observation only
@@ -63,11 +64,12 @@ from alphaloop.envs.base import Problem
 EXTENSIONS = ("tmp", "bak", "log", "txt", "csv", "md", "dat", "ini", "out", "err", "json", "xml", "py", "sh", "doc",
               "png")
 FOLDERS = ("trash", "backup", "logs", "notes", "data", "docs", "archive", "misc", "keep", "work", "store", "media")
-CONFIG_KEYS = {"port": ("80", "8080", "443", "22"), "host": ("db", "web", "api", "cache"),
-               "debug": ("0", "1"), "level": ("low", "high", "mid"), "user": ("root", "app", "bob"),
-               "mode": ("fast", "safe", "slow"), "color": ("red", "blue", "green"), "size": ("small", "large"),
-               "lang": ("en", "fr", "de"), "zone": ("eu", "us", "asia"), "retry": ("0", "3", "5"),
-               "limit": ("10", "100", "1000"), "theme": ("dark", "light")}
+CONFIG_KEYS = ("port", "host", "debug", "level", "user", "mode", "color", "size", "lang", "zone", "retry", "limit",
+               "theme", "depth", "speed", "cache", "proxy", "quota", "scale", "shift", "tone", "unit", "width",
+               "alpha", "beta", "gamma", "delta", "echo", "kilo", "lima")
+CONFIG_VALUES = ("0", "1", "3", "5", "10", "22", "80", "100", "443", "8080", "db", "web", "api", "low", "mid",
+                 "high", "fast", "safe", "slow", "red", "blue", "green", "en", "fr", "eu", "us", "dark", "light",
+                 "on", "off")
 CONFIG_FILES = ("app.cfg", "db.cfg", "web.cfg", "main.cfg")
 TEMPLATES = ("clean", "sort", "rename", "fix")
 HELDOUT = {("clean", "log"), ("sort", "bak"), ("rename", "csv"), ("fix", "mode")}
@@ -174,12 +176,12 @@ class ShellEnv(AgentEnv):
         names = _names(rng, count + distractors + 1)
         texts = iter(f"note {n}" for n in rng.sample(range(100, 1000), count + distractors))  # distinct texts
         if template == "fix":
-            key = rng.choice(sorted(CONFIG_KEYS))
+            key = rng.choice(CONFIG_KEYS)
             cfg_file = rng.choice(CONFIG_FILES)
-            keys = [key] + rng.sample([k for k in sorted(CONFIG_KEYS) if k != key], min(count, 3))
+            keys = [key] + rng.sample([k for k in CONFIG_KEYS if k != key], min(count, 3))
             rng.shuffle(keys)
-            pairs = {k: rng.choice(CONFIG_KEYS[k]) for k in keys}
-            value = rng.choice([v for v in CONFIG_KEYS[key] if v != pairs[key]])
+            pairs = {k: rng.choice(CONFIG_VALUES) for k in keys}
+            value = rng.choice([v for v in CONFIG_VALUES if v != pairs[key]])
             files = {cfg_file: " ".join(f"{k}={v}" for k, v in pairs.items())}
             files |= {f"{n}.{rng.choice(EXTENSIONS)}": next(texts) for n in names[:distractors]}
             meta = {"template": template, "pick": key, "key": key, "value": value, "file": cfg_file}
