@@ -46,16 +46,24 @@ time per file finishes 1 file 90% of the time and 5 files 59%.
 
 from __future__ import annotations
 
-import fnmatch
 import random
 import string
-from dataclasses import dataclass, field
 from typing import ClassVar
 
 from pydantic import Field, model_validator
 
 from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, fresh, task_in_test_split
 from alphaloop.envs.base import Problem
+from alphaloop.envs.shell_fs import (
+    FileSystem,
+    clean_path,
+    existing_file,
+    list_entries,
+    make_dir,
+    move,
+    replace_once,
+    write_file,
+)
 
 # Many extensions, folders and keys, drawn independently of the template: a policy that learns to
 # copy them from the prompt generalises to the (template, extension) pairs held out, one that binds
@@ -76,32 +84,6 @@ HELDOUT = {("clean", "log"), ("sort", "bak"), ("rename", "csv"), ("fix", "mode")
 STEMS = ("ant", "bee", "cat", "cow", "dog", "eel", "elk", "fox", "gnu", "hen", "jay", "owl", "pig", "ram", "rat",
          "yak", "bay", "cove", "dune", "fern", "glen", "hill", "isle", "lake", "moss", "peak", "reef", "sand",
          "tide", "vale", "wave", "plan", "memo", "todo", "draft", "old", "new", "final", "copy", "notes")
-
-
-@dataclass
-class FileSystem:
-    """Files (path -> text) and directories (paths; the root "" always exists)."""
-
-    files: dict[str, str] = field(default_factory=dict)
-    dirs: set[str] = field(default_factory=set)
-
-    def parent(self, path: str) -> str:
-        return path.rpartition("/")[0]
-
-    def is_dir(self, path: str) -> bool:
-        return path == "" or path in self.dirs
-
-
-def clean_path(raw: str) -> str:
-    """A path relative to the root; `..` and empty names are refused."""
-    path = raw.strip().strip("/")
-    while path.startswith("./"):
-        path = path[2:]
-    if path in ("", "."):
-        return ""
-    if any(part in ("", ".", "..") for part in path.split("/")):
-        raise ToolError(f"bad path {raw!r}")
-    return path
 
 
 class ShellConfig(AgentConfig):
@@ -217,11 +199,11 @@ class ShellEnv(AgentEnv):
         words = args.split()
         if name == "write":
             target, _, text = args.partition(" ")
-            return _write(state, clean_path(target), text)
+            return write_file(state, clean_path(target), text)
         if name == "replace":
             if len(words) != 3:
                 raise ToolError(f"usage: {self.tools[name]}")
-            return _replace(state, clean_path(words[0]), words[1], words[2])
+            return replace_once(state, clean_path(words[0]), words[1], words[2])
         if name in ("find", "grep"):
             if len(words) != 1:
                 raise ToolError(f"usage: {self.tools[name]}")
@@ -233,17 +215,17 @@ class ShellEnv(AgentEnv):
             raise ToolError(f"usage: {self.tools[name]}")
         paths = [clean_path(w) for w in words]
         if name == "ls":
-            listed = _ls(state, paths[0] if paths else "")
+            listed = list_entries(state, paths[0] if paths else "")
             return listed if listed.startswith("(") else self._page(listed.split())
         if name == "cat":
-            return _existing_file(state, paths[0]) and state.files[paths[0]]
+            return existing_file(state, paths[0]) and state.files[paths[0]]
         if name == "mkdir":
-            return _mkdir(state, paths[0])
+            return make_dir(state, paths[0])
         if name == "rm":
-            _existing_file(state, paths[0])
+            existing_file(state, paths[0])
             del state.files[paths[0]]
             return "ok"
-        return _move(state, paths[0], paths[1], keep=name == "cp")
+        return move(state, paths[0], paths[1], keep=name == "cp")
 
     def _page(self, entries: list[str]) -> str:
         """A listing of at most `page` entries, then `...` when there are more: outputs (and so the
@@ -329,75 +311,6 @@ class ShellEnv(AgentEnv):
             if keep:
                 actions.insert(rng.randint(1, len(actions) - 1), f"rm {rng.choice(keep)}")
         return actions + [SUBMIT]
-
-
-# --- file system operations ------------------------------------------------------------------------
-def _existing_file(state: FileSystem, path: str) -> bool:
-    if path in state.files:
-        return True
-    if state.is_dir(path):
-        raise ToolError(f"{path or '/'} is a directory")
-    raise ToolError(f"no such file: {path}")
-
-
-def _ls(state: FileSystem, path: str) -> str:
-    folder, _, pattern = path.rpartition("/")
-    if "*" in folder:
-        raise ToolError(f"bad pattern {path!r}: * only in the last name")
-    if "*" in pattern:
-        if not state.is_dir(folder):
-            raise ToolError(f"no such directory: {folder}")
-        matches = [e for e in _ls(state, folder).split() if fnmatch.fnmatchcase(e.rstrip("/"), pattern)]
-        return " ".join((folder + "/" if folder else "") + e for e in matches) or "(none)"
-    if not state.is_dir(path):
-        raise ToolError(f"{path} is a file" if path in state.files else f"no such directory: {path}")
-    prefix = path + "/" if path else ""
-    entries = [p[len(prefix):] for p in state.files if p.startswith(prefix) and "/" not in p[len(prefix):]]
-    entries += [d[len(prefix):] + "/" for d in state.dirs if d.startswith(prefix) and "/" not in d[len(prefix):]]
-    return " ".join(sorted(entries)) or "(empty)"
-
-
-def _mkdir(state: FileSystem, path: str) -> str:
-    if path == "" or path in state.dirs or path in state.files:
-        raise ToolError(f"{path or '/'} exists")
-    if not state.is_dir(state.parent(path)):
-        raise ToolError(f"no such directory: {state.parent(path)}")
-    state.dirs.add(path)
-    return "ok"
-
-
-def _write(state: FileSystem, path: str, text: str) -> str:
-    if not path or not text:
-        raise ToolError("usage: write file text")
-    if state.is_dir(path):
-        raise ToolError(f"{path} is a directory")
-    if not state.is_dir(state.parent(path)):
-        raise ToolError(f"no such directory: {state.parent(path)}")
-    state.files[path] = text
-    return "ok"
-
-
-def _replace(state: FileSystem, path: str, old: str, new: str) -> str:
-    _existing_file(state, path)
-    text = state.files[path]
-    found = text.count(old)
-    if found != 1:
-        raise ToolError(f"'{old}' occurs {found} times in {path}: name exactly one place"
-                        if found else f"no '{old}' in {path}")
-    state.files[path] = text.replace(old, new)
-    return "ok"
-
-
-def _move(state: FileSystem, source: str, target: str, keep: bool) -> str:
-    _existing_file(state, source)
-    if state.is_dir(target):
-        target = (target + "/" if target else "") + source.rpartition("/")[2]
-    if not state.is_dir(state.parent(target)):
-        raise ToolError(f"no such directory: {state.parent(target)}")
-    if target == source:
-        raise ToolError(f"{source} and {target} are the same file")
-    state.files[target] = state.files[source] if keep else state.files.pop(source)
-    return "ok"
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
