@@ -29,17 +29,20 @@ def memory_of(episode: Episode) -> int:
     return int(episode.info.get("memory") or 0)
 
 
+def token_runs(mask: Sequence[int]) -> list[tuple[int, int, bool]]:
+    """The transcript as alternating runs: (start, end, is the policy's action) over `action_mask`."""
+    runs: list[tuple[int, int, bool]] = []
+    for position, flag in enumerate(mask):
+        if runs and runs[-1][2] == bool(flag):
+            runs[-1] = (runs[-1][0], position + 1, bool(flag))
+        else:
+            runs.append((position, position + 1, bool(flag)))
+    return runs
+
+
 def action_spans(mask: Sequence[int]) -> list[tuple[int, int]]:
     """(start, end) offsets in the transcript of each action's tokens (runs of mask 1)."""
-    spans: list[tuple[int, int]] = []
-    for position, flag in enumerate(mask):
-        if not flag:
-            continue
-        if spans and spans[-1][1] == position:
-            spans[-1] = (spans[-1][0], position + 1)
-        else:
-            spans.append((position, position + 1))
-    return spans
+    return [(start, end) for start, end, is_action in token_runs(mask) if is_action]
 
 
 def view_start(starts: Sequence[int], memory: int) -> int:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import torch
 
-from alphaloop.agent_memory import memory_of
+from alphaloop.agent_memory import action_spans, memory_of, token_runs
 from alphaloop.collect.agent import Transcript, play
 from alphaloop.envs.agent import Outcome
 from alphaloop.episode import Episode
@@ -31,17 +31,6 @@ class RolloutCost:
     states: int = 0
     rollouts: int = 0
     actions: int = 0
-
-
-def token_runs(mask: Sequence[int]) -> list[tuple[int, int, bool]]:
-    """The transcript as alternating runs: (start, end, is the policy's action) over `action_mask`."""
-    runs: list[tuple[int, int, bool]] = []
-    for position, flag in enumerate(mask):
-        if runs and runs[-1][2] == bool(flag):
-            runs[-1] = (runs[-1][0], position + 1, bool(flag))
-        else:
-            runs.append((position, position + 1, bool(flag)))
-    return runs
 
 
 def resumed_transcript(env, problem, episode: Episode, turns: int, index: int = 0) -> Transcript:
@@ -77,7 +66,7 @@ def state_values(policy, env, problems: Sequence, groups: Sequence[Sequence[Epis
         rewards = [e.reward for e in group]
         per_group = []
         for e, episode in enumerate(group):
-            starts = [start for start, _, is_action in token_runs(episode.action_mask) if is_action]
+            starts = [start for start, _ in action_spans(episode.action_mask)]
             keys: list[tuple[int, tuple[int, ...]] | float] = []
             for turn, start in enumerate(starts):
                 if turn == 0 and len(group) > 1:

@@ -6,8 +6,9 @@ import random
 import pytest
 import torch
 
+from alphaloop.agent_memory import token_runs
 from alphaloop.collect import agent as agent_collect
-from alphaloop.collect.agent_values import resumed_transcript, state_values, token_runs
+from alphaloop.collect.agent_values import resumed_transcript, state_values
 from alphaloop.envs import make_env
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch
 from alphaloop.learners.turn_credit import turn_starts, vine_advantages
