@@ -11,7 +11,8 @@ Tools (one per action; paths are relative to the root, no spaces in names):
     cp SRC DST          copy a file, the same way
     rm FILE             delete a file (directories are refused)
     find TEXT           every file whose name contains TEXT
-    grep TEXT           every file whose text contains TEXT
+    grep TEXT [FILE]    every file whose text contains TEXT; with a FILE, the words of its text that
+                        contain TEXT (`grep port= app.cfg` prints `port=80`, as `grep -o` would)
     write FILE TEXT     replace a file's text with the rest of the line
     replace FILE OLD NEW  replace the one occurrence of the word OLD in a file's text with NEW (an
                         error if it occurs zero or several times: the str_replace of SWE-agent's and
@@ -23,7 +24,8 @@ Tasks, from templates (the prompt names the task, not the files: the agent has t
     clean    delete the .tmp files                      ls *.tmp, rm the first, ls *.tmp, ..., submit
     sort     move the .log files into logs              mkdir, then ls *.log / mv one by one, submit
     rename   rename the .txt files to .md               ls *.txt / mv one by one, ls *.txt, submit
-    fix      set port to 8080 in app.cfg                cat, replace port=80 port=8080, cat, submit
+    fix      set port to 8080 in app.cfg                grep port= app.cfg, replace port=80 port=8080,
+                                                        grep port= app.cfg, submit
 
 Every task has distractor files that must survive. **Success**: `submit` with the file system
 exactly as the task leaves it. **Harm**: files lost or changed outside the task (a distractor
@@ -35,9 +37,10 @@ Extensions (16), folders (12), rename targets, config keys (30) and values (30) 
 independently of the template and of each other, so the words a task names have to be read from
 its prompt.
 
-The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`cat` for
-fix) -- and acts on the first one, so each of its actions depends on the latest observation only
-(with a misspelt command, on the two latest: `memory = 2` suffices). It slips, per required action: it
+The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`grep
+KEY= FILE`, exactly the word to replace, for fix) -- and acts on the first one, so each of its
+actions depends on the latest observation only (with a misspelt command, on the two latest:
+`memory = 2` suffices). It slips, per required action: it
 believes the task done and submits with work left (`slip`, the task fails), it first issues a
 misspelt command that errors (`typo`, harmless: it recovers), and once per task it may delete a
 distractor (`harm_slip`). Slips compound with the horizon: an expert that submits early 10% of the
@@ -126,7 +129,7 @@ class ShellEnv(AgentEnv):
     alphabet: ClassVar[str] = string.ascii_lowercase + string.digits + " ._/=-:'()[]$*\n"
     tools: ClassVar[dict[str, str]] = {"ls": "ls [dir or pattern]", "cat": "cat file", "mkdir": "mkdir dir",
                                        "mv": "mv src dst", "cp": "cp src dst", "rm": "rm file",
-                                       "find": "find text", "grep": "grep text", "write": "write file text",
+                                       "find": "find text", "grep": "grep text [file]", "write": "write file text",
                                        "replace": "replace file old new"}
 
     def setup(self) -> None:
@@ -204,6 +207,10 @@ class ShellEnv(AgentEnv):
             if len(words) != 3:
                 raise ToolError(f"usage: {self.tools[name]}")
             return replace_once(state, clean_path(words[0]), words[1], words[2])
+        if name == "grep" and len(words) == 2:
+            path = clean_path(words[1])
+            existing_file(state, path)
+            return self._page([w for w in state.files[path].split() if words[0] in w]) or "(none)"
         if name in ("find", "grep"):
             if len(words) != 1:
                 raise ToolError(f"usage: {self.tools[name]}")
@@ -280,11 +287,13 @@ class ShellEnv(AgentEnv):
     def expert_actions(self, problem: Problem, rng: random.Random) -> list[str]:
         """Look, act on the first thing left to do, look again, ... until nothing is left, then submit:
         `ls *.EXT` before every move lists what is left, so each action depends only on the latest
-        observation (`cat` for fix)."""
+        observation. For fix, `grep KEY= FILE` prints exactly the `KEY=OLD` word that `replace` names:
+        a copy from the line just read, where after `cat` the policy had to find the key among the file's
+        words (with `cat`: 0% on fix's test and heldout tasks after 1,000 imitation steps and GRPO)."""
         cfg, meta = self.config, problem.meta
         files = meta["state"]["files"]
         if meta["template"] == "fix":
-            look, actions = f"cat {meta['file']}", []
+            look, actions = f"grep {meta['key']}= {meta['file']}", []
             pairs = dict(item.split("=", 1) for item in files[meta["file"]].split())
             key = meta["key"]
             required = [f"replace {meta['file']} {key}={pairs[key]} {key}={meta['value']}"]
