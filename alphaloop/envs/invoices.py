@@ -4,7 +4,10 @@ Tools (one per action; an id is an invoice number, leading zeros ignored; an ent
 TOTAL`, e.g. `417 acme 42.50`):
 
     inbox                       the numbers of the documents in the inbox
-    open ID                     a document, one line, in its own layout (`invoice_docs`)
+    open [ID]                   a document as `NUMBER: TEXT`, its text one line in its own layout
+                                (`invoice_docs`); without ID, the next one after the last opened (the
+                                first at the start; `(no more documents)` after the last), as a mail
+                                reader's "next message"
     list [ID]                   the ledger's entries, one a line (only invoice ID's with an argument)
     add ID VENDOR TOTAL         a new entry, in canonical form: lower-case vendor, total like 42.50
     correct ID FIELD VALUE      set FIELD (vendor or total) of invoice ID's latest entry
@@ -23,10 +26,10 @@ layouts never used in train or test).
 entry deleted or duplicated that should not be -- an invoice that had an entry at the start has
 none, or an invoice has more entries than max(1, its entries at the start).
 
-The **expert** reads the inbox before each document (to see which comes next), opens the document
-and lists its entries before acting (`add` when missing, `correct` the wrong field, `delete` the
-extra copy, nothing when right), and reads the inbox once more before it submits: each action
-depends only on the last three turns (`memory = 3` suffices). It slips, per required action: it
+The **expert** opens the next document, lists its entries and acts (`add` when missing, `correct`
+the wrong field, `delete` the extra copy, nothing when right), until `open` says there are no more
+documents; then it submits. Each action depends only on the last three turns (`memory = 3`
+suffices; two but after a misspelt command). It slips, per required action: it
 submits with work left (`slip`), it first issues a misspelt command that errors (`typo`,
 harmless), and once per task it may delete a needed entry or enter an invoice twice (`harm_slip`).
 It succeeds with probability (1 - harm_slip) * (1 - slip) ** (required actions).
@@ -91,7 +94,7 @@ class InvoicesEnv(AgentEnv):
     name: ClassVar[str] = "invoices"
     Config = InvoicesConfig
     alphabet: ClassVar[str] = string.ascii_letters + string.digits + " .,:|#$/-'()\n"
-    tools: ClassVar[dict[str, str]] = {"inbox": "inbox", "open": "open id", "list": "list [id]",
+    tools: ClassVar[dict[str, str]] = {"inbox": "inbox", "open": "open [id]", "list": "list [id]",
                                        "add": "add id vendor total", "correct": "correct id field value",
                                        "delete": "delete id"}
 
@@ -137,14 +140,16 @@ class InvoicesEnv(AgentEnv):
 
     # --- tools -----------------------------------------------------------------------------------
     def initial_state(self, problem: Problem) -> dict:
-        """A fresh copy, one list per entry (two equal entries of a hand-made state never share one)."""
+        """A fresh copy, one list per entry (two equal entries of a hand-made state never share one), and
+        the reader's place in the inbox: `opened`, the index of the last document opened (-1: none yet)."""
         state = fresh(problem.meta["state"])
         state["ledger"] = [list(entry) for entry in state["ledger"]]
+        state["opened"] = -1
         return state
 
     def run_tool(self, problem: Problem, state: dict, name: str, args: str) -> str:
         words = args.split()
-        arity = {"inbox": (0, 0), "open": (1, 1), "list": (0, 1), "add": (3, 3), "correct": (3, 3),
+        arity = {"inbox": (0, 0), "open": (0, 1), "list": (0, 1), "add": (3, 3), "correct": (3, 3),
                  "delete": (1, 1)}[name]
         if not arity[0] <= len(words) <= arity[1]:
             raise ToolError(f"usage: {self.tools[name]}")
@@ -153,10 +158,7 @@ class InvoicesEnv(AgentEnv):
             return " ".join(number for number, _ in state["inbox"]) or "(empty)"
         number = _number(words[0]) if words else None
         if name == "open":
-            docs = dict(state["inbox"])
-            if number not in docs:
-                raise ToolError(f"no document {number} in the inbox")
-            return docs[number]
+            return _open(state, number)
         if name == "list":
             entries = [e for e in ledger if number is None or e[0] == number]
             return "\n".join(" ".join(e) for e in entries) or "(none)"
@@ -192,16 +194,18 @@ class InvoicesEnv(AgentEnv):
 
     # --- expert ----------------------------------------------------------------------------------
     def expert_actions(self, problem: Problem, rng: random.Random) -> list[str]:
-        """Per document: read the `inbox` (where am I?), open the next document, list its entries, make the
-        one change it needs; after the inbox's last document, read the inbox once more and submit. Each
-        action depends only on the last three turns: a policy with `memory = 3` can follow it."""
+        """Per document: open the next one, list its entries, make the one change it needs; when `open` says
+        there are no more, submit. Each action depends only on the last three turns: a policy with
+        `memory = 3` can follow it, whatever the inbox's length. (An expert that read the `inbox` before
+        each document and opened it by number left a memory-3 policy choosing the next number: 0.59 of
+        its `open`s and 0.38 of its `submit`s right after 700 imitation steps, teacher-forced.)"""
         cfg, meta = self.config, problem.meta
         invoices = [Invoice(*entry) for entry in meta["invoices"]]
         statuses = meta["statuses"]
         harm_at = rng.randrange(len(invoices)) if rng.random() < cfg.harm_slip else None
         actions = []
         for k, (invoice, status) in enumerate(zip(invoices, statuses)):
-            actions += ["inbox", f"open {invoice.number}", f"list {invoice.number}"]
+            actions += ["open", f"list {invoice.number}"]
             fix = _fix(invoice, status, meta["state"]["ledger"])
             if fix is not None:
                 if rng.random() < cfg.slip:     # believes the ledger done: submits with work left
@@ -212,7 +216,23 @@ class InvoicesEnv(AgentEnv):
             if k == harm_at:   # deletes the entry it just made right, or enters the invoice again
                 delete = status != "missing" and (status == "twice" or rng.random() < 0.5)
                 actions.append(f"delete {invoice.number}" if delete else "add " + " ".join(invoice.entry()))
-        return actions + ["inbox", SUBMIT]
+        return actions + ["open", SUBMIT]
+
+
+def _open(state: dict, number: str | None) -> str:
+    """Document `number` (the next after the last opened when None) as `NUMBER: TEXT`; the reader's place
+    moves to it. Printing the number first lets an agent read it off without knowing the layout."""
+    numbers = [n for n, _ in state["inbox"]]
+    if number is None:
+        index = state["opened"] + 1
+        if index >= len(numbers):
+            return "(no more documents)"
+    elif number in numbers:
+        index = numbers.index(number)
+    else:
+        raise ToolError(f"no document {number} in the inbox")
+    state["opened"] = index
+    return f"{numbers[index]}: {state['inbox'][index][1]}"
 
 
 def _fix(invoice: Invoice, status: str, ledger: list[list[str]]) -> str | None:

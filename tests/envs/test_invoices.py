@@ -40,8 +40,11 @@ def test_tools_do_what_their_usage_says(env, problem):
     state = env.initial_state(problem)
     act = lambda line: env.act(problem, state, line).output  # noqa: E731
     assert act("inbox") == "417 23 230"
-    assert act("open 417") == DOCS["417"]
-    assert act("open 0417") == DOCS["417"]                         # leading zeros name the same invoice
+    assert act("open") == "417: " + DOCS["417"]                   # the first document
+    assert act("open") == "23: " + DOCS["23"] and act("open") == "230: " + DOCS["230"]   # the next ones
+    assert act("open") == "(no more documents)"
+    assert act("open 0417") == "417: " + DOCS["417"]               # leading zeros name the same invoice
+    assert act("open") == "23: " + DOCS["23"]                      # the next after the last opened
     assert act("list") == "23 bolt 7.00\n230 civic 91.99"
     assert act("list 417") == "(none)" and act("list 230") == "230 civic 91.99"
     assert act("add 417 acme 42.50") == "ok" and state["ledger"][-1] == ["417", "acme", "42.50"]
@@ -56,7 +59,7 @@ def test_tools_do_what_their_usage_says(env, problem):
 
 @pytest.mark.parametrize("line, message", [
     ("inbox 1", "error: usage: inbox"),
-    ("open", "error: usage: open id"),
+    ("open 1 2", "error: usage: open [id]"),
     ("open 999", "error: no document 999 in the inbox"),
     ("open abc", "error: id must be an invoice number like 417, got 'abc'"),
     ("list 1 2", "error: usage: list [id]"),
@@ -245,6 +248,6 @@ def test_longest_transcript_and_step_limit():
 def test_transcript_text_contract(env):
     problem = env.problems("test", 1, seed=0)[0]
     completion = env.expert(problem, random.Random(0))
-    assert completion.split("\n")[0] == "inbox" and completion.split("\n")[-1] == "submit"
+    assert completion.split("\n")[0] == "open" and completion.split("\n")[-1] == "submit"
     assert env.parse_answer(completion) == "submit" and env.verify(problem, completion)
     assert env.parse_answer("inbox") is None and not env.verify(problem, "inbox")
