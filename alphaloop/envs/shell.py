@@ -33,8 +33,8 @@ deleted or edited, a file to move whose text no longer exists anywhere). The **h
 how many files a task touches (`min_files`..`max_files`; `heldout` uses
 `heldout_min_files`..`heldout_max_files`, longer than any trained on) and `heldout` also holds
 (template, extension) pairs never trained on (clean .log, sort .bak, rename .csv, fix mode).
-Extensions (16), folders (12), rename targets, config keys (30) and values (30) are drawn
-independently of the template and of each other, so the words a task names have to be read from
+Extensions (16), folders (12), rename targets, config keys (30 real ones and 4,900 made up) and
+values (30) are drawn independently of the template and of each other, so the words a task names have to be read from
 its prompt.
 
 The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`grep
@@ -78,6 +78,10 @@ FOLDERS = ("trash", "backup", "logs", "notes", "data", "docs", "archive", "misc"
 CONFIG_KEYS = ("port", "host", "debug", "level", "user", "mode", "color", "size", "lang", "zone", "retry", "limit",
                "theme", "depth", "speed", "cache", "proxy", "quota", "scale", "shift", "tone", "unit", "width",
                "alpha", "beta", "gamma", "delta", "echo", "kilo", "lima")
+# Half the keys a fix task names are made up (two consonant-vowel syllables: `tiro`, `mode`), too many
+# to memorise: the policy has to copy the key out of the prompt letter by letter. With the 30 real keys
+# alone it learnt them as words, and the held-out `set mode to 3` came out as `grep tone= main.cfg`.
+SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
 CONFIG_VALUES = ("0", "1", "3", "5", "10", "22", "80", "100", "443", "8080", "db", "web", "api", "low", "mid",
                  "high", "fast", "safe", "slow", "red", "blue", "green", "en", "fr", "eu", "us", "dark", "light",
                  "on", "off")
@@ -145,25 +149,29 @@ class ShellEnv(AgentEnv):
         cfg = self.config
         heldout = split == "heldout"
         low, high = (cfg.heldout_min_files, cfg.heldout_max_files) if heldout else (cfg.min_files, cfg.max_files)
+        pairs = sorted(pair for pair in HELDOUT if pair[0] in self.templates)
         for _ in range(1000):
-            template = rng.choice(self.templates)
+            template, pick = rng.choice(pairs) if heldout else (rng.choice(self.templates), None)
             distractors = rng.randint(min(1, cfg.distractors), cfg.distractors)
-            problem = self._draw(template, rng, rng.randint(low, high), distractors)
-            pair = (template, problem.meta["pick"])
-            if heldout != (pair in HELDOUT):
+            problem = self._draw(template, rng, rng.randint(low, high), distractors, pick)
+            if not heldout and (template, problem.meta["pick"]) in HELDOUT:
                 continue
             if heldout or (split == "test") == task_in_test_split(problem.prompt, problem.meta["state"],
                                                                   cfg.test_fraction):
                 return problem
         raise RuntimeError(f"env 'shell': no {split} task found for templates {self.templates}")
 
-    def _draw(self, template: str, rng: random.Random, count: int, distractors: int) -> Problem:
+    def _draw(self, template: str, rng: random.Random, count: int, distractors: int, pick: str | None) -> Problem:
+        """A task of `template` over `count` files; `pick` (the key or extension it names) drawn when None."""
         names = _names(rng, count + distractors + 1)
         texts = iter(f"note {n}" for n in rng.sample(range(100, 1000), count + distractors))  # distinct texts
         if template == "fix":
-            key = rng.choice(CONFIG_KEYS)
+            key = pick or _config_key(rng)
             cfg_file = rng.choice(CONFIG_FILES)
-            keys = [key] + rng.sample([k for k in CONFIG_KEYS if k != key], min(count, 3))
+            keys = [key]
+            while len(keys) < 1 + min(count, 3):
+                other = _config_key(rng)
+                keys += [other] if other not in keys else []
             rng.shuffle(keys)
             pairs = {k: rng.choice(CONFIG_VALUES) for k in keys}
             value = rng.choice([v for v in CONFIG_VALUES if v != pairs[key]])
@@ -173,7 +181,7 @@ class ShellEnv(AgentEnv):
             prompt = f"task: set {key} to {value} in {cfg_file}"
             horizon = 1
         else:
-            ext = rng.choice(EXTENSIONS)
+            ext = pick or rng.choice(EXTENSIONS)
             to = rng.choice([e for e in EXTENSIONS if e != ext])
             others = [e for e in EXTENSIONS if e not in (ext, to)]
             files = {f"{n}.{ext}": next(texts) for n in names[:count]}
@@ -325,6 +333,11 @@ class ShellEnv(AgentEnv):
 def _names(rng: random.Random, count: int) -> list[str]:
     """`count` distinct file stems from a pool of short words."""
     return rng.sample(STEMS, count)
+
+
+def _config_key(rng: random.Random) -> str:
+    """A config key: a real one (`port`) or a made-up one (`tiro`), even odds."""
+    return rng.choice(CONFIG_KEYS) if rng.random() < 0.5 else rng.choice(SYLLABLES) + rng.choice(SYLLABLES)
 
 
 def _misspelt(action: str) -> str:
