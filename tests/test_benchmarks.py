@@ -144,3 +144,21 @@ def test_contention_busy_process_is_started_and_stopped():
     with contention.busy_process(1) as procs:
         assert len(procs) == 1 and procs[0].poll() is None  # spinning
     assert procs[0].poll() is not None  # stopped and reaped
+
+
+def test_agent_actions_scores_every_expert_action_by_command(tmp_path, monkeypatch, capsys):
+    """The per-command diagnosis reads every expert action of every task (untrained policy: counts only)."""
+    import agent_actions
+
+    from alphaloop.envs import make_env
+    from alphaloop.policies.lm import LMArch, LMPolicy
+
+    LMPolicy.build(LMArch(**TINY, max_seq_len=256), make_env("invoices").alphabet, seed=0).save(tmp_path / "p")
+    monkeypatch.setattr(sys, "argv", ["agent_actions", str(tmp_path / "p"), "--env", "invoices", "--knobs",
+                                      "memory=3", "--tasks", "3"])
+    agent_actions.main()
+    lines = capsys.readouterr().out.splitlines()
+    counts = {line.split()[0]: int(line.split("/")[1].split("=")[0]) for line in lines[1:] if "=" in line
+              and not line.strip().startswith("miss")}
+    assert counts["open"] >= 4 and counts["list"] >= 3 and counts["submit"] == 3   # 3 tasks, 1+ documents each
+    assert sum(counts.values()) == int(lines[0].split(":")[1].split()[0])
