@@ -162,3 +162,19 @@ def test_agent_actions_scores_every_expert_action_by_command(tmp_path, monkeypat
               and not line.strip().startswith("miss")}
     assert counts["open"] >= 4 and counts["list"] >= 3 and counts["submit"] == 3   # 3 tasks, 1+ documents each
     assert sum(counts.values()) == int(lines[0].split(":")[1].split()[0])
+
+
+def test_agent_templates_splits_the_tasks_by_template(tmp_path, monkeypatch, capsys):
+    """Per-template rows cover every task once (untrained policy: counts only)."""
+    import agent_templates
+
+    from alphaloop.envs import make_env
+    from alphaloop.policies.lm import LMArch, LMPolicy
+
+    LMPolicy.build(LMArch(**TINY, max_seq_len=256), make_env("shell").alphabet, seed=0).save(tmp_path / "p")
+    monkeypatch.setattr(sys, "argv", ["agent_templates", str(tmp_path / "p"), "--knobs", "memory=2", "--tasks", "6",
+                                      "--samples", "2", "--split", "heldout"])
+    agent_templates.main()
+    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
+    assert {row[1].strip() for row in rows} <= {"clean", "sort", "rename", "fix"}
+    assert sum(int(row[2]) for row in rows) == 6
