@@ -96,19 +96,24 @@ def test_rollouts_run_in_lock_step_and_log_probs_match_a_forward(env, policy, mo
 
 
 def trained_like(env):
-    """A small policy imitating the expert for a few dozen steps: its actions end and its episodes last
-    several turns, unlike an untrained one's."""
+    """A small policy imitating the expert until its actions end and its greedy episodes last several
+    turns, unlike an untrained one's (checked every 20 steps: how many steps that takes a policy this
+    small swings with the env's task draw)."""
     from alphaloop.learners.imitate import imitation_loss
 
     policy = LMPolicy.build(LMArch(hidden_size=32, num_layers=2, num_heads=2, num_kv_heads=2, intermediate_size=64,
                                    max_seq_len=384), env.alphabet, seed=1)
     optimizer = torch.optim.AdamW(policy.parameters(), lr=1e-2)
-    for step in range(40):
+    probes = env.problems("test", 4, seed=3)
+    for step in range(200):
         loss = imitation_loss(policy, *pack_episodes(demonstrations(env, policy, random.Random(step), 16),
                                                      policy.pad_id))
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        if step % 20 == 19 and max(g[0].info["steps"] for g in
+                                   policy_episodes(policy, env, probes, 1, temperature=0.0)) >= 3:
+            break
     return policy
 
 
