@@ -14,33 +14,24 @@ reading a field), each measured in the expert's states so an early error cannot 
 
 from __future__ import annotations
 
-import argparse
 import collections
 import random
+import sys
+from pathlib import Path
 
-import torch
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _agent_cli import agent_parser, load  # noqa: E402
 
-from alphaloop.agent_memory import turn_rows
-from alphaloop.collect.agent import expert_transcript
-from alphaloop.envs import make_env
-from alphaloop.policies.lm import LMPolicy
-from alphaloop.policies.sampler import sample
-from alphaloop.recipe import parse_value
+from alphaloop.agent_memory import turn_rows  # noqa: E402
+from alphaloop.collect.agent import expert_transcript  # noqa: E402
+from alphaloop.policies.sampler import sample  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("policy", help="a saved policy directory")
-    parser.add_argument("--env", default="invoices", help="an agent env (shell, invoices, ...)")
-    parser.add_argument("--knobs", nargs="*", default=[], help="env knobs as name=value (e.g. memory=3)")
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--tasks", type=int, default=40)
+    parser = agent_parser(__doc__.split("\n")[0], env="invoices", split="test", tasks=40)
     parser.add_argument("--misses", type=int, default=3, help="misses shown per command")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    knobs = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.knobs)}
-    env = make_env(args.env, split=args.split, **(knobs | {"slip": 0.0, "typo": 0.0, "harm_slip": 0.0}))
-    policy = LMPolicy.load(args.policy)
+    env, policy = load(args, slip=0.0, typo=0.0, harm_slip=0.0)
     contexts, wanted = [], []
     for problem in env.problems(args.split, args.tasks, seed=7):
         for row in turn_rows(expert_transcript(env, problem, random.Random(0), policy=policy)):

@@ -13,32 +13,25 @@ so one template that is never learnt is not hidden by three that are.
 
 from __future__ import annotations
 
-import argparse
 import collections
+import sys
 from math import comb
+from pathlib import Path
 
 import torch
 
-from alphaloop.collect import policy_episodes
-from alphaloop.envs import make_env
-from alphaloop.policies.lm import LMPolicy
-from alphaloop.recipe import parse_value
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _agent_cli import agent_parser, load  # noqa: E402
+
+from alphaloop.collect import policy_episodes  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("policy", help="a saved policy directory")
-    parser.add_argument("--env", default="shell", help="an agent env")
-    parser.add_argument("--knobs", nargs="*", default=[], help="env knobs as name=value (e.g. memory=2)")
-    parser.add_argument("--split", default="heldout")
-    parser.add_argument("--tasks", type=int, default=50)
+    parser = agent_parser(__doc__.split("\n")[0], env="shell", split="heldout", tasks=50)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--group", default="template", help="the task field to group by (problem.meta)")
     args = parser.parse_args()
-    torch.set_num_threads(1)
-    knobs = {k: parse_value(v) for k, _, v in (item.partition("=") for item in args.knobs)}
-    env = make_env(args.env, split=args.split, **knobs)
-    policy = LMPolicy.load(args.policy)
+    env, policy = load(args)
     problems = env.problems(args.split, args.tasks, seed=0)
     sampled = policy_episodes(policy, env, problems, args.samples, temperature=1.0,
                               generator=torch.Generator().manual_seed(0))
