@@ -28,8 +28,8 @@ none, or an invoice has more entries than max(1, its entries at the start).
 
 The **expert** opens the next document, lists its entries and acts (`add` when missing, `correct`
 the wrong field, `delete` the extra copy, nothing when right), until `open` says there are no more
-documents; then it submits. Each action depends only on the last three turns (`memory = 3`
-suffices; two but after a misspelt command). It slips, per required action: it
+documents; then it submits. Each action depends only on the last two turns, three after a
+misspelt command (`memory = 3` suffices). It slips, per required action: it
 submits with work left (`slip`), it first issues a misspelt command that errors (`typo`,
 harmless), and once per task it may delete a needed entry or enter an invoice twice (`harm_slip`).
 It succeeds with probability (1 - harm_slip) * (1 - slip) ** (required actions).

@@ -34,8 +34,8 @@ how many files a task touches (`min_files`..`max_files`; `heldout` uses
 `heldout_min_files`..`heldout_max_files`, longer than any trained on) and `heldout` also holds
 (template, extension) pairs never trained on (clean .log, sort .bak, rename .csv, fix mode).
 Extensions (16), folders (12), rename targets, config keys (30 real ones and 4,900 made up) and
-values (30) are drawn independently of the template and of each other, so the words a task names have to be read from
-its prompt.
+values (30) are drawn independently of the template and of each other, so the words a task names
+have to be read from its prompt.
 
 The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`grep
 KEY= FILE`, exactly the word to replace, for fix) -- and acts on the first one, so each of its
