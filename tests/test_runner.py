@@ -138,3 +138,31 @@ def test_train_precision_auto_is_bfloat16_only_where_it_is_native():
     assert training_precision("float32", cpu) == "float32"
     assert training_precision("bfloat16", cpu) == "bfloat16"          # an explicit choice is kept
     assert training_precision("auto", torch.device("cuda")) == "bfloat16"
+
+
+def test_a_onednn_isa_cap_below_bfloat16_means_float32(monkeypatch):
+    """ONEDNN_MAX_CPU_ISA=AVX2 makes oneDNN emulate bfloat16 even on a CPU that has it: auto then
+    trains and searches in float32, as on an AVX2-only CPU."""
+    import torch
+
+    from alphaloop.policies import nets
+
+    cpu = torch.device("cpu")
+    try:
+        for cap in ("AVX2", "avx512_core", "AVX2_VNNI"):
+            monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+            nets.native_bf16.cache_clear()
+            assert not nets.native_bf16(), cap
+            assert nets.training_precision("auto", cpu) == "float32"
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
+        monkeypatch.setenv("DNNL_MAX_CPU_ISA", "SSE41")                # the older name
+        nets.native_bf16.cache_clear()
+        assert not nets.native_bf16()
+        monkeypatch.setenv("DNNL_MAX_CPU_ISA", "avx512_core_amx")      # a cap that keeps bfloat16
+        nets.native_bf16.cache_clear()
+        uncapped = nets.native_bf16()
+        monkeypatch.delenv("DNNL_MAX_CPU_ISA")
+        nets.native_bf16.cache_clear()
+        assert uncapped == nets.native_bf16()                          # = what the CPU itself offers
+    finally:
+        nets.native_bf16.cache_clear()

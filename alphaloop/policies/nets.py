@@ -34,6 +34,7 @@ so a net is rebuilt from its directory alone, without pickle.
 from __future__ import annotations
 
 import json
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -52,10 +53,22 @@ CONFIG = "net_config.json"
 CPU_CHUNK = 256   # positions per conv pass in `infer` on a CPU (activations: 256 x 64 x 42 bf16 = 1.4 MB)
 
 
+# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA, or its older name DNNL_MAX_CPU_ISA) under which bfloat16
+# products still run in hardware; any other cap (AVX2, AVX512_CORE, ...) makes oneDNN emulate them.
+_BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX512_CORE_AMX_FP16",
+              "AVX10_1_512", "AVX10_1_512_AMX", "AVX10_1_512_AMX_FP16", "AVX10_2_512", "AVX10_2_512_AMX_2",
+              "ALL", "DEFAULT")
+
+
 @lru_cache(maxsize=1)
 def native_bf16() -> bool:
-    """True if this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16); elsewhere
-    bfloat16 convolutions are emulated and slower than fp32."""
+    """True if this CPU multiplies bfloat16 in hardware (AMX tiles or AVX512-BF16) and oneDNN may
+    use those instructions; elsewhere bfloat16 convolutions are emulated and slower than fp32. A
+    user who caps oneDNN below them (`ONEDNN_MAX_CPU_ISA=AVX2`, the standard way to make a modern
+    CPU behave like an older one) gets float32, as on that older CPU."""
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL").strip().upper()
+    if cap not in _BF16_ISAS:
+        return False
     probes = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
     try:
         return any(bool(getattr(torch.cpu, name)()) for name in probes if hasattr(torch.cpu, name))
