@@ -6,7 +6,10 @@ is faster depends on the CPU, the shape and the thread count. Measured at the sh
 1M-parameter Llama (128-768 columns) on one core:
 
 * AMD EPYC, 64-1000 rows: MKL about 70 GFLOP/s, oneDNN 120-175 GFLOP/s -- oneDNN, about 2x;
-  yet on an AMD machine the sampler (decoding products of a few dozen rows) ran slower on oneDNN;
+  yet on an AMD machine without AVX-512 the sampler (decoding products of a few dozen rows) ran
+  slower on oneDNN. On a Zen 5 EPYC (AVX-512; MKL runs its AVX2 kernels on AMD CPUs, 96 GFLOP/s at
+  best) oneDNN takes 0.6x MKL's time at 64 rows, but costs ~12 us more per call, so it loses below
+  ~16-32 rows; the sampler there was 1.09x faster with oneDNN's decoding products (9 paired rounds);
 * Intel Xeon (Sapphire Rapids): oneDNN 0.4-0.75x MKL's speed at 64-128 rows, 0.9-0.96x at
   1000-4000 rows -- MKL everywhere.
 
@@ -63,7 +66,9 @@ MIN_MACS = 1 << 20
 MARGIN = 1.25          # oneDNN is chosen only when it takes under 1 / MARGIN of MKL's time
 MAX_TIMED_ROWS = 256   # classes with more rows are timed at this many: per-call costs are amortised by then
 DECODE_ROWS = 64       # rows a decoding product is timed at (`prepare` does not know the batch)
-REPEATS = 3            # timed calls per kernel (after one warm-up), the best kept
+WARMUP = 3             # untimed calls per kernel first: one left oneDNN's first timed call ~30% slow
+REPEATS = 10           # timed calls per kernel, alternating, the best kept (a decoding product: ~50 us)
+TIMING_VERSION = 2     # part of the saved decisions' key: decisions made by an older timing are redone
 
 
 class ShapeClass(NamedTuple):
@@ -171,8 +176,9 @@ def measure(shape: ShapeClass, repeats: int = REPEATS) -> tuple[float, float]:
                             op(grad.t(), x.t(), None, "none", [], "")))
     best = [float("inf"), float("inf")]
     with torch.no_grad():
-        for kernel in kernels:
-            kernel()  # warm-up: oneDNN builds its primitive for the shape on the first call
+        for _ in range(WARMUP):  # oneDNN builds its primitive on the first call; caches warm on the next
+            for kernel in kernels:
+                kernel()
         for _ in range(repeats):
             for i, kernel in enumerate(kernels):
                 start = time.perf_counter()
@@ -195,7 +201,8 @@ def cache_path() -> Path:
 
 
 def machine_key() -> str:
-    """What the decisions depend on besides the shape: the CPU model and the PyTorch build."""
+    """What the decisions depend on besides the shape: the CPU model, the PyTorch build, and how
+    they were timed (a decision of an older, noisier timing is made again)."""
     model = platform.processor() or platform.machine()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -204,7 +211,7 @@ def machine_key() -> str:
                 break
     except OSError:
         pass
-    return f"{model} | torch {torch.__version__}"
+    return f"{model} | torch {torch.__version__} | timing {TIMING_VERSION}"
 
 
 def _class_key(shape: ShapeClass) -> str:

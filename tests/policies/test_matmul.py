@@ -182,3 +182,46 @@ def test_timing_decisions_are_kept_per_machine_and_reused(tmp_path, monkeypatch,
     matmul.forget_choices()                                                 # a new process
     assert matmul.use_onednn("forward", 120, 384, 128) is True              # same class: 128 rows
     matmul.forget_choices()
+
+
+def test_decisions_of_an_older_timing_are_made_again(tmp_path, monkeypatch, restore):
+    """A decision saved under an older timing version (one warm-up, best of 3: noisy enough to have
+    kept MKL for products oneDNN runs in 0.6x the time) is not reused; the class is timed again."""
+    path = tmp_path / "kernels.json"
+    monkeypatch.setenv("ALPHALOOP_KERNEL_CACHE", str(path))
+    monkeypatch.setattr(matmul, "_OP", matmul._OP or (lambda *a: None))
+    matmul.set_enabled(None)
+    current = matmul.machine_key()
+    assert current.endswith(f"| timing {matmul.TIMING_VERSION}")
+    old = current.rsplit(" | timing ", 1)[0]                                 # the key before versions
+    path.write_text(json.dumps({old: {"decode rows=64 128->384 threads=1": False}}))
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 1)
+    monkeypatch.setattr(matmul, "measure", lambda shape: (1.0, 0.5))        # oneDNN 2x faster
+    matmul.forget_choices()
+    assert matmul.use_onednn("decode", 64, 384, 128) is True
+    saved = json.loads(path.read_text())
+    assert saved[old] == {"decode rows=64 128->384 threads=1": False}       # left as it was
+    assert saved[current] == {"decode rows=64 128->384 threads=1": True}
+
+
+def test_timing_warms_up_before_it_measures(restore, monkeypatch):
+    """Each kernel runs WARMUP untimed calls and REPEATS timed ones: oneDNN's first calls after it
+    builds a primitive are slow, and one warm-up left them ~30% slow on an AMD EPYC."""
+    if not matmul.available():
+        pytest.skip("this PyTorch build has no oneDNN linear")
+    calls = {"mkl": 0, "onednn": 0}
+    real_op, real_mm = matmul._OP, torch.mm
+
+    def counting_op(*args):
+        calls["onednn"] += 1
+        return real_op(*args)
+
+    def counting_mm(*args):
+        calls["mkl"] += 1
+        return real_mm(*args)
+
+    monkeypatch.setattr(matmul, "_OP", counting_op)
+    monkeypatch.setattr(torch, "mm", counting_mm)
+    matmul.measure(matmul.ShapeClass("decode", 64, 384, 128, 1))
+    assert calls == {"mkl": matmul.WARMUP + matmul.REPEATS, "onednn": matmul.WARMUP + matmul.REPEATS}
+    assert matmul.WARMUP >= 3 and matmul.REPEATS >= 10
