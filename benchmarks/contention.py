@@ -137,6 +137,14 @@ def main() -> None:
     sides = load_sides(policy_dir, args.batch) if "sampler" in args.pieces else None
     results: dict[tuple[str, str, str], float] = {}
     resolved: dict[tuple[str, str], int] = {}
+    # One untimed pass over every piece at both thread counts first: the first measurement in a
+    # process otherwise pays one-off costs (kernel timing, memory first touched, lazy imports) that
+    # made the sampler's first idle figure 2x its later ones (0.099 s against 0.051 s at 2 threads)
+    # and so understated its slowdown under load.
+    warm = argparse.Namespace(**{**vars(args), "repeats": 1})
+    for threads in sorted({1, args.threads}):
+        for piece in args.pieces:
+            measure(piece, threads, warm, policy_dir, sides)
     for setting in ("auto", str(args.threads)):
         for load in ("idle", "busy"):
             with busy_process(args.busy if load == "busy" else 0):
