@@ -44,8 +44,19 @@ def test_tiny_agent_recipe_reports_reliability_harm_and_horizon(tmp_path):
     assert {"reliability", "horizon_test", "horizon_heldout"} <= set(summary["curves"])
     lines = {p["line"] for p in summary["curves"]["horizon_test"]}
     assert lines == {"measured", "p^h"}
+    # per task template: every task counted once, the split's accuracy recovered as a weighted mean
+    for record in final:
+        rows = record["by_template"]
+        assert sum(m["tasks"] for m in rows.values()) == record["metrics"]["n"] == 8
+        if record["decoder"] != "pass^3":
+            overall = sum(m["success"] * m["tasks"] for m in rows.values()) / 8
+            assert overall == pytest.approx(record["metrics"]["accuracy"], abs=1e-5)
+        else:
+            overall = sum(m["pass^3"] * m["tasks"] for m in rows.values()) / 8
+            assert overall == pytest.approx(record["metrics"]["pass^3"], abs=1e-5)
     page = build_report(tmp_path / "run").read_text()
     assert "reliability" in page and "horizon" in page and "Agent transcripts" in page
+    assert "Per task template" in page
     greedy = next(r for r in final if r["policy"] == "expert" and r["decoder"] == "greedy")
     assert greedy["transcripts"] and all(t["text"].startswith("task:") and "$ " in t["text"]
                                          for t in greedy["transcripts"])

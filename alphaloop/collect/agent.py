@@ -102,7 +102,8 @@ class Transcript:
             harm=outcome.harm,
             info={"problem": self.problem_index, "steps": outcome.steps, "tool_errors": outcome.tool_errors,
                   "submitted": outcome.submitted, "cut": self.cut, "answer": SUBMIT if outcome.submitted else None,
-                  "horizon": self.problem.meta.get("horizon"), **({"memory": self.memory} if self.memory else {})},
+                  "horizon": self.problem.meta.get("horizon"), **({"memory": self.memory} if self.memory else {}),
+                  **({"template": str(self.problem.meta["template"])} if "template" in self.problem.meta else {})},
         )
 
 

@@ -30,6 +30,29 @@ def success_by_horizon(groups: list[list[Episode]]) -> dict[str, float]:
     return {str(h): round(sum(v) / len(v), 6) for h, v in sorted(tally.items())}
 
 
+def by_template(groups: list[list[Episode]], k: int | None = None,
+                field: str = "template") -> dict[str, dict[str, float]]:
+    """The figures of the whole split again per task template (`info[field]`: "template", or another
+    task field the episodes carry, such as "horizon"), so that one template that is never learnt is
+    not hidden by the others: per template the task count, the success rate over its episodes, the
+    share of episodes that did harm, and with `k` its pass^k (the unbiased C(c, k) / C(n, k)
+    averaged over its tasks, n = the samples per task)."""
+    tally: dict[str, list[list[Episode]]] = {}
+    for group in groups:
+        if group and group[0].info.get(field) is not None:
+            tally.setdefault(str(group[0].info[field]), []).append(group)
+    out = {}
+    for template, tasks in sorted(tally.items()):
+        episodes = [e for g in tasks for e in g]
+        row = {"tasks": len(tasks), "success": sum(e.success for e in episodes) / len(episodes),
+               "harm_rate": sum(e.harm > 0 for e in episodes) / len(episodes)}
+        if k is not None:
+            n = min(len(g) for g in tasks)
+            row[f"pass^{k}"] = sum(pass_hat_k(n, sum(e.success for e in g[:n]), k) for g in tasks) / len(tasks)
+        out[template] = {key: round(value, 6) for key, value in row.items()}
+    return out
+
+
 def agent_metrics(groups: list[list[Episode]]) -> dict[str, float]:
     """Multi-turn episodes: the share with any harm, mean actions taken, and the share of actions that
     were tool errors (malformed calls or calls that failed)."""

@@ -36,7 +36,7 @@ import torch
 
 from alphaloop.collect import expert_episodes, policy_episodes
 from alphaloop.episode import Episode
-from alphaloop.evals.agents import agent_metrics, example_transcripts, pass_hat_curve, success_by_horizon
+from alphaloop.evals.agents import agent_metrics, by_template, example_transcripts, pass_hat_curve, success_by_horizon
 from alphaloop.evals.metrics import majority_vote, pass_at_k
 from alphaloop.search.best_of_n import select_best, select_retry
 from alphaloop.seeding import derive_seed
@@ -252,6 +252,9 @@ def evaluate_decoders(
             record["upper_bound"] = True
         if name == "pass^":  # the reliability curve, k = 1..K, for the report's plot
             record["pass_hat"] = [round(v, 6) for v in pass_hat_curve(groups, k)]
+        if name in ("greedy", "sample", "pass^") and "template" in groups[0][0].info:  # per task template
+            record["by_template"] = by_template(groups if name != "greedy" else [g[:1] for g in groups],
+                                                k if name == "pass^" else None)
         if name in ("greedy", "sample") and "horizon" in groups[0][0].info:  # success against the task's length
             record["by_horizon"] = success_by_horizon(groups if name == "sample" else [g[:1] for g in groups])
             record["transcripts"] = example_transcripts(groups)

@@ -155,6 +155,21 @@ def _eval_html(records: list[dict], with_step: bool) -> str:
     return "".join(parts)
 
 
+def _templates_html(records: list[dict]) -> str:
+    """Agent evals per task template: one row per (policy, split, decoder, template)."""
+    rows = []
+    for r in records:
+        for template, m in sorted(r["by_template"].items()):
+            if not isinstance(m, dict):
+                continue
+            passk = next((f"{key}: {100 * v:.1f}%" for key, v in m.items() if key.startswith("pass^")), "")
+            rows.append([e(str(r.get(key, ""))) for key in ("policy", "split", "decoder")] + [
+                e(str(template)), e(str(m.get("tasks", ""))), f"{100 * float(m.get('success', 0)):.1f}%",
+                e(passk), f"{100 * float(m.get('harm_rate', 0)):.1f}%"])
+    return _table(["policy", "split", "decoder", "template", "tasks", "success", "pass^k", "harm"], rows,
+                  numeric={4, 5, 6, 7})
+
+
 def _transcripts_html(records: list[dict]) -> str:
     """One collapsible block per (policy, split, decoder), each transcript in a <pre>."""
     out = []
@@ -248,6 +263,12 @@ def build_report(run_dir: Path) -> Path:
     if during:
         parts.append(f"<details><summary>evaluations during training ({len(during)})</summary>"
                      f"{_eval_html(during, with_step=True)}</details>")
+
+    templated = [r for r in final if isinstance(r.get("by_template"), dict) and r["by_template"]]
+    if templated:
+        parts.append("<h2>Per task template</h2><p class=\"note\">the split's figures again for each kind of "
+                     "task: one template that is never learnt is not hidden by the others</p>")
+        parts.append(_templates_html(templated))
 
     shown = [r for r in final if r.get("transcripts")]
     if shown:

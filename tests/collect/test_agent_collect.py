@@ -183,3 +183,33 @@ def test_evaluate_reports_agent_metrics(env, policy):
         for key in ("accuracy", "harm_rate", "steps", "tool_error_rate"):
             assert key in record["metrics"]
     assert "pass^1" in records[1]["metrics"] and len(records[1]["pass_hat"]) == 2
+
+
+def test_by_template_splits_success_pass_k_and_harm_per_template(env):
+    """Hand-made outcomes over two templates: each template's figures by brute force, and a template
+    never learnt (all 0) shows as 0 beside one that is (the overall mean would hide it)."""
+    from alphaloop.evals.agents import by_template
+
+    problems = env.problems("test", 1, seed=0)
+    outcomes = {"sort": [[1, 1, 1, 1], [1, 0, 1, 1]], "fix": [[0, 0, 0, 0]]}
+    groups = []
+    for template, rows in outcomes.items():
+        for row in rows:
+            episodes = expert_episodes(env, problems, len(row), random.Random(0))[0]
+            for episode, ok in zip(episodes, row):
+                episode.success, episode.harm = bool(ok), 0.0 if ok else 1.0
+                episode.info["template"] = template
+            groups.append(episodes)
+    rows = by_template(groups, 2)
+    assert list(rows) == ["fix", "sort"]
+    assert rows["fix"] == {"tasks": 1, "success": 0.0, "harm_rate": 1.0, "pass^2": 0.0}
+    brute = sum(sum(all(c) for c in itertools.combinations(r, 2)) / 6 for r in outcomes["sort"]) / 2
+    assert rows["sort"]["pass^2"] == pytest.approx(brute) and rows["sort"]["success"] == pytest.approx(7 / 8)
+    assert rows["sort"]["harm_rate"] == pytest.approx(1 / 8) and rows["sort"]["tasks"] == 2
+    assert "pass^2" not in by_template(groups)["sort"]                       # no k: no pass^k
+
+
+def test_agent_episodes_carry_their_task_template(env, policy):
+    problems = env.problems("test", 4, seed=0)
+    for group, problem in zip(policy_episodes(policy, env, problems, 1, temperature=0.0), problems):
+        assert group[0].info["template"] == problem.meta["template"]
