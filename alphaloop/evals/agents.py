@@ -22,12 +22,10 @@ def pass_hat_curve(groups: list[list[Episode]], k: int) -> list[float]:
 
 
 def success_by_horizon(groups: list[list[Episode]]) -> dict[str, float]:
-    """Success rate of the episodes grouped by their task's horizon (`info["horizon"]`), e.g. {"1": 0.9}."""
-    tally: dict[int, list[int]] = {}
-    for episode in (e for g in groups for e in g):
-        if episode.info.get("horizon") is not None:
-            tally.setdefault(int(episode.info["horizon"]), []).append(int(episode.success))
-    return {str(h): round(sum(v) / len(v), 6) for h, v in sorted(tally.items())}
+    """Success rate of the episodes grouped by their task's horizon (`info["horizon"]`), e.g. {"1": 0.9},
+    in order of horizon: `by_template`'s success column over that field."""
+    rows = by_template(groups, field="horizon")
+    return {h: rows[h]["success"] for h in sorted(rows, key=int)}
 
 
 def by_template(groups: list[list[Episode]], k: int | None = None,
