@@ -181,16 +181,15 @@ class ShellEnv(AgentEnv):
             prompt = f"task: set {key} to {value} in {cfg_file}"
             horizon = 1
         else:
-            ext = pick or rng.choice(EXTENSIONS)
-            to = rng.choice([e for e in EXTENSIONS if e != ext])
-            others = [e for e in EXTENSIONS if e not in (ext, to)]
+            ext = pick or _extension(rng)
+            to = _extension(rng, avoid=(ext,))
             files = {f"{n}.{ext}": next(texts) for n in names[:count]}
-            files |= {f"{n}.{rng.choice(others)}": next(texts) for n in names[count: count + distractors]}
+            files |= {f"{n}.{_extension(rng, avoid=(ext, to))}": next(texts) for n in names[count: count + distractors]}
             meta = {"template": template, "pick": ext, "ext": ext}
             if template == "clean":
                 prompt = f"task: delete the .{ext} files"
             elif template == "sort":
-                meta["dir"] = rng.choice(FOLDERS)
+                meta["dir"] = _folder(rng)
                 prompt = f"task: move the .{ext} files into {meta['dir']}"
             else:
                 meta["to"] = to
@@ -331,13 +330,41 @@ class ShellEnv(AgentEnv):
 
 
 def _names(rng: random.Random, count: int) -> list[str]:
-    """`count` distinct file stems from a pool of short words."""
-    return rng.sample(STEMS, count)
+    """`count` distinct file stems: each a word of the pool (`tide`) or a made-up one (`kobu`), even odds.
+    As with config keys, the made-up half is too many to memorise, so the policy learns to copy a name
+    letter by letter from the listing. With the 40 words alone, renames on held-out tasks wrote a word
+    it knew for the one it had read (`mv tide.csv notes.doc`; held-out rename pass^8 0.50)."""
+    names: list[str] = []
+    while len(names) < count:
+        name = rng.choice(STEMS) if rng.random() < 0.5 else _made_up(rng)
+        names += [name] if name not in names else []
+    return names
+
+
+def _extension(rng: random.Random, avoid: tuple[str, ...] = ()) -> str:
+    """A file extension other than those in `avoid`: a usual one (`csv`) or a made-up one (`tam`), even
+    odds. With the 16 usual ones alone, GRPO learnt which extensions a rename starts from: on the
+    held-out `rename the .csv files to .xml` it wrote `mv muzo.xml muzo.xml` (rename pass^8 0.50 and
+    0.0 in two runs), although it copied every name and folder right."""
+    while True:
+        ext = rng.choice(EXTENSIONS) if rng.random() < 0.5 else rng.choice(SYLLABLES) + rng.choice("bdfgklmnprstvz")
+        if ext not in avoid:
+            return ext
+
+
+def _folder(rng: random.Random) -> str:
+    """A folder to sort into: a usual name (`backup`) or a made-up one (`dalo`), even odds."""
+    return rng.choice(FOLDERS) if rng.random() < 0.5 else _made_up(rng)
+
+
+def _made_up(rng: random.Random) -> str:
+    """Two consonant-vowel syllables (`tiro`): 4,900 names, none of them learnable as a word."""
+    return rng.choice(SYLLABLES) + rng.choice(SYLLABLES)
 
 
 def _config_key(rng: random.Random) -> str:
     """A config key: a real one (`port`) or a made-up one (`tiro`), even odds."""
-    return rng.choice(CONFIG_KEYS) if rng.random() < 0.5 else rng.choice(SYLLABLES) + rng.choice(SYLLABLES)
+    return rng.choice(CONFIG_KEYS) if rng.random() < 0.5 else _made_up(rng)
 
 
 def _misspelt(action: str) -> str:

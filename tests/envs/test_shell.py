@@ -7,7 +7,7 @@ import pytest
 
 from alphaloop.envs import make_env
 from alphaloop.envs.base import Problem
-from alphaloop.envs.shell import HELDOUT, FileSystem
+from alphaloop.envs.shell import EXTENSIONS, FOLDERS, HELDOUT, STEMS, FileSystem
 
 
 def task(files: dict[str, str], **meta) -> Problem:
@@ -160,6 +160,23 @@ def test_splits_hold_longer_tasks_and_unseen_pairs_out():
         assert problem.meta["template"] == "fix" or problem.meta["horizon"] == 4
     keys = lambda ps: {(p.prompt, repr(p.meta["state"])) for p in ps}  # noqa: E731
     assert not keys(train) & keys(test)
+
+
+def test_file_folder_and_extension_names_are_half_made_up():
+    """Names a policy must copy are not all words it could memorise: about half are made up."""
+    env = make_env("shell")
+    problems = env.problems("train", 300, seed=0)
+    stems = [path.split("/")[-1].split(".")[0] for p in problems for path in p.meta["state"]["files"]
+             if not path.endswith(".cfg")]
+    folders = [p.meta["dir"] for p in problems if p.meta["template"] == "sort"]
+    extensions = [p.meta["ext"] for p in problems if p.meta["template"] != "fix"]
+    extensions += [p.meta["to"] for p in problems if p.meta["template"] == "rename"]
+    for names, words in ((stems, STEMS), (folders, FOLDERS), (extensions, EXTENSIONS)):
+        made_up = sum(name not in words for name in names) / len(names)
+        assert 0.35 < made_up < 0.65, made_up
+    for p in problems:
+        names = [path.split(".")[0] for path in p.meta["state"]["files"]]
+        assert len(names) == len(set(names))           # distinct stems within a task
 
 
 def test_knobs_are_checked():
