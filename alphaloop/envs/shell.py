@@ -81,7 +81,8 @@ CONFIG_KEYS = ("port", "host", "debug", "level", "user", "mode", "color", "size"
 # Half the keys a fix task names are made up (two consonant-vowel syllables: `tiro`, `mode`), too many
 # to memorise: the policy has to copy the key out of the prompt letter by letter. With the 30 real keys
 # alone it learnt them as words, and the held-out `set mode to 3` came out as `grep tone= main.cfg`.
-SYLLABLES = tuple(c + v for c in "bdfgklmnprstvz" for v in "aeiou")
+CONSONANTS = "bdfgklmnprstvz"
+SYLLABLES = tuple(c + v for c in CONSONANTS for v in "aeiou")
 CONFIG_VALUES = ("0", "1", "3", "5", "10", "22", "80", "100", "443", "8080", "db", "web", "api", "low", "mid",
                  "high", "fast", "safe", "slow", "red", "blue", "green", "en", "fr", "eu", "us", "dark", "light",
                  "on", "off")
@@ -347,7 +348,7 @@ def _extension(rng: random.Random, avoid: tuple[str, ...] = ()) -> str:
     held-out `rename the .csv files to .xml` it wrote `mv muzo.xml muzo.xml` (rename pass^8 0.50 and
     0.0 in two runs), although it copied every name and folder right."""
     while True:
-        ext = rng.choice(EXTENSIONS) if rng.random() < 0.5 else rng.choice(SYLLABLES) + rng.choice("bdfgklmnprstvz")
+        ext = rng.choice(EXTENSIONS) if rng.random() < 0.5 else rng.choice(SYLLABLES) + rng.choice(CONSONANTS)
         if ext not in avoid:
             return ext
 
