@@ -33,9 +33,10 @@ deleted or edited, a file to move whose text no longer exists anywhere). The **h
 how many files a task touches (`min_files`..`max_files`; `heldout` uses
 `heldout_min_files`..`heldout_max_files`, longer than any trained on) and `heldout` also holds
 (template, extension) pairs never trained on (clean .log, sort .bak, rename .csv, fix mode).
-Extensions (16), folders (12), rename targets, config keys (30 real ones and 4,900 made up) and
-values (30) are drawn independently of the template and of each other, so the words a task names
-have to be read from its prompt.
+Extensions and rename targets (16 usual ones and 980 made up), folders (12 and 4,900), file stems
+(40 and 4,900), config keys (30 and 4,900; each name usual or made up at even odds) and values (30)
+are drawn independently of the template and of each other, so the words a task names have to be
+read from its prompt and its listings, and copied letter by letter.
 
 The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`grep
 KEY= FILE`, exactly the word to replace, for fix) -- and acts on the first one, so each of its
