@@ -331,42 +331,45 @@ class ShellEnv(AgentEnv):
         return actions + [SUBMIT]
 
 
-def _names(rng: random.Random, count: int) -> list[str]:
-    """`count` distinct file stems: each a word of the pool (`tide`) or a made-up one (`kobu`), even odds.
-    As with config keys, the made-up half is too many to memorise, so the policy learns to copy a name
-    letter by letter from the listing. With the 40 words alone, renames on held-out tasks wrote a word
-    it knew for the one it had read (`mv tide.csv notes.doc`; held-out rename pass^8 0.50)."""
-    names: list[str] = []
-    while len(names) < count:
-        name = rng.choice(STEMS) if rng.random() < 0.5 else _made_up(rng)
-        names += [name] if name not in names else []
-    return names
-
-
-def _extension(rng: random.Random, avoid: tuple[str, ...] = ()) -> str:
-    """A file extension other than those in `avoid`: a usual one (`csv`) or a made-up one (`tam`), even
-    odds. With the 16 usual ones alone, GRPO learnt which extensions a rename starts from: on the
-    held-out `rename the .csv files to .xml` it wrote `mv muzo.xml muzo.xml` (rename pass^8 0.50 and
-    0.0 in two runs), although it copied every name and folder right."""
-    while True:
-        ext = rng.choice(EXTENSIONS) if rng.random() < 0.5 else rng.choice(SYLLABLES) + rng.choice(CONSONANTS)
-        if ext not in avoid:
-            return ext
-
-
-def _folder(rng: random.Random) -> str:
-    """A folder to sort into: a usual name (`backup`) or a made-up one (`dalo`), even odds."""
-    return rng.choice(FOLDERS) if rng.random() < 0.5 else _made_up(rng)
-
-
 def _made_up(rng: random.Random) -> str:
     """Two consonant-vowel syllables (`tiro`): 4,900 names, none of them learnable as a word."""
     return rng.choice(SYLLABLES) + rng.choice(SYLLABLES)
 
 
+def _usual_or_made_up(rng: random.Random, words: tuple[str, ...], made_up=_made_up) -> str:
+    """One of the usual `words` or a made-up name, even odds. The made-up half is too many to memorise,
+    so a policy learns to copy names letter by letter from what it reads instead of recalling a word it
+    knows: with usual words alone, held-out renames wrote a known stem for the one just read (`mv
+    tide.csv notes.doc`), and after GRPO renamed `.csv` files as if they were the target's extension
+    (`mv muzo.xml muzo.xml`; held-out rename pass^8 0.50 and 0.0 in two runs, 0.57 made up)."""
+    return rng.choice(words) if rng.random() < 0.5 else made_up(rng)
+
+
+def _names(rng: random.Random, count: int) -> list[str]:
+    """`count` distinct file stems (`tide`, `kobu`)."""
+    names: list[str] = []
+    while len(names) < count:
+        name = _usual_or_made_up(rng, STEMS)
+        names += [name] if name not in names else []
+    return names
+
+
+def _extension(rng: random.Random, avoid: tuple[str, ...] = ()) -> str:
+    """A file extension (`csv`, `tam`) other than those in `avoid`."""
+    while True:
+        ext = _usual_or_made_up(rng, EXTENSIONS, lambda r: r.choice(SYLLABLES) + r.choice(CONSONANTS))
+        if ext not in avoid:
+            return ext
+
+
+def _folder(rng: random.Random) -> str:
+    """A folder to sort into (`backup`, `dalo`)."""
+    return _usual_or_made_up(rng, FOLDERS)
+
+
 def _config_key(rng: random.Random) -> str:
-    """A config key: a real one (`port`) or a made-up one (`tiro`), even odds."""
-    return rng.choice(CONFIG_KEYS) if rng.random() < 0.5 else _made_up(rng)
+    """A config key (`port`, `tiro`)."""
+    return _usual_or_made_up(rng, CONFIG_KEYS)
 
 
 def _misspelt(action: str) -> str:
