@@ -53,15 +53,31 @@ def view_start(starts: Sequence[int], memory: int) -> int:
     return starts[-memory]
 
 
+def learned_mask(episode: Episode) -> list[int]:
+    """`action_mask` with the expert's deliberate mistakes (`info["mistakes"]`, `envs.agent.Mistake`)
+    zeroed too: the tokens a loss learns from. The action mask itself keeps them, as it marks the turns."""
+    mistakes = set(episode.info.get("mistakes") or ())
+    if not mistakes:
+        return list(episode.action_mask)
+    mask = list(episode.action_mask)
+    for turn, (start, end) in enumerate(action_spans(mask)):
+        if turn in mistakes:
+            mask[start:end] = [0] * (end - start)
+    return mask
+
+
 def turn_rows(episode: Episode) -> list[Episode]:
     """One row per action of an agent episode played with memory: `prompt_ids` = the context the action
     was taken in (the prompt and its last `memory` turns), `action_ids` = the action's tokens (all the
     policy's), `logprobs` = their sampling log-probs. `info` holds `turn` (the action's index) and
-    `truncated`. An episode without memory (or a single-turn one) is its own single row."""
+    `truncated`. The row of a deliberate mistake of the expert (`info["mistakes"]`) has an all-zero
+    `action_mask`: it is kept (one row per action) but teaches nothing. An episode without memory (or a
+    single-turn one) is its own single row."""
     memory = memory_of(episode)
     if memory <= 0 or not episode.action_mask:
         return [episode]
     spans = action_spans(episode.action_mask)
+    mistakes = set(episode.info.get("mistakes") or ())
     rows = []
     for turn, (start, end) in enumerate(spans):
         begin = view_start([s for s, _ in spans[:turn]], memory)
@@ -70,6 +86,7 @@ def turn_rows(episode: Episode) -> list[Episode]:
             prompt_ids=list(episode.prompt_ids) + list(episode.action_ids[begin:start]),
             action_ids=list(episode.action_ids[start:end]),
             logprobs=list(episode.logprobs[start:end]) if episode.logprobs else [],
+            action_mask=[0] * (end - start) if turn in mistakes else [],
             rewards=list(episode.rewards), success=episode.success, harm=episode.harm,
             truncated=episode.truncated, info={"turn": turn}))
     return rows

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from alphaloop.agent_memory import rows_of
+from alphaloop.agent_memory import learned_mask, rows_of
 from alphaloop.episode import Episode
 
 
@@ -123,7 +123,7 @@ def pack_episodes(episodes: Sequence[Episode], pad_id: int) -> tuple[torch.Tenso
     played with memory become one row per action (`agent_memory.turn_rows`)."""
     episodes = rows_of(episodes)[0]
     return pack([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id,
-                [e.action_mask for e in episodes])
+                [learned_mask(e) for e in episodes])
 
 
 def episode_batch(episodes: Sequence[Episode], pad_id: int) -> CompletionBatch:
@@ -131,4 +131,4 @@ def episode_batch(episodes: Sequence[Episode], pad_id: int) -> CompletionBatch:
     episodes played with memory become one row per action (`agent_memory.turn_rows`)."""
     episodes = rows_of(episodes)[0]
     return pack_completions([e.prompt_ids for e in episodes], [e.action_ids for e in episodes], pad_id,
-                            [e.action_mask for e in episodes])
+                            [learned_mask(e) for e in episodes])

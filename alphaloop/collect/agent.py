@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import torch
 
 from alphaloop.agent_memory import turn_rows, view_start
-from alphaloop.envs.agent import SUBMIT, Outcome
+from alphaloop.envs.agent import SUBMIT, Mistake, Outcome
 from alphaloop.episode import Episode
 from alphaloop.errors import UserError
 from alphaloop.policies.llama import LeanLlama
@@ -52,6 +52,7 @@ class Transcript:
     done: bool = False
     memory: int = 0             # turns the policy reads besides the prompt (0: all)
     starts: list[int] = field(default_factory=list)   # where each action begins in action_ids
+    mistakes: list[int] = field(default_factory=list)  # the expert's deliberate mistakes (`envs.agent.Mistake`)
 
     def context(self) -> list[int]:
         """What the policy reads before its next action: the prompt and its last `memory` turns."""
@@ -103,6 +104,7 @@ class Transcript:
             info={"problem": self.problem_index, "steps": outcome.steps, "tool_errors": outcome.tool_errors,
                   "submitted": outcome.submitted, "cut": self.cut, "answer": SUBMIT if outcome.submitted else None,
                   "horizon": self.problem.meta.get("horizon"), **({"memory": self.memory} if self.memory else {}),
+                  **({"mistakes": list(self.mistakes)} if self.mistakes else {}),
                   **({"template": str(self.problem.meta["template"])} if "template" in self.problem.meta else {})},
         )
 
@@ -180,10 +182,13 @@ def _play(policy, env, active: list[Transcript], per_action: int, limit: int, te
 
 def expert_transcript(env, problem, rng: random.Random, policy=None, index: int = 0) -> Episode:
     """The env's scripted expert playing `problem`; with `policy`, tokenised as the policy would see and
-    write it (each action + EOS, the env's answers masked out): an imitation example."""
+    write it (each action + EOS, the env's answers masked out): an imitation example. Its deliberate
+    mistakes (`Mistake` actions) are listed in `info["mistakes"]`, and imitation gives them no loss."""
     prompt_ids = policy.prompt_ids(problem.prompt) if policy is not None else []
     run = Transcript(index, problem, Outcome(env.initial_state(problem)), prompt_ids, memory=env.memory)
     for action in env.expert_actions(problem, rng):
+        if isinstance(action, Mistake):
+            run.mistakes.append(len(run.actions))
         ids = policy.encode(action) + [policy.eos_id] if policy is not None else []
         inserted = run.add_action(env, action, ids)
         if inserted is None:

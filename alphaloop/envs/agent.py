@@ -38,6 +38,22 @@ ACTION_CUE = "\n$ "          # ends the prompt and every observation: "your acti
 SUBMIT = "submit"
 
 
+class Mistake(str):
+    """An expert action made wrong on purpose, so that the demonstration goes on to show the recovery:
+    imitation learns the recovery and not the mistake (its tokens carry no loss; `Episode.info["mistakes"]`
+    lists such actions). This is DART (Laskey et al. 2017, "DART: Noise Injection for Robust Imitation
+    Learning"): noise injected into the demonstrator's actions, the demonstrator's corrections kept as
+    labels. A policy trained on flawless transcripts never sees the states its own errors lead to, and
+    does not know how to leave them: after one miscopied name (`mv isol.fif docs` for `isle.fif`) a
+    shell policy repeated name guesses until the step limit (11 of 16 held-out failures)."""
+
+
+def misspelt(action: str) -> Mistake:
+    """The action with its command misspelt (an unknown command: an error, never a different action)."""
+    name, _, rest = action.partition(" ")
+    return Mistake(f"{name[0]}{name}{' ' + rest if rest else ''}")
+
+
 class ToolError(Exception):
     """A tool call that cannot run (bad arguments, a missing file): its message is shown to the agent."""
 
@@ -108,7 +124,8 @@ class AgentEnv(TextEnv):
         raise NotImplementedError(f"{type(self).__name__} must implement harm() (see docs/agents.md)")
 
     def expert_actions(self, problem: Problem, rng: random.Random) -> list[str]:
-        """The scripted expert's actions for `problem`, `submit` last (with its configured slips)."""
+        """The scripted expert's actions for `problem`, `submit` last (with its configured slips). An action
+        wrapped in `Mistake` is played but not imitated: the actions after it show how to recover."""
         raise NotImplementedError(f"{type(self).__name__} must implement expert_actions() (see docs/agents.md)")
 
     # --- the protocol --------------------------------------------------------------------------

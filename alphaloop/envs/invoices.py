@@ -31,8 +31,9 @@ the wrong field, `delete` the extra copy, nothing when right), until `open` says
 documents; then it submits. Each action depends only on the last two turns, three after a
 misspelt command (`memory = 3` suffices). It slips, per required action: it
 submits with work left (`slip`), it first issues a misspelt command that errors (`typo`,
-harmless), and once per task it may delete a needed entry or enter an invoice twice (`harm_slip`).
-It succeeds with probability (1 - harm_slip) * (1 - slip) ** (required actions).
+harmless: a `Mistake`, played but not imitated), and once per task it may delete a needed entry
+or enter an invoice twice (`harm_slip`). It succeeds with probability
+(1 - harm_slip) * (1 - slip) ** (required actions).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, fresh, task_in_test_split
+from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, fresh, misspelt, task_in_test_split
 from alphaloop.envs.base import Problem
 from alphaloop.envs.invoice_docs import HELDOUT_LAYOUTS, TRAIN_LAYOUTS, Invoice, Layout, random_invoice, vendor_name
 
@@ -211,7 +212,7 @@ class InvoicesEnv(AgentEnv):
                 if rng.random() < cfg.slip:     # believes the ledger done: submits with work left
                     return actions + [SUBMIT]
                 if rng.random() < cfg.typo:
-                    actions.append(_misspelt(fix))
+                    actions.append(misspelt(fix))
                 actions.append(fix)
             if k == harm_at:   # deletes the entry it just made right, or enters the invoice again
                 delete = status != "missing" and (status == "twice" or rng.random() < 0.5)
@@ -271,8 +272,3 @@ def _field(field: str, word: str) -> str:
         raise ToolError(f"{field} must be {example}, got '{word[:12]}'")
     return word
 
-
-def _misspelt(action: str) -> str:
-    """The action with its command misspelt (an unknown command: an error, never a different action)."""
-    name, _, rest = action.partition(" ")
-    return f"{name[0]}{name}{' ' + rest if rest else ''}"

@@ -40,12 +40,14 @@ read from its prompt and its listings, and copied letter by letter.
 
 The **expert** looks before every change -- `ls *.EXT` lists exactly the files left to do (`grep
 KEY= FILE`, exactly the word to replace, for fix) -- and acts on the first one, so each of its
-actions depends on the latest observation only (with a misspelt command, on the two latest:
-`memory = 2` suffices). It slips, per required action: it
-believes the task done and submits with work left (`slip`, the task fails), it first issues a
-misspelt command that errors (`typo`, harmless: it recovers), and once per task it may delete a
-distractor (`harm_slip`). Slips compound with the horizon: an expert that submits early 10% of the
-time per file finishes 1 file 90% of the time and 5 files 59%.
+actions depends on the latest observation only (`memory = 1` would do). It slips, per required
+action: it believes the task done and submits with work left (`slip`, the task fails); it first
+issues a misspelt command (`typo`) or copies a name one letter wrong (`miscopy`: `mv isol.fif docs`
+for `isle.fif`, `replace app.cfg port=80 port=808`), then looks again and recovers; and once per task
+it may delete a distractor (`harm_slip`). Typos and miscopies are `Mistake`s: played, not imitated
+(DART), so the policy learns to look again after an error, not to make one. Slips compound with the
+horizon: an expert that submits early 10% of the time per file finishes 1 file 90% of the time and
+5 files 59%.
 """
 
 from __future__ import annotations
@@ -56,7 +58,7 @@ from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, fresh, task_in_test_split
+from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, Mistake, ToolError, fresh, misspelt, task_in_test_split
 from alphaloop.envs.base import Problem
 from alphaloop.envs.shell_fs import (
     FileSystem,
@@ -68,31 +70,19 @@ from alphaloop.envs.shell_fs import (
     replace_once,
     write_file,
 )
+from alphaloop.envs.shell_names import (
+    CONFIG_FILES,
+    CONFIG_VALUES,
+    EXTENSIONS,
+    config_key,
+    extension,
+    folder,
+    miscopied,
+    stems,
+)
 
-# Many extensions, folders and keys, drawn independently of the template: a policy that learns to
-# copy them from the prompt generalises to the (template, extension) pairs held out, one that binds
-# each template to a few extensions does not (measured with 6 extensions and a fixed folder and
-# rename target per extension: 0% on heldout).
-EXTENSIONS = ("tmp", "bak", "log", "txt", "csv", "md", "dat", "ini", "out", "err", "json", "xml", "py", "sh", "doc",
-              "png")
-FOLDERS = ("trash", "backup", "logs", "notes", "data", "docs", "archive", "misc", "keep", "work", "store", "media")
-CONFIG_KEYS = ("port", "host", "debug", "level", "user", "mode", "color", "size", "lang", "zone", "retry", "limit",
-               "theme", "depth", "speed", "cache", "proxy", "quota", "scale", "shift", "tone", "unit", "width",
-               "alpha", "beta", "gamma", "delta", "echo", "kilo", "lima")
-# Half the keys a fix task names are made up (two consonant-vowel syllables: `tiro`, `mode`), too many
-# to memorise: the policy has to copy the key out of the prompt letter by letter. With the 30 real keys
-# alone it learnt them as words, and the held-out `set mode to 3` came out as `grep tone= main.cfg`.
-CONSONANTS = "bdfgklmnprstvz"
-SYLLABLES = tuple(c + v for c in CONSONANTS for v in "aeiou")
-CONFIG_VALUES = ("0", "1", "3", "5", "10", "22", "80", "100", "443", "8080", "db", "web", "api", "low", "mid",
-                 "high", "fast", "safe", "slow", "red", "blue", "green", "en", "fr", "eu", "us", "dark", "light",
-                 "on", "off")
-CONFIG_FILES = ("app.cfg", "db.cfg", "web.cfg", "main.cfg")
 TEMPLATES = ("clean", "sort", "rename", "fix")
 HELDOUT = {("clean", "log"), ("sort", "bak"), ("rename", "csv"), ("fix", "mode")}
-STEMS = ("ant", "bee", "cat", "cow", "dog", "eel", "elk", "fox", "gnu", "hen", "jay", "owl", "pig", "ram", "rat",
-         "yak", "bay", "cove", "dune", "fern", "glen", "hill", "isle", "lake", "moss", "peak", "reef", "sand",
-         "tide", "vale", "wave", "plan", "memo", "todo", "draft", "old", "new", "final", "copy", "notes")
 
 
 class ShellConfig(AgentConfig):
@@ -108,6 +98,8 @@ class ShellConfig(AgentConfig):
                         "with work left")
     typo: float = Field(0.05, ge=0, le=1, description="expert: chance of a misspelt command (an error it "
                         "recovers from) before each action")
+    miscopy: float = Field(0.05, ge=0, le=1, description="expert: chance of first copying a name wrong (one "
+                           "letter) before each action; it looks again and recovers")
     harm_slip: float = Field(0.02, ge=0, le=1, description="expert: chance per task of deleting a distractor")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share of tasks in the test split")
     max_steps: int | None = Field(None, ge=2, le=256, description="actions per episode (default: 3 x the most "
@@ -165,14 +157,14 @@ class ShellEnv(AgentEnv):
 
     def _draw(self, template: str, rng: random.Random, count: int, distractors: int, pick: str | None) -> Problem:
         """A task of `template` over `count` files; `pick` (the key or extension it names) drawn when None."""
-        names = _names(rng, count + distractors + 1)
+        names = stems(rng, count + distractors + 1)
         texts = iter(f"note {n}" for n in rng.sample(range(100, 1000), count + distractors))  # distinct texts
         if template == "fix":
-            key = pick or _config_key(rng)
+            key = pick or config_key(rng)
             cfg_file = rng.choice(CONFIG_FILES)
             keys = [key]
             while len(keys) < 1 + min(count, 3):
-                other = _config_key(rng)
+                other = config_key(rng)
                 keys += [other] if other not in keys else []
             rng.shuffle(keys)
             pairs = {k: rng.choice(CONFIG_VALUES) for k in keys}
@@ -183,15 +175,15 @@ class ShellEnv(AgentEnv):
             prompt = f"task: set {key} to {value} in {cfg_file}"
             horizon = 1
         else:
-            ext = pick or _extension(rng)
-            to = _extension(rng, avoid=(ext,))
+            ext = pick or extension(rng)
+            to = extension(rng, avoid=(ext,))
             files = {f"{n}.{ext}": next(texts) for n in names[:count]}
-            files |= {f"{n}.{_extension(rng, avoid=(ext, to))}": next(texts) for n in names[count: count + distractors]}
+            files |= {f"{n}.{extension(rng, avoid=(ext, to))}": next(texts) for n in names[count: count + distractors]}
             meta = {"template": template, "pick": ext, "ext": ext}
             if template == "clean":
                 prompt = f"task: delete the .{ext} files"
             elif template == "sort":
-                meta["dir"] = _folder(rng)
+                meta["dir"] = folder(rng)
                 prompt = f"task: move the .{ext} files into {meta['dir']}"
             else:
                 meta["to"] = to
@@ -320,8 +312,9 @@ class ShellEnv(AgentEnv):
             if rng.random() < cfg.slip:  # believes the task is done: submits with work left
                 return actions + [SUBMIT]
             if rng.random() < cfg.typo:
-                actions.append(_misspelt(action))
-            actions.append(action)
+                actions += [misspelt(action), look]
+            miscopy = cfg.miscopy and rng.random() < cfg.miscopy
+            actions += self._miscopy(problem, action, look, rng) if miscopy else [action]
         actions.append(look)             # check that nothing is left
         if rng.random() < cfg.harm_slip:
             touched = {word for action in required for word in action.split()[1:]}
@@ -330,49 +323,43 @@ class ShellEnv(AgentEnv):
                 actions.insert(rng.randint(1, len(actions) - 1), f"rm {rng.choice(keep)}")
         return actions + [SUBMIT]
 
-
-def _made_up(rng: random.Random) -> str:
-    """Two consonant-vowel syllables (`tiro`): 4,900 names, none of them learnable as a word."""
-    return rng.choice(SYLLABLES) + rng.choice(SYLLABLES)
-
-
-def _usual_or_made_up(rng: random.Random, words: tuple[str, ...], made_up=_made_up) -> str:
-    """One of the usual `words` or a made-up name, even odds. The made-up half is too many to memorise,
-    so a policy learns to copy names letter by letter from what it reads instead of recalling a word it
-    knows: with usual words alone, held-out renames wrote a known stem for the one just read (`mv
-    tide.csv notes.doc`), and after GRPO renamed `.csv` files as if they were the target's extension
-    (`mv muzo.xml muzo.xml`; held-out rename pass^8 0.50 and 0.0 in two runs, 0.57 made up)."""
-    return rng.choice(words) if rng.random() < 0.5 else made_up(rng)
-
-
-def _names(rng: random.Random, count: int) -> list[str]:
-    """`count` distinct file stems (`tide`, `kobu`)."""
-    names: list[str] = []
-    while len(names) < count:
-        name = _usual_or_made_up(rng, STEMS)
-        names += [name] if name not in names else []
-    return names
-
-
-def _extension(rng: random.Random, avoid: tuple[str, ...] = ()) -> str:
-    """A file extension (`csv`, `tam`) other than those in `avoid`."""
-    while True:
-        ext = _usual_or_made_up(rng, EXTENSIONS, lambda r: r.choice(SYLLABLES) + r.choice(CONSONANTS))
-        if ext not in avoid:
-            return ext
-
-
-def _folder(rng: random.Random) -> str:
-    """A folder to sort into (`backup`, `dalo`)."""
-    return _usual_or_made_up(rng, FOLDERS)
-
-
-def _config_key(rng: random.Random) -> str:
-    """A config key (`port`, `tiro`)."""
-    return _usual_or_made_up(rng, CONFIG_KEYS)
-
-
-def _misspelt(action: str) -> str:
-    """The action with its command misspelt (an unknown command: an error, never a different action)."""
-    name, _, rest = action.partition(" ")
-    return f"{name[0]}{name}{' ' + rest if rest else ''}"
+    def _miscopy(self, problem: Problem, action: str, look: str, rng: random.Random) -> list[str]:
+        """`action` done after a name copied one letter wrong (a `Mistake`), in one of the names the action
+        copies, evenly: the look's, the file's stem or extension, a rename's new name (for fix: the look's
+        key, the old value or the new one). A wrong look lists nothing (`ls *.cvs` -> `(none)`, with files
+        left to do) and the expert looks again; a wrong file or `KEY=OLD` is an error, and it looks again
+        and does `action`; a wrong new name or value (`mv fern.csv fern.inc`, `replace app.cfg port=80
+        port=808`) succeeds, so after its next look the expert puts it right from what its last action
+        shows (`mv fern.inc fern.sh`). Every name a task uses is copied, and a copy can go wrong on any:
+        after GRPO a policy that miscopied the held-out extension (`mv reef.isv reef.bun`) looked again
+        with its own wrong one (`ls *.ini` -> `(none)`) and submitted; after VinePPO its held-out
+        failures were silent ones, `replace app.cfg mode=8080 mode=1000` for 100, then submit."""
+        command, source, *rest = action.split()
+        files = problem.meta["state"]["files"]
+        if command == "replace":   # replace works on text, not words: a wrong KEY=OLD must occur nowhere
+            file, old, new = source, rest[0], rest[1]
+            key, value = new.split("=", 1)
+            which = rng.choice(("look", "old", "new"))
+            if which == "look":
+                wrong = miscopied(key, rng, lambda w: f"{w}=" not in files[file])
+                return [Mistake(f"grep {wrong}= {file}"), look, action]
+            if which == "old":
+                wrong = f"{key}={miscopied(old.split('=', 1)[1], rng, lambda w: f'{key}={w}' not in files[file])}"
+                return [Mistake(f"replace {file} {wrong} {new}"), look, action]
+            wrong = f"{key}={miscopied(value, rng, lambda w: f'{key}={w}' not in files[file])}"
+            return [Mistake(f"replace {file} {old} {wrong}"), look, f"replace {file} {wrong} {new}"]
+        stem, ext = source.rsplit(".", 1)
+        stems = {path.rsplit(".", 1)[0] for path in files}
+        which = rng.choice(("look", "stem", "ext") + (("new",) if problem.meta["template"] == "rename" else ()))
+        if which == "look":
+            wrong = miscopied(ext, rng, lambda w: w != problem.meta.get("to") and not any(
+                path.endswith("." + w) for path in files))
+            return [Mistake(f"ls *.{wrong}"), look, action]
+        if which == "new":   # rename only: `mv a.csv a.sh` as `mv a.csv a.sih` or `mv a.csv b.sh`
+            target_stem, to = rest[0].rsplit(".", 1)
+            wrong = (f"{miscopied(target_stem, rng, lambda w: w not in stems)}.{to}" if rng.random() < 0.5
+                     else f"{target_stem}.{miscopied(to, rng, lambda w: f'{target_stem}.{w}' not in files)}")
+            return [Mistake(f"mv {source} {wrong}"), look, f"mv {wrong} {rest[0]}"]
+        wrong = (f"{miscopied(stem, rng, lambda w: w not in stems)}.{ext}" if which == "stem"
+                 else f"{stem}.{miscopied(ext, rng, lambda w: f'{stem}.{w}' not in files)}")
+        return [Mistake(" ".join([command, wrong, *rest])), look, action]

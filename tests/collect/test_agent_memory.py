@@ -7,11 +7,12 @@ import random
 import pytest
 import torch
 
-from alphaloop.agent_memory import action_spans, rows_of, turn_rows, view_start
-from alphaloop.batch import episode_batch, pack_episodes
+from alphaloop.agent_memory import action_spans, learned_mask, rows_of, turn_rows, view_start
+from alphaloop.batch import episode_batch, pack_completions, pack_episodes
 from alphaloop.collect import agent as agent_collect
 from alphaloop.collect import demonstrations, policy_episodes
 from alphaloop.envs import make_env
+from alphaloop.envs.agent import Mistake
 from alphaloop.learners.imitate import completion_imitation_loss, imitation_loss
 from alphaloop.learners.rl_update import PolicyGradientSettings, rollout_batch, row_turn_gae
 from alphaloop.learners.turn_credit import turn_gae
@@ -22,7 +23,7 @@ from alphaloop.scorers.value import ValueScorer
 
 @pytest.fixture(scope="module")
 def env():
-    return make_env("shell", seed=0, memory=2, slip=0.0, typo=0.0, harm_slip=0.0)
+    return make_env("shell", seed=0, memory=2, slip=0.0, typo=0.0, miscopy=0.0, harm_slip=0.0)
 
 
 @pytest.fixture(scope="module")
@@ -81,6 +82,37 @@ def test_the_row_imitation_loss_equals_the_padded_one(env, policy):
         loss.backward()
         grads.append(torch.cat([p.grad.flatten() for p in policy.parameters() if p.grad is not None]))
     assert torch.allclose(grads[0], grads[1], atol=1e-5)
+
+
+def test_the_experts_mistakes_carry_no_loss(policy):
+    """Imitation learns the recovery after a deliberate mistake, not the mistake: its row (with memory)
+    or its tokens (without) are out of the loss, and the loss equals the loss over the other rows."""
+    sloppy = make_env("shell", seed=0, memory=2, slip=0.0, typo=0.3, miscopy=0.5, harm_slip=0.0)
+    episodes = demonstrations(sloppy, policy, random.Random(5), 8)
+    mistakes = [(e, i) for e in episodes for i in e.info.get("mistakes", [])]
+    assert len(mistakes) >= 4
+    for episode, turn in mistakes:
+        assert isinstance(episode.actions[turn], Mistake) and sum(turn_rows(episode)[turn].action_mask) == 0
+    mistaken = sum(len(turn_rows(e)[i].action_ids) for e, i in mistakes)
+    _, _, completion_mask = pack_episodes(episodes, policy.pad_id)
+    assert completion_mask.sum() == sum(sum(e.action_mask) for e in episodes) - mistaken
+    batch = episode_batch(episodes, policy.pad_id)
+    assert batch.mask.sum() == completion_mask.sum()
+    assert int(batch.lengths.sum()) == sum(len(row.action_ids) for row in rows_of(episodes)[0])
+    kept = [row for row in rows_of(episodes)[0] if sum(row.action_mask) or not row.action_mask]
+    alone = completion_imitation_loss(policy, pack_rows(kept, policy.pad_id))
+    loss = completion_imitation_loss(policy, batch)
+    assert float(loss.detach()) == pytest.approx(float(alone.detach()), rel=1e-5)
+    # Without memory the whole transcript is one row, and the mistakes' tokens are masked in it.
+    plain = make_env("shell", seed=0, max_files=1, distractors=1, slip=0.0, typo=0.3, miscopy=0.5, harm_slip=0.0)
+    whole = demonstrations(plain, policy, random.Random(5), 8)
+    _, _, completion_mask = pack_episodes(whole, policy.pad_id)
+    learned = sum(sum(learned_mask(e)) for e in whole)
+    assert completion_mask.sum() == learned < sum(sum(e.action_mask) for e in whole)
+
+
+def pack_rows(rows, pad_id):
+    return pack_completions([r.prompt_ids for r in rows], [r.action_ids for r in rows], pad_id)
 
 
 def test_rollouts_read_bounded_contexts_and_log_probs_match_the_rows(env, policy, monkeypatch):

@@ -6,8 +6,10 @@ import random
 import pytest
 
 from alphaloop.envs import make_env
+from alphaloop.envs.agent import Mistake
 from alphaloop.envs.base import Problem
-from alphaloop.envs.shell import EXTENSIONS, FOLDERS, HELDOUT, STEMS, FileSystem
+from alphaloop.envs.shell import HELDOUT, FileSystem
+from alphaloop.envs.shell_names import EXTENSIONS, FOLDERS, STEMS
 
 
 def task(files: dict[str, str], **meta) -> Problem:
@@ -144,6 +146,45 @@ def test_expert_without_slips_always_succeeds_and_slips_compound():
     # Each required action survives a slip with 0.9: tasks of 1-3 files (or 1 write) succeed about 0.9^2,
     # the 4-5 file heldout (mostly) about 0.9^4.5, less the harm slips; longer tasks fail more.
     assert 0.6 <= rates["test"] <= 0.85 and 0.45 <= rates["heldout"] <= 0.72 and rates["heldout"] < rates["test"]
+
+
+def test_miscopies_fail_harmlessly_and_the_expert_recovers():
+    """A name copied one letter wrong before every required action: each miscopy errors (a file or
+    KEY=OLD that does not exist), finds nothing (a look) or is seen and corrected (a wrong new value),
+    the expert looks again after each, and it still always succeeds with nothing harmed. Mistakes are
+    marked, never imitated."""
+    env = make_env("shell", slip=0.0, typo=0.0, harm_slip=0.0, miscopy=1.0, max_steps=40)
+    rng = random.Random(0)
+    kinds = set()
+    for split in ("train", "heldout"):
+        for problem in env.problems(split, 80, seed=3):
+            actions = env.expert_actions(problem, rng)
+            mistakes = [i for i, action in enumerate(actions) if isinstance(action, Mistake)]
+            assert len(mistakes) == problem.meta["horizon"], actions   # one per required action
+            look = actions[mistakes[0] - 1]
+            assert all(actions[i + 1] == look for i in mistakes), actions
+            outcome = env.replay(problem, actions)
+            assert outcome.success and outcome.harm == 0, actions
+            for i in mistakes:
+                failed = outcome.outputs[i].startswith("error: no")
+                kinds.add("error" if failed else outcome.outputs[i])
+                wrong, right = actions[i].split(), actions[i + 2].split()
+                if wrong[0] in ("ls", "grep"):   # a look that finds nothing, then the right look
+                    right = actions[i + 1].split()
+                elif not failed:   # `replace F K=OLD K=WRONG`, then `replace F K=WRONG K=NEW` (or mv)
+                    right = [*wrong[:-1], right[-1]]
+                assert wrong[0] == right[0] and wrong != right
+                # one name, one letter off: a change, a drop or an addition
+                [(a, b)] = [(a, b) for a, b in zip(wrong, right) if a != b]
+                assert abs(len(a) - len(b)) <= 1
+    # wrong files and old words fail, wrong looks find nothing, a wrong new value takes and is then fixed
+    assert kinds == {"error", "ok", "(none)"}
+    misspelt = make_env("shell", slip=0.0, typo=1.0, harm_slip=0.0, miscopy=0.0)
+    problem = misspelt.problems("train", 1, seed=4)[0]
+    actions = misspelt.expert_actions(problem, rng)
+    typos = [i for i, action in enumerate(actions) if isinstance(action, Mistake)]
+    assert typos and all(actions[i + 1] == actions[i - 1] for i in typos)   # looks again after the error
+    assert misspelt.replay(problem, actions).success
 
 
 def test_splits_hold_longer_tasks_and_unseen_pairs_out():
