@@ -175,6 +175,10 @@ def test_agent_templates_splits_the_tasks_by_template(tmp_path, monkeypatch, cap
     monkeypatch.setattr(sys, "argv", ["agent_templates", str(tmp_path / "p"), "--knobs", "memory=2", "--tasks", "6",
                                       "--samples", "2", "--split", "heldout"])
     agent_templates.main()
-    rows = [line.split("|") for line in capsys.readouterr().out.splitlines() if line.startswith("| ")][1:]
-    assert {row[1].strip() for row in rows} <= {"clean", "sort", "rename", "fix"}
-    assert sum(int(row[2]) for row in rows) == 6
+    out = capsys.readouterr().out
+    rows = [line.split("|") for line in out.splitlines() if line.startswith("| ")][1:]
+    *templates, total = rows
+    assert {row[1].strip() for row in templates} <= {"clean", "sort", "rename", "fix"}
+    assert sum(int(row[2]) for row in templates) == 6 and total[1].strip() == "all" and int(total[2]) == 6
+    errors = int(out.split("tool errors: ")[1].split()[0])
+    assert "in 12 sampled episodes" in out and errors >= 0
