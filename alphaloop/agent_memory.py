@@ -56,11 +56,8 @@ def view_start(starts: Sequence[int], memory: int) -> int:
 def learned_mask(episode: Episode) -> list[int]:
     """`action_mask` with the expert's deliberate mistakes (`info["mistakes"]`, `envs.agent.Mistake`)
     zeroed too: the tokens a loss learns from. The action mask itself keeps them, as it marks the turns."""
-    mistakes = set(episode.info.get("mistakes") or ())
-    if not mistakes:
-        return list(episode.action_mask)
-    mask = list(episode.action_mask)
-    for turn, (start, end) in enumerate(action_spans(mask)):
+    mask, mistakes = list(episode.action_mask), set(episode.info.get("mistakes") or ())
+    for turn, (start, end) in enumerate(action_spans(mask) if mistakes else ()):
         if turn in mistakes:
             mask[start:end] = [0] * (end - start)
     return mask
