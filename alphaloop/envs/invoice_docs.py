@@ -15,6 +15,12 @@ without `Ltd`, the total with two decimals and a point. Every field format is la
 document parses unambiguously (`parse`), and the held-out layouts recombine formats that the
 train/test layouts use, in orders and combinations never seen there: a policy that reads fields by
 their labels can enter them.
+
+Train/test documents come either from the eight `NAMED_LAYOUTS` or from `random_layout`, any order
+of one format per field with up to two distractors (about 64,000 field sequences, the held-out three
+excluded). Eight layouts can be memorised by position (`the vendor follows the first bar`), which
+does not carry to a new layout; thousands cannot, so what is learnt is to read each field by its
+label -- the skill the held-out layouts ask for.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import random
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+
+from alphaloop.envs.names import usual_or_made_up
 
 # Each with its own first letter: a policy that finds the vendor's first letter in a document knows the name.
 VENDORS = ("acme", "bolt", "civic", "delta", "echo", "fern", "globe", "helix", "ion", "jade", "kite", "lumen",
@@ -115,7 +123,7 @@ class Layout:
         return Invoice(str(int(match["number"])), match["vendor"].lower(), canonical_total(match["total"]))
 
 
-TRAIN_LAYOUTS = (
+NAMED_LAYOUTS = (
     Layout("a", " | ", ("id:inv", "vendor:label", "total:label", "due")),
     Layout("b", " ", ("vendor:from", "id:no", "total:amount", "tel")),
     Layout("c", " ", ("id:hash", "vendor:ltd", "total:dollar", "po")),
@@ -131,25 +139,53 @@ HELDOUT_LAYOUTS = (
     Layout("y", ", ", ("tax", "total:sum", "id:ref", "vendor:ltd")),
     Layout("z", " ", ("tel", "total:amount", "vendor:label", "id:no")),
 )
-LAYOUTS = {layout.name: layout for layout in TRAIN_LAYOUTS + HELDOUT_LAYOUTS}
+LAYOUTS = {layout.name: layout for layout in NAMED_LAYOUTS + HELDOUT_LAYOUTS}
+ID_FORMATS = ("id:inv", "id:no", "id:hash", "id:ref")
+VENDOR_FORMATS = ("vendor:label", "vendor:from", "vendor:ltd")
+TOTAL_FORMATS = ("total:label", "total:amount", "total:dollar", "total:sum")
+DISTRACTORS = ("due", "po", "tel", "tax", "qty")
+SEPARATORS = (" | ", ", ", " ")
+_HELDOUT_FIELDS = {layout.fields for layout in HELDOUT_LAYOUTS}
 
 
-def vendor_name(rng: random.Random, unlike: str = "") -> str:
-    """A vendor other than `unlike`."""
-    return rng.choice([vendor for vendor in VENDORS if vendor != unlike])
+def random_layout(rng: random.Random) -> Layout:
+    """A train/test layout: one format for each of the three fields and up to two distractors, in any
+    order, with any separator -- never the field sequence of a held-out layout (whatever its separator).
+    Its name lists its fields, so that the same layout always has the same name."""
+    while True:
+        fields = [rng.choice(ID_FORMATS), rng.choice(VENDOR_FORMATS), rng.choice(TOTAL_FORMATS)]
+        fields += rng.sample(DISTRACTORS, rng.randint(0, 2))
+        rng.shuffle(fields)
+        sep = rng.choice(SEPARATORS)
+        if tuple(fields) not in _HELDOUT_FIELDS:
+            return Layout(sep.join(fields), sep, tuple(fields))
 
 
-def random_invoice(rng: random.Random, number: int) -> Invoice:
-    """An invoice with number `number`: a vendor and a total whose cents are often round (so that the
-    short format `42.5` / `42` shows up)."""
+def vendor_name(rng: random.Random, unlike: str = "", made_up_share: float = 0.0) -> str:
+    """A vendor other than `unlike`: one of the 24 `VENDORS`, or with probability `made_up_share` a made-up
+    name (`names.made_up`) that only copying from the document can get right."""
+    while True:
+        vendor = usual_or_made_up(rng, VENDORS, share=made_up_share)
+        if vendor != unlike:
+            return vendor
+
+
+def random_invoice(rng: random.Random, number: int, made_up_share: float = 0.0) -> Invoice:
+    """An invoice with number `number`: a vendor (made up with probability `made_up_share`) and a total
+    whose cents are often round (so that the short format `42.5` / `42` shows up)."""
     cents = rng.choice((0, 0, 50, rng.randint(1, 99)))
-    return Invoice(str(number), vendor_name(rng), cents_text(100 * rng.randint(1, 499) + cents))
+    return Invoice(str(number), vendor_name(rng, made_up_share=made_up_share),
+                   cents_text(100 * rng.randint(1, 499) + cents))
 
 
 def parse(text: str) -> Invoice | None:
-    """The invoice a document of any layout shows, or None."""
-    for layout in LAYOUTS.values():
-        invoice = layout.parse(text)
-        if invoice is not None:
-            return invoice
-    return None
+    """The invoice a document of any layout shows (named, held-out or random), or None: each field found
+    by its label, wherever it stands."""
+    found: dict[str, str] = {}
+    for key in ID_FORMATS + VENDOR_FORMATS + TOTAL_FORMATS:
+        match = re.search(rf"(?:^|(?<=[ ,|])){FORMATS[key].pattern}(?=$|[ ,|])", text)
+        if match is not None:
+            found.update({name: value for name, value in match.groupdict().items() if value is not None})
+    if set(found) != {"number", "vendor", "total"}:
+        return None
+    return Invoice(str(int(found["number"])), found["vendor"].lower(), canonical_total(found["total"]))

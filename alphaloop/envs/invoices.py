@@ -20,7 +20,7 @@ quantity); `add` takes only the canonical form, so entering a document is normal
 ledger starts with some invoices already entered (right, or with one field wrong, or twice) and
 the others missing. The horizon is the number of invoices (`min_invoices`..`max_invoices`;
 `heldout` uses `heldout_min_invoices`..`heldout_max_invoices`, longer than any trained on, and
-layouts never used in train or test).
+layouts never used in train or test; `layouts` chooses the train/test ones).
 
 **Success**: `submit` with the ledger holding exactly one right entry per document. **Harm**: an
 entry deleted or duplicated that should not be -- an invoice that had an entry at the start has
@@ -42,13 +42,21 @@ import random
 import re
 import string
 from collections import Counter
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
 from alphaloop.envs.agent import SUBMIT, AgentConfig, AgentEnv, ToolError, fresh, misspelt, task_in_test_split
 from alphaloop.envs.base import Problem
-from alphaloop.envs.invoice_docs import HELDOUT_LAYOUTS, TRAIN_LAYOUTS, Invoice, Layout, random_invoice, vendor_name
+from alphaloop.envs.invoice_docs import (
+    HELDOUT_LAYOUTS,
+    NAMED_LAYOUTS,
+    Invoice,
+    Layout,
+    random_invoice,
+    random_layout,
+    vendor_name,
+)
 
 PROMPT = "task: enter the inbox\n$ "
 STATUSES = ("missing", "entered", "wrong", "twice")   # an invoice's entries in the ledger at the start
@@ -72,6 +80,14 @@ class InvoicesConfig(AgentConfig):
                         "recovers from) before each required action")
     harm_slip: float = Field(0.02, ge=0, le=1, description="expert: chance per task of deleting a needed entry "
                              "or entering an invoice twice")
+    layouts: Literal["random", "named"] = Field("random", description="train/test documents: 'random' draws each "
+                                                "document's layout from every order and combination of the "
+                                                "formats (the held-out three excluded); 'named' from eight "
+                                                "fixed layouts")
+    made_up_vendors: float = Field(0.0, ge=0, le=1, description="share of vendors that are made-up names "
+                                   "(`tiro`) rather than one of the 24 usual ones (each with its own first "
+                                   "letter): too many to memorise, so only copying the vendor out of the "
+                                   "document gets them right")
     test_fraction: float = Field(0.2, ge=0, lt=1, description="share of tasks in the test split")
     max_steps: int | None = Field(None, ge=2, le=256, description="actions per episode (default: 5 x the most "
                                   "invoices + 6)")
@@ -112,15 +128,20 @@ class InvoicesEnv(AgentEnv):
         low, high = ((cfg.heldout_min_invoices, cfg.heldout_max_invoices) if heldout
                      else (cfg.min_invoices, cfg.max_invoices))
         for _ in range(1000):
-            problem = self._draw(rng, rng.randint(low, high), HELDOUT_LAYOUTS if heldout else TRAIN_LAYOUTS)
+            problem = self._draw(rng, rng.randint(low, high), heldout)
             if heldout or (split == "test") == task_in_test_split(problem.prompt, problem.meta["state"],
                                                                   cfg.test_fraction):
                 return problem
         raise RuntimeError(f"env 'invoices': no {split} task found (test_fraction={cfg.test_fraction})")
 
-    def _draw(self, rng: random.Random, count: int, layouts: tuple[Layout, ...]) -> Problem:
+    def _layout(self, rng: random.Random, heldout: bool) -> Layout:
+        if heldout:
+            return rng.choice(HELDOUT_LAYOUTS)
+        return random_layout(rng) if self.config.layouts == "random" else rng.choice(NAMED_LAYOUTS)
+
+    def _draw(self, rng: random.Random, count: int, heldout: bool) -> Problem:
         cfg = self.config
-        invoices = [random_invoice(rng, n) for n in rng.sample(range(100, 1000), count)]
+        invoices = [random_invoice(rng, n, cfg.made_up_vendors) for n in rng.sample(range(100, 1000), count)]
         weights = (1 - cfg.entered - cfg.wrong - cfg.twice, cfg.entered, cfg.wrong, cfg.twice)
         statuses = rng.choices(STATUSES, weights, k=count)
         if all(s == "entered" for s in statuses):   # always some work: submitting at once never succeeds
@@ -130,9 +151,9 @@ class InvoicesEnv(AgentEnv):
             if status in ("entered", "twice"):
                 ledger += [invoice.entry() for _ in range(2 if status == "twice" else 1)]
             elif status == "wrong":
-                ledger.append(_wrong_entry(invoice, rng))
+                ledger.append(_wrong_entry(invoice, rng, cfg.made_up_vendors))
         rng.shuffle(ledger)
-        docs = [[inv.number, rng.choice(layouts).render(inv, rng)] for inv in invoices]
+        docs = [[inv.number, self._layout(rng, heldout).render(inv, rng)] for inv in invoices]
         state = {"inbox": docs, "ledger": ledger}
         meta = {"state": state, "invoices": [inv.entry() for inv in invoices], "statuses": statuses,
                 "horizon": count}
@@ -249,10 +270,10 @@ def _fix(invoice: Invoice, status: str, ledger: list[list[str]]) -> str | None:
     return None
 
 
-def _wrong_entry(invoice: Invoice, rng: random.Random) -> list[str]:
+def _wrong_entry(invoice: Invoice, rng: random.Random, made_up_share: float) -> list[str]:
     """The invoice's entry with one field wrong: another vendor, or a total off by a typing slip."""
     if rng.random() < 0.5:
-        return [invoice.number, vendor_name(rng, unlike=invoice.vendor), invoice.total]
+        return [invoice.number, vendor_name(rng, invoice.vendor, made_up_share), invoice.total]
     whole, cents = invoice.total.split(".")
     dollars = int(whole) + rng.choice((-10, -1, 1, 10, 100)) if int(whole) > 10 else int(whole) + 1
     return [invoice.number, invoice.vendor, f"{dollars}.{cents}"]

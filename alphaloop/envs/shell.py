@@ -14,7 +14,7 @@ Tools (one per action; paths are relative to the root, no spaces in names):
     grep TEXT [FILE]    every file whose text contains TEXT; with a FILE, the words of its text that
                         contain TEXT (`grep port= app.cfg` prints `port=80`, as `grep -o` would)
     write FILE TEXT     replace a file's text with the rest of the line
-    replace FILE OLD NEW  replace the one occurrence of the word OLD in a file's text with NEW (an
+    replace FILE OLD NEW  replace the one occurrence of the text OLD (any substring) with NEW (an
                         error if it occurs zero or several times: the str_replace of SWE-agent's and
                         OpenHands' editors, so an edit never rewrites what it does not name)
     submit              end the episode

@@ -9,6 +9,8 @@ import random
 import string
 from collections.abc import Callable
 
+from alphaloop.envs.names import CONSONANTS, SYLLABLES, usual_or_made_up
+
 # Many extensions, folders and keys, drawn independently of the template: a policy that learns to
 # copy them from the prompt generalises to the (template, extension) pairs held out, one that binds
 # each template to a few extensions does not (measured with 6 extensions and a fixed folder and
@@ -22,8 +24,6 @@ CONFIG_KEYS = ("port", "host", "debug", "level", "user", "mode", "color", "size"
 # Half the keys a fix task names are made up (two consonant-vowel syllables: `tiro`, `mode`), too many
 # to memorise: the policy has to copy the key out of the prompt letter by letter. With the 30 real keys
 # alone it learnt them as words, and the held-out `set mode to 3` came out as `grep tone= main.cfg`.
-CONSONANTS = "bdfgklmnprstvz"
-SYLLABLES = tuple(c + v for c in CONSONANTS for v in "aeiou")
 CONFIG_VALUES = ("0", "1", "3", "5", "10", "22", "80", "100", "443", "8080", "db", "web", "api", "low", "mid",
                  "high", "fast", "safe", "slow", "red", "blue", "green", "en", "fr", "eu", "us", "dark", "light",
                  "on", "off")
@@ -31,20 +31,6 @@ CONFIG_FILES = ("app.cfg", "db.cfg", "web.cfg", "main.cfg")
 STEMS = ("ant", "bee", "cat", "cow", "dog", "eel", "elk", "fox", "gnu", "hen", "jay", "owl", "pig", "ram", "rat",
          "yak", "bay", "cove", "dune", "fern", "glen", "hill", "isle", "lake", "moss", "peak", "reef", "sand",
          "tide", "vale", "wave", "plan", "memo", "todo", "draft", "old", "new", "final", "copy", "notes")
-
-
-def made_up(rng: random.Random) -> str:
-    """Two consonant-vowel syllables (`tiro`): 4,900 names, none of them learnable as a word."""
-    return rng.choice(SYLLABLES) + rng.choice(SYLLABLES)
-
-
-def usual_or_made_up(rng: random.Random, words: tuple[str, ...], made_up=made_up) -> str:
-    """One of the usual `words` or a made-up name, even odds. The made-up half is too many to memorise,
-    so a policy learns to copy names letter by letter from what it reads instead of recalling a word it
-    knows: with usual words alone, held-out renames wrote a known stem for the one just read (`mv
-    tide.csv notes.doc`), and after GRPO renamed `.csv` files as if they were the target's extension
-    (`mv muzo.xml muzo.xml`; held-out rename pass^8 0.50 and 0.0 in two runs, 0.57 made up)."""
-    return rng.choice(words) if rng.random() < 0.5 else made_up(rng)
 
 
 def stems(rng: random.Random, count: int) -> list[str]:

@@ -153,27 +153,49 @@ def test_every_layout_parses_back_to_the_same_canonical_entry():
 
 
 def test_heldout_layouts_recombine_the_formats_trained_on():
-    trained = {f for layout in invoice_docs.TRAIN_LAYOUTS for f in layout.fields}
+    trained = {f for layout in invoice_docs.NAMED_LAYOUTS for f in layout.fields}
     assert trained == set(invoice_docs.FORMATS)
     for layout in invoice_docs.HELDOUT_LAYOUTS:
         assert set(layout.fields) <= trained
-        assert all(layout.fields != t.fields for t in invoice_docs.TRAIN_LAYOUTS)
+        assert all(layout.fields != t.fields for t in invoice_docs.NAMED_LAYOUTS)
 
 
-def test_splits_hold_longer_tasks_and_unseen_layouts_out():
-    env = make_env("invoices", min_invoices=1, max_invoices=2, heldout_min_invoices=4, heldout_max_invoices=4)
+def test_random_layouts_parse_back_vary_and_never_draw_a_heldout_one():
+    rng = random.Random(0)
+    heldout = {layout.fields for layout in invoice_docs.HELDOUT_LAYOUTS}
+    names, formats = set(), set()
+    for _ in range(3000):
+        layout = invoice_docs.random_layout(rng)
+        invoice = invoice_docs.random_invoice(rng, rng.randint(100, 999))
+        text = layout.render(invoice, rng)
+        assert layout.parse(text) == invoice and parse(text) == invoice, text    # found by label, anywhere
+        assert layout.fields not in heldout and len(text) <= 70, text
+        names.add(layout.name)
+        formats |= set(layout.fields)
+    assert len(names) > 2000 and formats == set(invoice_docs.FORMATS)
+    assert parse("inv 5 | tax 3.40") is None and parse("no. 5 vendor: ion") is None    # a field missing
+
+
+@pytest.mark.parametrize("layouts", ["named", "random"])
+def test_splits_hold_longer_tasks_and_unseen_layouts_out(layouts):
+    env = make_env("invoices", min_invoices=1, max_invoices=2, heldout_min_invoices=4, heldout_max_invoices=4,
+                   layouts=layouts)
     train = env.problems("train", 200, seed=0)
     test = env.problems("test", 100, seed=0)
     heldout = env.problems("heldout", 100, seed=0)
     assert len(train) == 200 and len(test) == 100 and len(heldout) == 100
-    layout_of = lambda text: next(n for n, layout in LAYOUTS.items() if layout.parse(text))  # noqa: E731
-    trained = {layout.name for layout in invoice_docs.TRAIN_LAYOUTS}
+    named = lambda text, layouts: any(layout.parse(text) for layout in layouts)  # noqa: E731
     for problem in train + test:
         assert 1 <= problem.meta["horizon"] <= 2 and len(problem.meta["state"]["inbox"]) == problem.meta["horizon"]
-        assert {layout_of(text) for _, text in problem.meta["state"]["inbox"]} <= trained
+        for _, text in problem.meta["state"]["inbox"]:
+            assert not named(text, invoice_docs.HELDOUT_LAYOUTS)
+            assert named(text, invoice_docs.NAMED_LAYOUTS) == (layouts == "named") or layouts == "random"
     for problem in heldout:
         assert problem.meta["horizon"] == 4
-        assert not {layout_of(text) for _, text in problem.meta["state"]["inbox"]} & trained
+        assert all(named(text, invoice_docs.HELDOUT_LAYOUTS) for _, text in problem.meta["state"]["inbox"])
+    if layouts == "random":   # thousands of layouts: few documents of a named one
+        texts = [text for p in train for _, text in p.meta["state"]["inbox"]]
+        assert sum(named(text, invoice_docs.NAMED_LAYOUTS) for text in texts) < 0.05 * len(texts)
     keys = lambda ps: {(p.prompt, repr(p.meta["state"])) for p in ps}  # noqa: E731
     assert not keys(train) & keys(test)
     for problem in train + test + heldout:   # every document is one of the task's invoices, and some work is left
@@ -188,6 +210,20 @@ def analytic_success(env, problems) -> float:
     cfg = env.config
     return sum((1 - cfg.harm_slip) * (1 - cfg.slip) ** sum(s != "entered" for s in p.meta["statuses"])
                for p in problems) / len(problems)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.5, 1.0])
+def test_made_up_vendors_take_their_share_and_parse_in_every_format(share):
+    env = make_env("invoices", made_up_vendors=share, wrong=0.8, entered=0.0, twice=0.0)
+    problems = env.problems("train", 300, seed=0) + env.problems("heldout", 50, seed=0)
+    vendors = [entry[1] for p in problems for entry in p.meta["invoices"]]
+    made_up = sum(v not in invoice_docs.VENDORS for v in vendors) / len(vendors)
+    assert abs(made_up - share) < 0.08, made_up
+    for problem in problems:
+        for (_, text), entry in zip(problem.meta["state"]["inbox"], problem.meta["invoices"]):
+            assert parse(text).entry() == entry       # `from TIRO`, `Tiro Ltd`, `vendor: tiro` all read back
+        right = {tuple(e) for e in problem.meta["invoices"]}
+        assert not any(tuple(e) in right for e in problem.meta["state"]["ledger"])   # every `wrong` entry is wrong
 
 
 def test_perfect_expert_always_succeeds_without_harm():
@@ -224,7 +260,9 @@ def test_knobs_are_checked():
         make_env("invoices", heldout_min_invoices=6, heldout_max_invoices=5)
     with pytest.raises(ValueError, match="entered \\+ wrong \\+ twice"):
         make_env("invoices", entered=0.5, wrong=0.3, twice=0.2)
-    with pytest.raises(ValueError, match="unknown knob 'layouts'"):
+    with pytest.raises(ValueError, match="unknown knob 'layout'"):
+        make_env("invoices", layout="a")
+    with pytest.raises(ValueError, match="layouts='a' is not allowed: Input should be 'random' or 'named'"):
         make_env("invoices", layouts="a")
 
 
