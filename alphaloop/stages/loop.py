@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from alphaloop import interrupt
+from alphaloop.heap import TRIM_EVERY, trim_heap
 from alphaloop.stages.context import StageContext
 
 Evaluate = Callable[[int], tuple[list[dict[str, Any]], str]]   # step -> (eval records, progress note)
@@ -78,6 +79,8 @@ class StageLoop:
         self.ctx.progress.update(self._task, completed=done, info=info)
         if self.due(done, self.checkpoint_every):
             self.ctx.save_checkpoint(done, policy, {"evals": self.evals, **trainer_state()})
+        if done % TRIM_EVERY == 0:
+            trim_heap()   # steps of ever-changing tensor sizes fragment the C heap (see heap.py)
 
     def finish(self, policy, final: dict[str, Any]) -> dict[str, Any]:
         """The stage's result: steps, final metrics, every eval record, and the final policy's directory."""
