@@ -182,3 +182,12 @@ def test_agent_templates_splits_the_tasks_by_template(tmp_path, monkeypatch, cap
     assert sum(int(row[2]) for row in templates) == 6 and total[1].strip() == "all" and int(total[2]) == 6
     errors = int(out.split("tool errors: ")[1].split()[0])
     assert "in 12 sampled episodes" in out and errors >= 0
+
+
+def test_heap_growth_runs_both_sides_in_their_own_process():
+    """Each side is a fresh process that trains, trims (or not) and reports its memory."""
+    import heap_growth
+
+    kept, trimmed = heap_growth.side(False, 2, 1, 1), heap_growth.side(True, 10, 1, 1)
+    for report in (kept, trimmed):
+        assert report["step_s"] > 0 and report["peak"] >= report["final"] > 100 * 2 ** 20
