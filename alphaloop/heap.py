@@ -16,6 +16,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import functools
+import os
 
 TRIM_EVERY = 10   # steps between trims: a trim's page faults spread over ten steps
 
@@ -28,6 +29,12 @@ def _libc() -> ctypes.CDLL | None:
     except (OSError, AttributeError):
         return None
     return libc
+
+
+def resident_bytes() -> int:
+    """This process's resident memory (RSS) in bytes, read from /proc (Linux)."""
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
 def trim_heap() -> bool:

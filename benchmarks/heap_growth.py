@@ -4,7 +4,7 @@ Each side runs in a fresh subprocess (a heap of its own): `--steps` invoices imi
 (`collect.demonstrations` -> `batch.episode_batch` -> `completion_imitation_loss` -> AdamW, memory 3,
 a fresh 0.85M-parameter policy), one side trimming the C heap every `heap.TRIM_EVERY` steps as the
 training loops do, the other never. Printed per side and round: mean step time, peak RSS and RSS
-after the last step (Linux: read from /proc/self/statm); rounds alternate the sides so that load
+after the last step (Linux: `heap.resident_bytes`); rounds alternate the sides so that load
 from other processes hits both.
 
     .venv/bin/python benchmarks/heap_growth.py [--steps 80] [--batch 12] [--threads 2] [--rounds 2]
@@ -22,12 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import REPO, machine  # noqa: E402
 
 SIDE = """
-import json, os, random, sys, time
+import json, random, sys, time
 import torch
 from alphaloop.batch import episode_batch
 from alphaloop.collect import demonstrations
 from alphaloop.envs import make_env
-from alphaloop.heap import TRIM_EVERY, trim_heap
+from alphaloop.heap import TRIM_EVERY, resident_bytes as rss, trim_heap
 from alphaloop.learners.imitate import completion_imitation_loss
 from alphaloop.policies.arch import LMArch
 from alphaloop.policies.lm import LMPolicy
@@ -37,7 +37,6 @@ env = make_env("invoices", split="train", memory=3)
 policy = LMPolicy.build(LMArch(max_seq_len=256), alphabet=env.alphabet, seed=0)
 policy.model.train()
 optimizer = torch.optim.AdamW(policy.model.parameters(), lr=3e-3)
-rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")  # noqa: E731
 peak, began = 0, time.time()
 for step in range(steps):
     episodes = demonstrations(env, policy, random.Random(step), batch_size)

@@ -10,10 +10,9 @@ import pytest
 from alphaloop import heap
 
 FRAGMENT = """
-import ctypes, os, torch
-from alphaloop.heap import trim_heap
+import ctypes, torch
+from alphaloop.heap import resident_bytes as rss, trim_heap
 ctypes.CDLL("libc.so.6").mallopt(-3, 64 << 20)   # M_MMAP_THRESHOLD: tensors below 64 MiB come from the heap
-rss = lambda: int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 tensors = [torch.ones(250_000 + 1000 * i) for i in range(400)]   # about 1 GiB in 1-2.6 MB pieces
 kept = tensors[::20]                                             # a few stay: the heap cannot shrink from its top
 del tensors
